@@ -1,0 +1,35 @@
+// Workgroup sum with subgroup operations: the reduction for adapters with SUBGROUP.
+//
+// Appended by the host to an op file (e.g. layer_norm.wgsl), which declares
+// `override WG: u32` (a multiple of the adapter's largest subgroup size, so every
+// subgroup is full).
+//
+// Scheme: `subgroupAdd` sums each subgroup in registers (no barrier); the first
+// lane of each subgroup writes that sum to its slot in `partials`; after one
+// barrier every lane adds the slots itself (WG / subgroup size of them: 8 on a
+// 256-lane workgroup of 32-wide subgroups), and a last barrier lets the next call
+// reuse `partials`. The subgroup size is read from the hardware, never assumed.
+// The order of additions is fixed, so results are bit-for-bit repeatable.
+
+struct LaneIds {
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(subgroup_id) subgroup: u32,
+    @builtin(num_subgroups) subgroups: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+}
+
+var<workgroup> partials: array<f32, MAX_WG>;
+
+fn workgroup_sum(v: f32, ids: LaneIds) -> f32 {
+    let subgroup_total = subgroupAdd(v);
+    if (ids.lane == 0u) {
+        partials[ids.subgroup] = subgroup_total;
+    }
+    workgroupBarrier();
+    var total = 0.0;
+    for (var i = 0u; i < ids.subgroups; i = i + 1u) {
+        total = total + partials[i];
+    }
+    workgroupBarrier();
+    return total;
+}

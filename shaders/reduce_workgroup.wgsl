@@ -1,0 +1,30 @@
+// Workgroup sum in workgroup memory: the reduction for adapters without subgroups.
+//
+// Appended by the host to an op file (e.g. layer_norm.wgsl), which declares
+// `override WG: u32` (a power of two, at most `MAX_WG`).
+//
+// Scheme: every lane writes its value to `partials`, then a tree halves the
+// number of live slots each step (lane i adds slot i + stride into slot i), with a
+// barrier between steps: log2(WG) steps, log2(WG) + 2 barriers. The result is read
+// by every lane from slot 0, and a last barrier lets the next call reuse `partials`.
+// The order of additions is fixed, so results are bit-for-bit repeatable.
+
+struct LaneIds {
+    @builtin(local_invocation_index) lid: u32,
+}
+
+var<workgroup> partials: array<f32, MAX_WG>;
+
+fn workgroup_sum(v: f32, ids: LaneIds) -> f32 {
+    partials[ids.lid] = v;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
+        if (ids.lid < stride) {
+            partials[ids.lid] = partials[ids.lid] + partials[ids.lid + stride];
+        }
+        workgroupBarrier();
+    }
+    let total = partials[0];
+    workgroupBarrier();
+    return total;
+}

@@ -1,0 +1,126 @@
+//! `wgpu-norm check`: the same inputs on every adapter, each compared with the
+//! f64 reference and with each other.
+
+use wgpu_norm::{Context, ContextOptions, GpuTensor, LayerNorm, reference, synthetic};
+
+use crate::common::{CliError, CliResult, Shape, shape_string};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Tensor shape; the last dimension is normalised.
+    #[arg(long, default_value = "4x33x1025")]
+    shape: Shape,
+    /// Seed of the random data.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+struct Outcome {
+    name: String,
+    y: Option<Vec<f32>>,
+    detail: String,
+}
+
+pub fn main(args: Args) -> CliResult {
+    let shape = &args.shape.0;
+    let cols = *shape.last().expect("Shape gives at least one dim");
+    let n: usize = shape.iter().product();
+    // A large mean offset makes the check sensitive to cancellation.
+    let x = synthetic::normal(args.seed, n, 1000.0, 1.0);
+    let gamma = synthetic::normal(args.seed + 1, cols, 1.0, 0.1);
+    let beta = synthetic::normal(args.seed + 2, cols, 0.0, 0.1);
+    let want = reference::layer_norm(&x, cols, Some(&gamma), Some(&beta), 1e-5);
+    let tol = reference::layer_norm_tolerance(&x, &want, Some(&gamma), Some(&beta));
+
+    let adapters = pollster::block_on(Context::adapters(Some(wgpu::Backends::all())));
+    if adapters.is_empty() {
+        return Err(CliError::Failed(
+            wgpu_norm::Error::NoAdapter {
+                wanted: "any backend".into(),
+            }
+            .to_string(),
+        ));
+    }
+    let mut outcomes = Vec::new();
+    for adapter in &adapters {
+        let info = adapter.get_info();
+        let name = format!("{} ({:?})", info.name, info.backend);
+        let result = (|| -> wgpu_norm::Result<(Vec<f32>, String)> {
+            let ctx =
+                pollster::block_on(Context::from_adapter(adapter, &ContextOptions::default()))?;
+            let op = LayerNorm::new();
+            let plan = op.plan(&ctx, cols);
+            let xg = GpuTensor::from_slice(&ctx, &x, shape)?;
+            let gg = GpuTensor::from_slice(&ctx, &gamma, &[cols])?;
+            let bg = GpuTensor::from_slice(&ctx, &beta, &[cols])?;
+            let y = op.forward(&ctx, &xg, Some(&gg), Some(&bg))?.read(&ctx)?;
+            Ok((
+                y,
+                format!("{} lanes, {:?}", plan.workgroup_size, plan.reduction),
+            ))
+        })();
+        outcomes.push(match result {
+            Ok((y, kernel)) => Outcome {
+                name,
+                y: Some(y),
+                detail: kernel,
+            },
+            Err(e) => Outcome {
+                name,
+                y: None,
+                detail: format!("error: {e}"),
+            },
+        });
+    }
+
+    println!(
+        "layer norm of {} (mean offset 1000) on {} adapter(s); tolerance {tol:.3e}",
+        shape_string(shape),
+        outcomes.len()
+    );
+    println!(
+        "{:<48} {:>14}  {:<6} kernel",
+        "adapter", "max |y - ref|", "result"
+    );
+    let mut failed = 0;
+    for o in &outcomes {
+        match &o.y {
+            Some(y) => {
+                let err = reference::max_abs_error(y, &want.y);
+                let ok = err <= tol;
+                failed += usize::from(!ok);
+                println!(
+                    "{:<48} {:>14.3e}  {:<6} {}",
+                    o.name,
+                    err,
+                    if ok { "ok" } else { "FAILED" },
+                    o.detail
+                );
+            }
+            None => {
+                failed += 1;
+                println!("{:<48} {:>14}  {:<6} {}", o.name, "-", "FAILED", o.detail);
+            }
+        }
+    }
+    let ran: Vec<_> = outcomes
+        .iter()
+        .filter_map(|o| o.y.as_ref().map(|y| (&o.name, y)))
+        .collect();
+    for (i, (a, ya)) in ran.iter().enumerate() {
+        for (b, yb) in ran.iter().skip(i + 1) {
+            let yb64: Vec<f64> = yb.iter().map(|&v| v as f64).collect();
+            let diff = reference::max_abs_error(ya, &yb64);
+            let ok = diff <= 2.0 * tol;
+            failed += usize::from(!ok);
+            println!(
+                "{a} vs {b}: max |difference| {diff:.3e} {}",
+                if ok { "ok" } else { "FAILED" }
+            );
+        }
+    }
+    if failed > 0 {
+        return Err(CliError::Failed(format!("{failed} comparison(s) failed")));
+    }
+    Ok(())
+}

@@ -1,0 +1,45 @@
+//! `wgpu-norm`: list adapters, run layer norm on the default shape, apply it
+//! to NPY files, and check every adapter against the f64 reference.
+
+mod adapters;
+mod apply;
+mod check;
+mod common;
+mod run;
+
+use clap::{Parser, Subcommand};
+
+/// Layer normalisation as WGSL kernels on any GPU, through wgpu.
+#[derive(Parser)]
+#[command(name = "wgpu-norm", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Lists every adapter wgpu finds, with its features and key limits.
+    Adapters(adapters::Args),
+    /// Layer-norm of seeded random data, checked against the f64 reference and timed
+    /// (the default command).
+    Run(run::Args),
+    /// Runs an op on NPY files (f32, C order) with ONNX semantics.
+    Apply(apply::Args),
+    /// Runs the op on every adapter and compares each with the reference and the others.
+    Check(check::Args),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command.unwrap_or(Command::Run(run::Args::default())) {
+        Command::Adapters(args) => adapters::main(args),
+        Command::Run(args) => run::main(args),
+        Command::Apply(args) => apply::main(args),
+        Command::Check(args) => check::main(args),
+    };
+    if let Err(e) = result {
+        eprintln!("wgpu-norm: {e}");
+        std::process::exit(e.exit_code());
+    }
+}

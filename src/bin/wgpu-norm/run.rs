@@ -1,0 +1,123 @@
+//! `wgpu-norm run`: the main job. Layer-norm of seeded random data on the best
+//! adapter, checked against the f64 reference, and timed.
+
+use std::time::Instant;
+
+use serde_json::json;
+use wgpu_norm::{GpuTensor, LayerNorm, reference, synthetic};
+
+use crate::common::{CliError, CliResult, Shape, adapter_label, open, shape_string};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Tensor shape; the last dimension is normalised.
+    #[arg(long, default_value = "8x512x768")]
+    shape: Shape,
+    /// vulkan, gl, metal or dx12 (default: WGPU_BACKEND, else the best adapter).
+    #[arg(long)]
+    backend: Option<String>,
+    /// Timed iterations (after one warm-up run that includes the shader compile).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    iters: u32,
+    /// Seed of the random data.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Print one JSON object as the last line of stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+impl Default for Args {
+    fn default() -> Self {
+        Args {
+            shape: Shape(vec![8, 512, 768]),
+            backend: None,
+            iters: 20,
+            seed: 0,
+            json: false,
+        }
+    }
+}
+
+pub fn main(args: Args) -> CliResult {
+    let ctx = open(args.backend.as_deref())?;
+    let shape = &args.shape.0;
+    let cols = *shape.last().expect("Shape gives at least one dim");
+    let n: usize = shape.iter().product();
+    let x = synthetic::normal(args.seed, n, 0.0, 1.0);
+    let gamma = synthetic::normal(args.seed + 1, cols, 1.0, 0.1);
+    let beta = synthetic::normal(args.seed + 2, cols, 0.0, 0.1);
+
+    let x_gpu = GpuTensor::from_slice(&ctx, &x, shape)?;
+    let g_gpu = GpuTensor::from_slice(&ctx, &gamma, &[cols])?;
+    let b_gpu = GpuTensor::from_slice(&ctx, &beta, &[cols])?;
+    let op = LayerNorm::new();
+    let plan = op.plan(&ctx, cols);
+
+    // Warm-up: compiles the pipeline (tens to hundreds of ms on Mesa), and
+    // gives the values we check.
+    let y = op.forward(&ctx, &x_gpu, Some(&g_gpu), Some(&b_gpu))?;
+    let got = y.read(&ctx)?;
+    let want = reference::layer_norm(&x, cols, Some(&gamma), Some(&beta), op.epsilon as f64);
+    let max_err = reference::max_abs_error(&got, &want.y);
+    let tol = reference::layer_norm_tolerance(&x, &want, Some(&gamma), Some(&beta));
+    let ok = max_err <= tol;
+
+    let mut times_ms = Vec::with_capacity(args.iters as usize);
+    for _ in 0..args.iters {
+        let start = Instant::now();
+        op.forward(&ctx, &x_gpu, Some(&g_gpu), Some(&b_gpu))?;
+        times_ms.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    times_ms.sort_by(f64::total_cmp);
+    let median_ms = times_ms[times_ms.len() / 2];
+    let min_ms = times_ms[0];
+    // Memory moved: x read and y written once each.
+    let gbps = 2.0 * n as f64 * 4.0 / (median_ms * 1e-3) / 1e9;
+
+    let info = ctx.adapter_info();
+    println!("adapter     {}", adapter_label(info));
+    println!(
+        "shape       {} ({} rows of {cols}), kernel: {} lanes per row, {:?} reduction",
+        shape_string(shape),
+        n / cols,
+        plan.workgroup_size,
+        plan.reduction
+    );
+    println!(
+        "check       max |y - f64 reference| = {max_err:.3e} (tolerance {tol:.3e}): {}",
+        if ok { "ok" } else { "FAILED" }
+    );
+    println!(
+        "time        median {median_ms:.3} ms, min {min_ms:.3} ms over {} iterations (CPU wall clock, submit to done), {gbps:.2} GB/s",
+        args.iters
+    );
+    if args.json {
+        println!(
+            "{}",
+            json!({
+                "adapter": info.name,
+                "backend": format!("{:?}", info.backend),
+                "shape": shape_string(shape),
+                "rows": n / cols,
+                "cols": cols,
+                "workgroup_size": plan.workgroup_size,
+                "reduction": format!("{:?}", plan.reduction),
+                "max_abs_error": max_err,
+                "tolerance": tol,
+                "ok": ok,
+                "iters": args.iters,
+                "timing_source": "cpu_wall_clock",
+                "median_ms": median_ms,
+                "min_ms": min_ms,
+                "gbps": gbps,
+            })
+        );
+    }
+    if !ok {
+        return Err(CliError::Failed(format!(
+            "layer norm differs from the f64 reference by {max_err:.3e} > {tol:.3e}"
+        )));
+    }
+    Ok(())
+}

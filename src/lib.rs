@@ -1,0 +1,56 @@
+//! # wgpu-norm
+//!
+//! Layer normalisation as WGSL compute kernels, run through [`wgpu`] on any
+//! GPU (Vulkan, Metal, DX12, GL) — and on Mesa's software adapters where there
+//! is none.
+//!
+//! Bring your own device ([`Context::from_device`]) or let the crate open one
+//! ([`Context::new`], honouring `WGPU_BACKEND` and `WGPU_ADAPTER_NAME`). Put
+//! data in a [`GpuTensor`], run a [`LayerNorm`] — either as a call that
+//! submits and waits, or encoded into your own `CommandEncoder` with
+//! [`LayerNorm::encode`] — and compare with the f64 [`reference`].
+//!
+//! ```
+//! use wgpu_norm::{Context, GpuTensor, LayerNorm, reference};
+//!
+//! let ctx = Context::new()?;
+//! let (rows, dim) = (4, 768);
+//! let data: Vec<f32> = (0..rows * dim).map(|i| (i % 97) as f32 * 0.5 + 1000.0).collect();
+//! let gamma = vec![1.5f32; dim];
+//! let beta = vec![-0.25f32; dim];
+//!
+//! let x = GpuTensor::from_slice(&ctx, &data, &[1, rows, dim])?;
+//! let g = GpuTensor::from_slice(&ctx, &gamma, &[dim])?;
+//! let b = GpuTensor::from_slice(&ctx, &beta, &[dim])?;
+//! let y = LayerNorm::new().forward(&ctx, &x, Some(&g), Some(&b))?.read(&ctx)?;
+//!
+//! let want = reference::layer_norm(&data, dim, Some(&gamma), Some(&beta), 1e-5);
+//! let max_err = y.iter().zip(&want.y).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max);
+//! assert!(max_err < 1e-4, "max error {max_err}");
+//! # Ok::<(), wgpu_norm::Error>(())
+//! ```
+//!
+//! Where things live: the kernels are `shaders/*.wgsl` (the reduction scheme
+//! is explained at the top of each); which kernel variant runs and how rows are
+//! cut into dispatches is decided in one place, [`plan`]; errors are one enum,
+//! [`Error`].
+#![warn(missing_docs)]
+
+mod context;
+mod error;
+mod kernels;
+mod ops;
+pub mod plan;
+pub mod reference;
+pub mod synthetic;
+mod tensor;
+
+pub use context::{
+    Capabilities, Context, ContextOptions, OPTIONAL_FEATURES, SubgroupSizes, parse_backend,
+};
+pub use error::{Error, Result};
+pub use kernels::{LAYER_NORM_WGSL, LayerNormVariant, REDUCE_SUBGROUP_WGSL, REDUCE_WORKGROUP_WGSL};
+pub use ops::layer_norm::{LayerNorm, LayerNormIo, LayerNormOutput};
+pub use plan::Reduction;
+pub use tensor::{GpuTensor, TENSOR_USAGES};
+pub use wgpu;

@@ -1,0 +1,3 @@
+//! The operations, one file each.
+
+pub mod layer_norm;
