@@ -249,6 +249,12 @@ impl Context {
         &self.inner.kernels
     }
 
+    /// How many compute pipelines this context has built (each kernel
+    /// specialisation is built once, on first use, and then reused).
+    pub fn cached_pipelines(&self) -> usize {
+        self.inner.kernels.pipeline_count()
+    }
+
     /// Blocks until all submitted work is done.
     pub fn wait(&self) -> Result<()> {
         self.inner

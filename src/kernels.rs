@@ -117,6 +117,13 @@ impl Kernels {
         }
     }
 
+    pub(crate) fn pipeline_count(&self) -> usize {
+        self.pipelines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
     pub(crate) fn layer_norm_layout(&self) -> &wgpu::BindGroupLayout {
         &self.layer_norm_layout
     }

@@ -76,13 +76,28 @@ impl LayerNormPlan {
         }
     }
 
-    /// The same plan with the reduction forced (falls back to the workgroup
-    /// tree when the subgroup path cannot run).
-    pub fn with_reduction(mut self, reduction: Reduction, capabilities: Capabilities) -> Self {
-        if reduction == Reduction::Workgroup || capabilities.subgroups.is_some() {
-            self.reduction = reduction;
+    /// The same plan with the reduction forced. The subgroup reduction needs
+    /// `Features::SUBGROUP` (`Error::MissingFeature` without it) and a
+    /// workgroup that holds whole subgroups (the workgroup grows to one
+    /// subgroup if it is smaller).
+    pub fn with_reduction(
+        mut self,
+        reduction: Reduction,
+        capabilities: Capabilities,
+        adapter: &str,
+    ) -> Result<Self> {
+        if reduction == Reduction::Subgroup {
+            let sizes = capabilities
+                .subgroups
+                .ok_or_else(|| Error::MissingFeature {
+                    op: "the subgroup reduction",
+                    feature: "SUBGROUP",
+                    adapter: adapter.to_string(),
+                })?;
+            self.workgroup_size = self.workgroup_size.max(sizes.max);
         }
-        self
+        self.reduction = reduction;
+        Ok(self)
     }
 }
 

@@ -17,7 +17,7 @@ use crate::tensor::GpuTensor;
 /// ```
 /// use wgpu_norm::{Context, GpuTensor, LayerNorm};
 /// let ctx = Context::new()?;
-/// let x = GpuTensor::from_slice(&ctx, &[1.0, 2.0, 3.0, 4.0, 10.0, 10.0], &[2, 3])?;
+/// let x = GpuTensor::from_slice(&ctx, &[1.0, 2.0, 3.0, 10.0, 10.0, 10.0], &[2, 3])?;
 /// let y = LayerNorm::new().forward(&ctx, &x, None, None)?.read(&ctx)?;
 /// assert!((y[0] + 1.2247).abs() < 1e-3 && y[3..].iter().all(|v| *v == 0.0));
 /// # Ok::<(), wgpu_norm::Error>(())
@@ -105,8 +105,9 @@ impl LayerNorm {
         self
     }
 
-    /// Forces the subgroup or the workgroup-memory reduction (where the
-    /// adapter can run it; otherwise the workgroup tree is used).
+    /// Forces the subgroup or the workgroup-memory reduction instead of the
+    /// plan's choice. Forcing [`Reduction::Subgroup`] on an adapter without
+    /// subgroups makes every call fail with `Error::MissingFeature`.
     pub fn with_reduction(mut self, reduction: Reduction) -> Self {
         self.reduction = Some(reduction);
         self
@@ -133,12 +134,13 @@ impl LayerNorm {
             .collect())
     }
 
-    /// The kernel variant the plan picks for rows of `cols` values on `ctx`.
-    pub fn plan(&self, ctx: &Context, cols: usize) -> LayerNormPlan {
+    /// The kernel variant the plan picks for rows of `cols` values on `ctx`
+    /// (an error only when a forced reduction cannot run there).
+    pub fn plan(&self, ctx: &Context, cols: usize) -> Result<LayerNormPlan> {
         let plan = LayerNormPlan::new(cols, ctx.capabilities(), ctx.limits());
         match self.reduction {
-            Some(r) => plan.with_reduction(r, ctx.capabilities()),
-            None => plan,
+            Some(r) => plan.with_reduction(r, ctx.capabilities(), &ctx.adapter_info().name),
+            None => Ok(plan),
         }
     }
 
@@ -297,7 +299,7 @@ impl LayerNorm {
         io: &LayerNormIo<'_>,
     ) -> Result<()> {
         let (rows, cols) = self.validate(io)?;
-        let plan = self.plan(ctx, cols);
+        let plan = self.plan(ctx, cols)?;
         let limits = ctx.limits();
         let align = limits.min_storage_buffer_offset_alignment as u64;
         let row_bytes = cols as u64 * 4;

@@ -1,0 +1,303 @@
+//! Layer-norm forward against the f64 reference, on data that hurts.
+
+use wgpu_norm::{GpuTensor, LayerNorm, reference, synthetic};
+
+use crate::common::{check, ctx, forward, reductions};
+
+/// The dims the issue names: tiny, odd, around powers of two, and long.
+const DIMS: &[usize] = &[
+    1, 2, 3, 4, 5, 7, 31, 32, 33, 63, 64, 65, 255, 256, 257, 1023, 1024, 1025, 4095, 4096, 4097,
+    65537,
+];
+
+fn params(seed: u64, cols: usize) -> (Vec<f32>, Vec<f32>) {
+    (
+        synthetic::normal(seed, cols, 1.0, 0.5),
+        synthetic::normal(seed + 1, cols, 0.0, 0.5),
+    )
+}
+
+#[test]
+fn every_dim_and_small_row_count_matches_the_reference() {
+    let ctx = ctx();
+    for reduction in reductions(ctx) {
+        let op = LayerNorm::new().with_reduction(reduction);
+        for (i, &dim) in DIMS.iter().enumerate() {
+            for rows in [1usize, 2, 3] {
+                let seed = (i * 10 + rows) as u64;
+                let x = synthetic::normal(seed, rows * dim, 0.5, 2.0);
+                let (g, b) = params(seed + 100, dim);
+                check("normal", ctx, op, &[rows, dim], &x, Some(&g), Some(&b));
+            }
+        }
+    }
+}
+
+#[test]
+fn more_than_65535_rows() {
+    // The grid's x dimension holds 65,535 workgroups; the rest go to y.
+    let ctx = ctx();
+    for reduction in reductions(ctx) {
+        let op = LayerNorm::new().with_reduction(reduction);
+        for dim in [1usize, 3, 33, 257] {
+            let rows = 70_000;
+            let x = synthetic::normal(dim as u64, rows * dim, -1.0, 3.0);
+            let (g, b) = params(7, dim);
+            check("70000 rows", ctx, op, &[rows, dim], &x, Some(&g), Some(&b));
+        }
+    }
+}
+
+#[test]
+fn huge_rows() {
+    // 2^21 values per row: 2,048 vec4 per lane per pass at 256 lanes, far from
+    // llvmpipe's 65,535-iteration cap on an invocation's loops.
+    let ctx = ctx();
+    for reduction in reductions(ctx) {
+        let op = LayerNorm::new().with_reduction(reduction);
+        for (rows, dim) in [(2usize, 1usize << 21), (1, (1 << 21) + 3)] {
+            let x = synthetic::normal(3, rows * dim, 0.0, 1.0);
+            let (g, b) = params(5, dim);
+            check("huge row", ctx, op, &[rows, dim], &x, Some(&g), Some(&b));
+        }
+    }
+}
+
+#[test]
+fn large_mean_offset_keeps_the_accuracy_of_centred_data() {
+    // 10000 + N(0,1): E[x²] − E[x]² in f32 would lose every digit here. The
+    // same tolerance as for centred data applies, and the error must stay
+    // within a small factor of the centred data's.
+    let ctx = ctx();
+    for reduction in reductions(ctx) {
+        let op = LayerNorm::new().with_reduction(reduction);
+        for dim in [768usize, 4097, 65537] {
+            let noise = synthetic::normal(11, 4 * dim, 0.0, 1.0);
+            let offset: Vec<f32> = noise.iter().map(|v| v + 10_000.0).collect();
+            let centred = check("centred", ctx, op, &[4, dim], &noise, None, None);
+            let shifted = check("offset 10000", ctx, op, &[4, dim], &offset, None, None);
+            assert!(
+                shifted <= 10.0 * centred.max(1e-6),
+                "dim {dim}: offset error {shifted:.3e} vs centred {centred:.3e}"
+            );
+        }
+    }
+}
+
+#[test]
+fn constant_rows_give_beta_exactly() {
+    let ctx = ctx();
+    for reduction in reductions(ctx) {
+        let op = LayerNorm::new().with_reduction(reduction);
+        for dim in [1usize, 5, 768, 4097] {
+            let values = [0.0f32, -3.5, 0.1, 12345.678, 1e-20];
+            let x: Vec<f32> = values
+                .iter()
+                .flat_map(|&v| std::iter::repeat_n(v, dim))
+                .collect();
+            let (g, b) = params(dim as u64, dim);
+            let got = forward(ctx, op, &[values.len(), dim], &x, Some(&g), Some(&b));
+            for (r, row) in got.y.chunks(dim).enumerate() {
+                assert_eq!(row, &b[..], "dim {dim} row {r} (constant {})", values[r]);
+                assert_eq!(got.mean[r], values[r], "dim {dim} row {r}: mean");
+                let want_rstd = 1.0 / (op.epsilon as f64).sqrt();
+                assert!(
+                    (got.rstd[r] as f64 - want_rstd).abs() / want_rstd < 1e-5,
+                    "rstd {}",
+                    got.rstd[r]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn nan_and_inf_stay_in_their_row() {
+    let ctx = ctx();
+    for reduction in reductions(ctx) {
+        let op = LayerNorm::new().with_reduction(reduction);
+        for dim in [1usize, 7, 1025] {
+            let rows = 5;
+            let mut x = synthetic::normal(dim as u64, rows * dim, 0.0, 1.0);
+            x[dim + dim / 2] = f32::NAN; // row 1
+            x[3 * dim] = f32::INFINITY; // row 3, first value (the pivot)
+            let got = forward(ctx, op, &[rows, dim], &x, None, None);
+            let want = reference::layer_norm(&x, dim, None, None, 1e-5);
+            for r in 0..rows {
+                let (g, w) = (
+                    &got.y[r * dim..(r + 1) * dim],
+                    &want.y[r * dim..(r + 1) * dim],
+                );
+                if r == 1 || r == 3 {
+                    assert!(
+                        g.iter().all(|v| v.is_nan()),
+                        "dim {dim}: row {r} should be all NaN: {:?}",
+                        &g[..g.len().min(4)]
+                    );
+                } else {
+                    let err = reference::max_abs_error(g, w);
+                    assert!(
+                        err < 1e-4,
+                        "dim {dim}: row {r} was disturbed by its neighbours: {err:.3e}"
+                    );
+                }
+            }
+            check("NaN/Inf rows", ctx, op, &[rows, dim], &x, None, None);
+        }
+    }
+}
+
+#[test]
+fn gamma_and_beta_are_optional_each_alone() {
+    let ctx = ctx();
+    for reduction in reductions(ctx) {
+        let op = LayerNorm::new().with_reduction(reduction);
+        let (rows, dim) = (3, 257);
+        let x = synthetic::normal(21, rows * dim, 2.0, 0.5);
+        let (g, b) = params(22, dim);
+        for (gamma, beta) in [
+            (None, None),
+            (Some(&g[..]), None),
+            (None, Some(&b[..])),
+            (Some(&g[..]), Some(&b[..])),
+        ] {
+            check(
+                "gamma/beta optional",
+                ctx,
+                op,
+                &[rows, dim],
+                &x,
+                gamma,
+                beta,
+            );
+        }
+    }
+}
+
+#[test]
+fn axis_normalises_trailing_dims() {
+    let ctx = ctx();
+    let shape = [2usize, 3, 5, 7];
+    let x = synthetic::normal(31, shape.iter().product(), 0.0, 1.0);
+    for (axis, cols) in [(-1isize, 7usize), (-2, 35), (1, 105), (0, 210), (3, 7)] {
+        let op = LayerNorm::new().with_axis(axis);
+        assert_eq!(op.rows_cols(&shape).unwrap(), (210 / cols, cols));
+        let (g, b) = params(32, cols);
+        check("axis", ctx, op, &shape, &x, Some(&g), Some(&b));
+        let stats = op.stats_shape(&shape).unwrap();
+        assert_eq!(stats.iter().product::<usize>(), 210 / cols);
+        assert!(stats[shape.len() - 1] == 1);
+    }
+}
+
+#[test]
+fn epsilon_is_inside_the_square_root() {
+    let ctx = ctx();
+    let x = synthetic::normal(41, 4 * 64, 0.0, 0.01);
+    for eps in [0.0f32, 1e-5, 0.5, 3.0] {
+        check(
+            "epsilon",
+            ctx,
+            LayerNorm::new().with_epsilon(eps),
+            &[4, 64],
+            &x,
+            None,
+            None,
+        );
+    }
+}
+
+#[test]
+fn tensor_over_the_binding_limit_is_chunked() {
+    // 8200 x 4097 f32 = 134.4 MB > lavapipe's and llvmpipe GL's 128 MiB
+    // max_storage_buffer_binding_size: two dispatches, one per chunk.
+    let ctx = ctx();
+    let (rows, dim) = (8200usize, 4097usize);
+    let bytes = (rows * dim * 4) as u64;
+    assert!(
+        bytes > ctx.limits().max_storage_buffer_binding_size,
+        "the test must exceed the binding limit"
+    );
+    let x = synthetic::normal(51, rows * dim, 3.0, 1.0);
+    let (g, b) = params(52, dim);
+    check(
+        "over the binding limit",
+        ctx,
+        LayerNorm::new(),
+        &[rows, dim],
+        &x,
+        Some(&g),
+        Some(&b),
+    );
+}
+
+#[test]
+fn caller_buffers_at_odd_offsets() {
+    // Tensors wrapped in a caller's buffer at offsets that are not 16-byte
+    // (nor 256-byte) aligned: the kernel's head/vec4/tail split and the
+    // binding windows must cope, also when x and y differ in phase.
+    let ctx = ctx();
+    let (rows, dim) = (9usize, 37usize);
+    let x = synthetic::normal(61, rows * dim, 1.0, 1.0);
+    let want = reference::layer_norm(&x, dim, None, None, 1e-5);
+    let tol = reference::layer_norm_tolerance(&x, &want, None, None);
+    for (x_off, y_off) in [(4u64, 4u64), (4, 8), (260, 0), (12, 1028)] {
+        let make = |len: usize| {
+            ctx.device().create_buffer(&wgpu::BufferDescriptor {
+                label: None,
+                size: 2048 + len as u64 * 4,
+                usage: wgpu_norm::TENSOR_USAGES,
+                mapped_at_creation: false,
+            })
+        };
+        let xb = make(x.len());
+        ctx.queue()
+            .write_buffer(&xb, x_off, bytemuck::cast_slice(&x));
+        let xt = GpuTensor::from_buffer(xb, x_off, &[rows, dim]).unwrap();
+        let yt = GpuTensor::from_buffer(make(x.len()), y_off, &[rows, dim]).unwrap();
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        let io = wgpu_norm::LayerNormIo {
+            x: &xt,
+            y: &yt,
+            gamma: None,
+            beta: None,
+            mean: None,
+            rstd: None,
+        };
+        LayerNorm::new().encode(ctx, &mut encoder, &io).unwrap();
+        ctx.queue().submit([encoder.finish()]);
+        let err = reference::max_abs_error(&yt.read(ctx).unwrap(), &want.y);
+        assert!(
+            err <= tol,
+            "offsets x {x_off} y {y_off}: {err:.3e} > {tol:.3e}"
+        );
+    }
+}
+
+mod properties {
+    use proptest::prelude::*;
+    use wgpu_norm::{LayerNorm, synthetic};
+
+    use crate::common::{check, ctx, reductions};
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+        /// Random shapes, offsets and scales match the reference.
+        #[test]
+        fn random_shapes_match_the_reference(
+            rows in 1usize..40,
+            dim in 1usize..3000,
+            mean in -1e4f32..1e4,
+            std in 1e-3f32..1e3,
+            seed in any::<u64>(),
+            pick in any::<bool>(),
+        ) {
+            let ctx = ctx();
+            let reduction = reductions(ctx)[usize::from(pick) % reductions(ctx).len()];
+            let x = synthetic::normal(seed, rows * dim, mean, std);
+            let g = synthetic::normal(seed ^ 1, dim, 1.0, 1.0);
+            let b = synthetic::normal(seed ^ 2, dim, 0.0, 1.0);
+            check("proptest", ctx, LayerNorm::new().with_reduction(reduction), &[rows, dim], &x, Some(&g), Some(&b));
+        }
+    }
+}
