@@ -44,6 +44,7 @@ pub mod plan;
 pub mod reference;
 pub mod synthetic;
 mod tensor;
+mod ticks;
 
 pub use context::{
     Capabilities, Context, ContextOptions, OPTIONAL_FEATURES, SubgroupSizes, parse_backend,
@@ -53,4 +54,8 @@ pub use kernels::{LAYER_NORM_WGSL, LayerNormVariant, REDUCE_SUBGROUP_WGSL, REDUC
 pub use ops::layer_norm::{LayerNorm, LayerNormIo, LayerNormOutput};
 pub use plan::Reduction;
 pub use tensor::{GpuTensor, TENSOR_USAGES};
+pub use ticks::{
+    DispatchToken, LabelStats, PoolStats, RecordKind, Report, TickRecord, Ticks, TicksSettings,
+    TimingSource,
+};
 pub use wgpu;

@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::kernels::LayerNormVariant;
 use crate::plan::{self, LayerNormPlan, Reduction};
 use crate::tensor::GpuTensor;
+use crate::ticks::Ticks;
 
 /// Layer normalisation over the trailing dimensions of a tensor, from `axis` on:
 ///
@@ -298,6 +299,30 @@ impl LayerNorm {
         encoder: &mut wgpu::CommandEncoder,
         io: &LayerNormIo<'_>,
     ) -> Result<()> {
+        self.encode_inner(ctx, encoder, io, None)
+    }
+
+    /// [`LayerNorm::encode`] with the pass timed by `ticks`, labelled
+    /// `layer_norm_forward <shape> (<lanes> lanes, <reduction>)`, with the
+    /// shape, kernel and chunk count in its args (and each chunk's dispatch
+    /// timed too when `ticks` times dispatches).
+    pub fn encode_ticked(
+        &self,
+        ctx: &Context,
+        encoder: &mut wgpu::CommandEncoder,
+        io: &LayerNormIo<'_>,
+        ticks: &mut Ticks,
+    ) -> Result<()> {
+        self.encode_inner(ctx, encoder, io, Some(ticks))
+    }
+
+    fn encode_inner(
+        &self,
+        ctx: &Context,
+        encoder: &mut wgpu::CommandEncoder,
+        io: &LayerNormIo<'_>,
+        mut ticks: Option<&mut Ticks>,
+    ) -> Result<()> {
         let (rows, cols) = self.validate(io)?;
         let plan = self.plan(ctx, cols)?;
         let limits = ctx.limits();
@@ -409,21 +434,45 @@ impl LayerNorm {
                 }));
             }
 
+            let shape = shape_string(io.x.shape());
+            let reduction = match plan.reduction {
+                Reduction::Subgroup => "subgroup",
+                Reduction::Workgroup => "workgroup",
+            };
             let label = format!(
-                "layer_norm_forward {:?} wg{} {:?}",
-                io.x.shape(),
-                plan.workgroup_size,
-                plan.reduction
+                "layer_norm_forward {shape} ({} lanes, {reduction})",
+                plan.workgroup_size
             );
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(&label),
-                timestamp_writes: None,
-            });
+            let args = [
+                ("shape", shape.clone()),
+                (
+                    "kernel",
+                    format!(
+                        "{} lanes per row, {reduction} reduction",
+                        plan.workgroup_size
+                    ),
+                ),
+                ("chunks", chunks.len().to_string()),
+            ];
+            let mut pass = match ticks.as_deref_mut() {
+                Some(t) => t.begin_compute_pass(encoder, &label, &args),
+                None => encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some(&label),
+                    timestamp_writes: None,
+                }),
+            };
             pass.set_pipeline(&pipeline);
-            for (chunk, bind_group) in chunks.iter().zip(&bind_groups) {
+            for (i, (chunk, bind_group)) in chunks.iter().zip(&bind_groups).enumerate() {
                 let (gx, gy) = plan::row_grid(chunk.rows);
                 pass.set_bind_group(0, bind_group, &[]);
+                let token = ticks.as_deref_mut().and_then(|t| {
+                    let rows = format!("{}..{}", chunk.first_row, chunk.first_row + chunk.rows);
+                    t.begin_dispatch(&mut pass, &format!("{label} chunk {i}"), &[("rows", rows)])
+                });
                 pass.dispatch_workgroups(gx, gy, 1);
+                if let Some(t) = ticks.as_deref_mut() {
+                    t.end_dispatch(&mut pass, token);
+                }
             }
         })
     }
@@ -466,6 +515,15 @@ fn bind_optional<'a>(
         Some((buffer, w)) => bind(buffer, w),
         None => dummy.as_entire_binding(),
     }
+}
+
+/// `8x512x768`.
+pub(crate) fn shape_string(shape: &[usize]) -> String {
+    shape
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join("x")
 }
 
 /// `axis` in `0..rank`, from ONNX's `-rank..rank`.

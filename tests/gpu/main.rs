@@ -12,3 +12,4 @@ mod cli;
 mod context;
 mod errors;
 mod layer_norm;
+mod ticks;

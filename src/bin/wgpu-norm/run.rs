@@ -4,7 +4,9 @@
 use std::time::Instant;
 
 use serde_json::json;
-use wgpu_norm::{GpuTensor, LayerNorm, reference, synthetic};
+use wgpu_norm::{
+    GpuTensor, LayerNorm, LayerNormIo, Ticks, TicksSettings, TimingSource, reference, synthetic,
+};
 
 use crate::common::{CliError, CliResult, Shape, adapter_label, open, shape_string};
 
@@ -25,6 +27,12 @@ pub struct Args {
     /// Print one JSON object as the last line of stdout.
     #[arg(long)]
     json: bool,
+    /// Write the passes' ticks as a Chrome trace (Perfetto, chrome://tracing).
+    #[arg(long)]
+    trace: Option<std::path::PathBuf>,
+    /// Time with the CPU wall clock even where the adapter has GPU timestamps.
+    #[arg(long)]
+    cpu_timing: bool,
 }
 
 impl Default for Args {
@@ -35,6 +43,8 @@ impl Default for Args {
             iters: 20,
             seed: 0,
             json: false,
+            trace: None,
+            cpu_timing: false,
         }
     }
 }
@@ -63,17 +73,50 @@ pub fn main(args: Args) -> CliResult {
     let tol = reference::layer_norm_tolerance(&x, &want, Some(&gamma), Some(&beta));
     let ok = max_err <= tol;
 
-    let mut times_ms = Vec::with_capacity(args.iters as usize);
-    for _ in 0..args.iters {
-        let start = Instant::now();
-        op.forward(&ctx, &x_gpu, Some(&g_gpu), Some(&b_gpu))?;
-        times_ms.push(start.elapsed().as_secs_f64() * 1e3);
+    // The timed loop: one ticked pass per step, several steps in flight.
+    let mut ticks = Ticks::new(
+        &ctx,
+        TicksSettings {
+            force_cpu_timing: args.cpu_timing,
+            ..Default::default()
+        },
+    );
+    let cpu_timed = ticks.timing_source() == TimingSource::CpuWallClock;
+    let io = LayerNormIo {
+        x: &x_gpu,
+        y: &y,
+        gamma: Some(&g_gpu),
+        beta: Some(&b_gpu),
+        mean: None,
+        rstd: None,
+    };
+    let started = Instant::now();
+    for step in 0..args.iters {
+        ticks.set_step(step as u64);
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        op.encode_ticked(&ctx, &mut encoder, &io, &mut ticks)?;
+        ticks.submit(encoder)?;
+        if cpu_timed {
+            // Wall-clock times are submit-to-done: keep one submission in flight.
+            ctx.wait()?;
+        }
     }
-    times_ms.sort_by(f64::total_cmp);
-    let median_ms = times_ms[times_ms.len() / 2];
-    let min_ms = times_ms[0];
+    ticks.flush()?;
+    let wall_ms = started.elapsed().as_secs_f64() * 1e3 / args.iters as f64;
+    let report = ticks.report();
+    let ln = report
+        .passes
+        .iter()
+        .find(|p| p.label.starts_with("layer_norm_forward"))
+        .ok_or_else(|| CliError::Failed("no layer-norm pass was timed".into()))?;
+    let median_ms = ln.median_us / 1e3;
+    let min_ms = ln.min_us / 1e3;
     // Memory moved: x read and y written once each.
     let gbps = 2.0 * n as f64 * 4.0 / (median_ms * 1e-3) / 1e9;
+    if let Some(path) = &args.trace {
+        std::fs::write(path, ticks.chrome_trace())
+            .map_err(|e| CliError::Failed(format!("{}: {e}", path.display())))?;
+    }
 
     let info = ctx.adapter_info();
     println!("adapter     {}", adapter_label(info));
@@ -89,9 +132,14 @@ pub fn main(args: Args) -> CliResult {
         if ok { "ok" } else { "FAILED" }
     );
     println!(
-        "time        median {median_ms:.3} ms, min {min_ms:.3} ms over {} iterations (CPU wall clock, submit to done), {gbps:.2} GB/s",
-        args.iters
+        "time        median {median_ms:.3} ms, min {min_ms:.3} ms over {} steps ({}), {gbps:.2} GB/s; {wall_ms:.3} ms per step on the CPU's clock",
+        args.iters, report.timing_source
     );
+    println!();
+    print!("{}", report.table());
+    if let Some(path) = &args.trace {
+        println!("trace       {}", path.display());
+    }
     if args.json {
         println!(
             "{}",
@@ -107,7 +155,15 @@ pub fn main(args: Args) -> CliResult {
                 "tolerance": tol,
                 "ok": ok,
                 "iters": args.iters,
-                "timing_source": "cpu_wall_clock",
+                "timing_source": report.timing_source,
+                "passes": report.passes.iter().map(|p| json!({
+                    "label": p.label,
+                    "count": p.count,
+                    "min_us": p.min_us,
+                    "median_us": p.median_us,
+                    "p95_us": p.p95_us,
+                    "max_us": p.max_us,
+                })).collect::<Vec<_>>(),
                 "median_ms": median_ms,
                 "min_ms": min_ms,
                 "gbps": gbps,
