@@ -161,6 +161,15 @@ pub enum Error {
         adapter: String,
     },
 
+    /// A kernel chosen explicitly cannot run this shape on this adapter.
+    #[error("kernel {kernel} cannot run here: {reason}")]
+    KernelUnsuitable {
+        /// The kernel's name.
+        kernel: &'static str,
+        /// Why not.
+        reason: String,
+    },
+
     /// wgpu reported a validation error.
     #[error("wgpu validation error during {during}: {message}")]
     Validation {

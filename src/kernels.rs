@@ -1,8 +1,9 @@
 //! The WGSL kernels and the cache of pipelines built from them.
 //!
-//! Sources are the `.wgsl` files in `shaders/`, compiled into the crate. An op
-//! file is completed by one reduction file (see the comment at the top of
-//! `shaders/layer_norm.wgsl`), and specialised with override constants
+//! Sources are the `.wgsl` files in `shaders/`, compiled into the crate. A
+//! kernel file is preceded by `layer_norm_common.wgsl` and, for a workgroup per
+//! row, followed by one reduction file (see the comment at the top of each), and
+//! specialised with override constants
 //! (workgroup size, which optional inputs and outputs exist). Every
 //! (kernel, reduction, overrides) combination is compiled once per
 //! [`Context`](crate::Context) and reused.
@@ -12,10 +13,21 @@ use std::sync::Mutex;
 
 use crate::context::Context;
 use crate::error::Result;
-use crate::plan::Reduction;
+use crate::plan::{BindingWindow, Kernel, LayerNormPlan, Reduction};
 
-/// `shaders/layer_norm.wgsl`: layer-norm forward, one workgroup per row.
-pub const LAYER_NORM_WGSL: &str = include_str!("../shaders/layer_norm.wgsl");
+/// `shaders/layer_norm_common.wgsl`: bindings and helpers of every layer-norm kernel.
+pub const LAYER_NORM_COMMON_WGSL: &str = include_str!("../shaders/layer_norm_common.wgsl");
+/// `shaders/layer_norm_row_per_lane.wgsl`: one invocation per row.
+pub const LAYER_NORM_ROW_PER_LANE_WGSL: &str =
+    include_str!("../shaders/layer_norm_row_per_lane.wgsl");
+/// `shaders/layer_norm_row_per_subgroup.wgsl`: one subgroup per row.
+pub const LAYER_NORM_ROW_PER_SUBGROUP_WGSL: &str =
+    include_str!("../shaders/layer_norm_row_per_subgroup.wgsl");
+/// `shaders/layer_norm_row_per_workgroup.wgsl`: one workgroup per row.
+pub const LAYER_NORM_ROW_PER_WORKGROUP_WGSL: &str =
+    include_str!("../shaders/layer_norm_row_per_workgroup.wgsl");
+/// `shaders/copy.wgsl`: the copy kernel benchmarks compare against.
+pub const COPY_WGSL: &str = include_str!("../shaders/copy.wgsl");
 /// `shaders/reduce_workgroup.wgsl`: workgroup-memory tree sum.
 pub const REDUCE_WORKGROUP_WGSL: &str = include_str!("../shaders/reduce_workgroup.wgsl");
 /// `shaders/reduce_subgroup.wgsl`: subgroup sum.
@@ -36,17 +48,37 @@ pub struct LayerNormVariant {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct PipelineKey {
-    reduction: Reduction,
-    workgroup_size: u32,
+    plan: LayerNormPlan,
     variant: LayerNormVariant,
+}
+
+/// The WGSL source of a layer-norm kernel: the common file, the kernel file,
+/// and (for a workgroup per row) the reduction file.
+pub fn layer_norm_source(kernel: Kernel) -> String {
+    let parts: &[&str] = match kernel {
+        Kernel::RowPerLane => &[LAYER_NORM_COMMON_WGSL, LAYER_NORM_ROW_PER_LANE_WGSL],
+        Kernel::RowPerSubgroup => &[LAYER_NORM_COMMON_WGSL, LAYER_NORM_ROW_PER_SUBGROUP_WGSL],
+        Kernel::RowPerWorkgroup(Reduction::Subgroup) => &[
+            LAYER_NORM_COMMON_WGSL,
+            LAYER_NORM_ROW_PER_WORKGROUP_WGSL,
+            REDUCE_SUBGROUP_WGSL,
+        ],
+        Kernel::RowPerWorkgroup(Reduction::Workgroup) => &[
+            LAYER_NORM_COMMON_WGSL,
+            LAYER_NORM_ROW_PER_WORKGROUP_WGSL,
+            REDUCE_WORKGROUP_WGSL,
+        ],
+    };
+    parts.join("\n")
 }
 
 /// Shader modules, layouts and pipelines of one device.
 pub(crate) struct Kernels {
     layer_norm_layout: wgpu::BindGroupLayout,
     layer_norm_pipeline_layout: wgpu::PipelineLayout,
-    modules: Mutex<HashMap<Reduction, wgpu::ShaderModule>>,
+    modules: Mutex<HashMap<Kernel, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
+    copy: Mutex<Option<wgpu::ComputePipeline>>,
     /// Bound where an optional input is absent (never read).
     pub(crate) dummy_input: wgpu::Buffer,
     /// Bound where an optional output is absent (never written). Separate from
@@ -112,6 +144,7 @@ impl Kernels {
             layer_norm_pipeline_layout,
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
+            copy: Mutex::new(None),
             dummy_input: dummy("wgpu-norm unused input"),
             dummy_output: dummy("wgpu-norm unused output"),
         }
@@ -124,6 +157,33 @@ impl Kernels {
             .len()
     }
 
+    /// The copy pipeline (`shaders/copy.wgsl`), built on first use.
+    pub(crate) fn copy(&self, ctx: &Context) -> Result<wgpu::ComputePipeline> {
+        let mut slot = self.copy.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = &*slot {
+            return Ok(p.clone());
+        }
+        let pipeline = ctx.scoped("building the copy pipeline", || {
+            let module = ctx
+                .device()
+                .create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some("copy"),
+                    source: wgpu::ShaderSource::Wgsl(COPY_WGSL.into()),
+                });
+            ctx.device()
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some("copy"),
+                    layout: None,
+                    module: &module,
+                    entry_point: Some("copy"),
+                    compilation_options: Default::default(),
+                    cache: None,
+                })
+        })?;
+        *slot = Some(pipeline.clone());
+        Ok(pipeline)
+    }
+
     pub(crate) fn layer_norm_layout(&self) -> &wgpu::BindGroupLayout {
         &self.layer_norm_layout
     }
@@ -132,15 +192,10 @@ impl Kernels {
     pub(crate) fn layer_norm_forward(
         &self,
         ctx: &Context,
-        reduction: Reduction,
-        workgroup_size: u32,
+        plan: LayerNormPlan,
         variant: LayerNormVariant,
     ) -> Result<wgpu::ComputePipeline> {
-        let key = PipelineKey {
-            reduction,
-            workgroup_size,
-            variant,
-        };
+        let key = PipelineKey { plan, variant };
         if let Some(p) = self
             .pipelines
             .lock()
@@ -149,15 +204,18 @@ impl Kernels {
         {
             return Ok(p.clone());
         }
-        let module = self.module(ctx, reduction)?;
+        let module = self.module(ctx, plan.kernel)?;
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
-        let constants = [
-            ("WG", workgroup_size as f64),
+        let mut constants = vec![
+            ("WG", plan.workgroup_size as f64),
             ("HAS_GAMMA", flag(variant.gamma)),
             ("HAS_BETA", flag(variant.beta)),
             ("WRITE_MEAN", flag(variant.mean)),
             ("WRITE_RSTD", flag(variant.rstd)),
         ];
+        if plan.kernel == Kernel::RowPerSubgroup {
+            constants.push(("ROWS_PER_WG", plan.rows_per_workgroup as f64));
+        }
         let pipeline = ctx.scoped("building the layer-norm pipeline", || {
             ctx.device()
                 .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -181,21 +239,17 @@ impl Kernels {
         Ok(pipeline)
     }
 
-    fn module(&self, ctx: &Context, reduction: Reduction) -> Result<wgpu::ShaderModule> {
+    fn module(&self, ctx: &Context, kernel: Kernel) -> Result<wgpu::ShaderModule> {
         if let Some(m) = self
             .modules
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&reduction)
+            .get(&kernel)
         {
             return Ok(m.clone());
         }
-        let reduce = match reduction {
-            Reduction::Subgroup => REDUCE_SUBGROUP_WGSL,
-            Reduction::Workgroup => REDUCE_WORKGROUP_WGSL,
-        };
-        let source = format!("{LAYER_NORM_WGSL}\n{reduce}");
-        let module = ctx.scoped("compiling shaders/layer_norm.wgsl", || {
+        let source = layer_norm_source(kernel);
+        let module = ctx.scoped("compiling a layer-norm kernel", || {
             ctx.device()
                 .create_shader_module(wgpu::ShaderModuleDescriptor {
                     label: Some("layer_norm"),
@@ -205,7 +259,47 @@ impl Kernels {
         self.modules
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(reduction, module.clone());
+            .insert(kernel, module.clone());
         Ok(module)
+    }
+}
+
+/// A storage binding of `w` in `buffer`.
+pub(crate) fn bind(buffer: &wgpu::Buffer, w: BindingWindow) -> wgpu::BindingResource<'_> {
+    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+        buffer,
+        offset: w.offset,
+        size: std::num::NonZeroU64::new(w.size),
+    })
+}
+
+/// The vec4 view of a window: whole 16-byte words only. A window under 16
+/// bytes has no vec4 body to read, so a dummy stands in.
+pub(crate) fn bind_vec4<'a>(
+    buffer: &'a wgpu::Buffer,
+    w: BindingWindow,
+    dummy: &'a wgpu::Buffer,
+) -> wgpu::BindingResource<'a> {
+    if w.size >= 16 {
+        bind(
+            buffer,
+            BindingWindow {
+                size: w.size & !15,
+                ..w
+            },
+        )
+    } else {
+        dummy.as_entire_binding()
+    }
+}
+
+/// An optional tensor's window, or a dummy the pipeline never touches.
+pub(crate) fn bind_optional<'a>(
+    t: Option<(&'a wgpu::Buffer, BindingWindow)>,
+    dummy: &'a wgpu::Buffer,
+) -> wgpu::BindingResource<'a> {
+    match t {
+        Some((buffer, w)) => bind(buffer, w),
+        None => dummy.as_entire_binding(),
     }
 }

@@ -36,6 +36,7 @@
 //! [`Error`].
 #![warn(missing_docs)]
 
+mod bench;
 mod context;
 mod error;
 mod kernels;
@@ -46,13 +47,15 @@ pub mod synthetic;
 mod tensor;
 mod ticks;
 
+pub use bench::{BenchRow, DEFAULT_SHAPES, bench_layer_norm};
 pub use context::{
     Capabilities, Context, ContextOptions, OPTIONAL_FEATURES, SubgroupSizes, parse_backend,
 };
 pub use error::{Error, Result};
-pub use kernels::{LAYER_NORM_WGSL, LayerNormVariant, REDUCE_SUBGROUP_WGSL, REDUCE_WORKGROUP_WGSL};
+pub use kernels::{LayerNormVariant, layer_norm_source};
+pub use ops::copy::encode_copy;
 pub use ops::layer_norm::{LayerNorm, LayerNormIo, LayerNormOutput};
-pub use plan::Reduction;
+pub use plan::{Kernel, LayerNormPlan, Reduction};
 pub use tensor::{GpuTensor, TENSOR_USAGES};
 pub use ticks::{
     DispatchToken, LabelStats, PoolStats, RecordKind, Report, TickRecord, Ticks, TicksSettings,

@@ -17,87 +17,262 @@ pub enum Reduction {
     Workgroup,
 }
 
-/// The ladder of workgroup sizes by row length: the first rung whose
-/// `max_dim` is at least the row's dim gives the lanes per row. Small rows
-/// get few lanes, so that no lane idles through the reduction; long rows get
-/// many, so that no lane loops too often (llvmpipe stops an invocation's
-/// loops after 65,535 iterations; see `shaders/layer_norm.wgsl`).
+/// Which layer-norm kernel runs (each is a file in `shaders/`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    /// `layer_norm_row_per_lane.wgsl`: one invocation per row, no barriers,
+    /// x read once for rows of up to 1,024 values. For CPU adapters.
+    RowPerLane,
+    /// `layer_norm_row_per_subgroup.wgsl`: one subgroup per row, reduced with
+    /// `subgroupAdd`, no barriers. Needs `Features::SUBGROUP`.
+    RowPerSubgroup,
+    /// `layer_norm_row_per_workgroup.wgsl`: one workgroup per row, with the
+    /// given reduction across its lanes.
+    RowPerWorkgroup(Reduction),
+}
+
+impl Kernel {
+    /// Every kernel, in the order the autotuner tries them.
+    pub const ALL: [Kernel; 4] = [
+        Kernel::RowPerLane,
+        Kernel::RowPerSubgroup,
+        Kernel::RowPerWorkgroup(Reduction::Subgroup),
+        Kernel::RowPerWorkgroup(Reduction::Workgroup),
+    ];
+
+    /// A short name: `row-per-lane`, `row-per-subgroup`,
+    /// `row-per-workgroup/subgroup`, `row-per-workgroup/workgroup`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::RowPerLane => "row-per-lane",
+            Kernel::RowPerSubgroup => "row-per-subgroup",
+            Kernel::RowPerWorkgroup(Reduction::Subgroup) => "row-per-workgroup/subgroup",
+            Kernel::RowPerWorkgroup(Reduction::Workgroup) => "row-per-workgroup/workgroup",
+        }
+    }
+
+    /// Whether the kernel needs subgroup operations.
+    pub fn needs_subgroups(self) -> bool {
+        matches!(
+            self,
+            Kernel::RowPerSubgroup | Kernel::RowPerWorkgroup(Reduction::Subgroup)
+        )
+    }
+
+    /// The longest row the kernel takes: a lane of the one-lane-per-row and
+    /// one-subgroup-per-row kernels walks a whole row (or an eighth of it), and
+    /// llvmpipe stops an invocation's loops after 65,535 iterations.
+    pub fn max_dim(self) -> usize {
+        match self {
+            Kernel::RowPerLane => 16_384,
+            Kernel::RowPerSubgroup => 65_536,
+            Kernel::RowPerWorkgroup(_) => usize::MAX,
+        }
+    }
+}
+
+/// What kind of processor runs the shaders: the plan's first key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AdapterClass {
+    /// A CPU running the shaders (Mesa's llvmpipe / lavapipe, WARP, SwiftShader).
+    Cpu,
+    /// Anything else: a GPU.
+    Gpu,
+}
+
+impl AdapterClass {
+    /// The class of an adapter, from its reported device type.
+    pub fn of(info: &wgpu::AdapterInfo) -> Self {
+        match info.device_type {
+            wgpu::DeviceType::Cpu => AdapterClass::Cpu,
+            _ => AdapterClass::Gpu,
+        }
+    }
+}
+
+/// One rung of the ladder: rows of up to `max_dim` values on an adapter of
+/// `class` run `kernel` with `workgroup_size` lanes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rung {
+    /// The adapter class the rung is for.
+    pub class: AdapterClass,
+    /// The longest row the rung takes.
+    pub max_dim: usize,
+    /// The kernel.
+    pub kernel: Kernel,
+    /// Lanes per workgroup.
+    pub workgroup_size: u32,
+}
+
+const fn rung(class: AdapterClass, max_dim: usize, kernel: Kernel, workgroup_size: u32) -> Rung {
+    Rung {
+        class,
+        max_dim,
+        kernel,
+        workgroup_size,
+    }
+}
+
+use AdapterClass::{Cpu, Gpu};
+const SUBGROUP: Reduction = Reduction::Subgroup;
+const TREE: Reduction = Reduction::Workgroup;
+
+/// The ladder: the first rung that matches the adapter's class, takes the
+/// row's length, and whose kernel the adapter can run, is the default plan
+/// (the autotuner may pick another). The reasons are in the kernel files:
+/// on CPU adapters barriers and buffer accesses are what cost; on GPUs a
+/// subgroup per row suits short rows and a workgroup per row long ones,
+/// with more lanes the longer the row (and few enough loop iterations per
+/// lane for llvmpipe's cap on the 1,024-lane top rung).
 ///
-/// | dim up to | lanes per row (one workgroup) | vec4 loads per lane |
-/// |-----------|-------------------------------|---------------------|
-/// | 256       | 32                            | ≤ 2                 |
-/// | 2,048     | 64                            | ≤ 8                 |
-/// | 8,192     | 128                           | ≤ 16                |
-/// | 4,194,304 | 256                           | ≤ 4,096             |
-/// | larger    | 1,024 (or the device maximum) | ≤ 8,192 at 2^25     |
-pub const WORKGROUP_LADDER: &[(usize, u32)] = &[
-    (256, 32),
-    (2048, 64),
-    (8192, 128),
-    (1 << 22, 256),
-    (usize::MAX, 1024),
+/// | class | dim up to | kernel                       | lanes |
+/// |-------|-----------|------------------------------|-------|
+/// | CPU   | 4,096     | row per lane                 | 64    |
+/// | CPU   | 4,194,304 | row per workgroup, subgroup  | 256   |
+/// | CPU   | 4,194,304 | row per workgroup, tree      | 256   |
+/// | GPU   | 1,024     | row per subgroup             | 128   |
+/// | GPU   | 256       | row per workgroup, tree      | 32    |
+/// | GPU   | 2,048     | row per workgroup, subgroup  | 64    |
+/// | GPU   | 2,048     | row per workgroup, tree      | 64    |
+/// | GPU   | 8,192     | row per workgroup, subgroup  | 128   |
+/// | GPU   | 8,192     | row per workgroup, tree      | 128   |
+/// | any   | 4,194,304 | row per workgroup, subgroup  | 256   |
+/// | any   | 4,194,304 | row per workgroup, tree      | 256   |
+/// | any   | larger    | row per workgroup, subgroup  | 1,024 |
+/// | any   | larger    | row per workgroup, tree      | 1,024 |
+pub const LADDER: &[Rung] = &[
+    rung(Cpu, 4096, Kernel::RowPerLane, 64),
+    rung(Cpu, 1 << 22, Kernel::RowPerWorkgroup(SUBGROUP), 256),
+    rung(Cpu, 1 << 22, Kernel::RowPerWorkgroup(TREE), 256),
+    rung(Gpu, 1024, Kernel::RowPerSubgroup, 128),
+    rung(Gpu, 256, Kernel::RowPerWorkgroup(TREE), 32),
+    rung(Gpu, 2048, Kernel::RowPerWorkgroup(SUBGROUP), 64),
+    rung(Gpu, 2048, Kernel::RowPerWorkgroup(TREE), 64),
+    rung(Gpu, 8192, Kernel::RowPerWorkgroup(SUBGROUP), 128),
+    rung(Gpu, 8192, Kernel::RowPerWorkgroup(TREE), 128),
+    rung(Gpu, 1 << 22, Kernel::RowPerWorkgroup(SUBGROUP), 256),
+    rung(Gpu, 1 << 22, Kernel::RowPerWorkgroup(TREE), 256),
+    rung(Cpu, usize::MAX, Kernel::RowPerWorkgroup(SUBGROUP), 1024),
+    rung(Cpu, usize::MAX, Kernel::RowPerWorkgroup(TREE), 1024),
+    rung(Gpu, usize::MAX, Kernel::RowPerWorkgroup(SUBGROUP), 1024),
+    rung(Gpu, usize::MAX, Kernel::RowPerWorkgroup(TREE), 1024),
 ];
 
 /// Rows one dispatch can address: 65,535 workgroups in x times 65,535 in y.
-pub const MAX_ROWS_PER_DISPATCH: u64 = 65_535 * 65_535;
+pub const MAX_WORKGROUPS_PER_DISPATCH: u64 = 65_535 * 65_535;
 
 /// What the plan picked for a layer-norm forward of rows of `dim` values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct LayerNormPlan {
-    /// Lanes in the workgroup that normalises one row.
+    /// The kernel.
+    pub kernel: Kernel,
+    /// Lanes per workgroup.
     pub workgroup_size: u32,
-    /// How those lanes reduce.
-    pub reduction: Reduction,
+    /// Rows one workgroup normalises.
+    pub rows_per_workgroup: u32,
 }
 
 impl LayerNormPlan {
-    /// Picks the workgroup size from [`WORKGROUP_LADDER`] (capped by the
-    /// device) and the subgroup reduction wherever every subgroup is full.
-    pub fn new(dim: usize, capabilities: Capabilities, limits: &wgpu::Limits) -> Self {
-        let device_max = limits
-            .max_compute_invocations_per_workgroup
-            .min(limits.max_compute_workgroup_size_x);
-        let rung = WORKGROUP_LADDER
+    /// The default plan: the first rung of [`LADDER`] that fits.
+    pub fn new(
+        dim: usize,
+        capabilities: Capabilities,
+        info: &wgpu::AdapterInfo,
+        limits: &wgpu::Limits,
+    ) -> Self {
+        let class = AdapterClass::of(info);
+        let rung = LADDER
             .iter()
-            .find(|(max_dim, _)| dim <= *max_dim)
-            .map_or(256, |(_, lanes)| *lanes);
-        // The largest power of two the device allows (at least 64: WebGPU's minimum).
-        let device_pow2 = 1u32 << (31 - device_max.max(64).leading_zeros());
-        let workgroup_size = rung.min(device_pow2);
-        let reduction = match capabilities.subgroups {
-            Some(sizes) if sizes.max <= workgroup_size && workgroup_size % sizes.max == 0 => {
-                Reduction::Subgroup
-            }
-            _ => Reduction::Workgroup,
-        };
-        LayerNormPlan {
-            workgroup_size,
-            reduction,
-        }
+            .find(|r| {
+                r.class == class
+                    && dim <= r.max_dim
+                    && (!r.kernel.needs_subgroups() || capabilities.subgroups.is_some())
+            })
+            .expect("the ladder ends with rungs for any dim, with and without subgroups");
+        Self::with_kernel(
+            rung.kernel,
+            rung.workgroup_size,
+            dim,
+            capabilities,
+            info,
+            limits,
+        )
+        .expect("ladder rungs only name kernels the adapter can run")
     }
 
-    /// The same plan with the reduction forced. The subgroup reduction needs
-    /// `Features::SUBGROUP` (`Error::MissingFeature` without it) and a
-    /// workgroup that holds whole subgroups (the workgroup grows to one
-    /// subgroup if it is smaller).
-    pub fn with_reduction(
-        mut self,
-        reduction: Reduction,
+    /// A plan for `kernel` with (about) `workgroup_size` lanes: the size is
+    /// capped by the device, and raised to whole subgroups where the kernel
+    /// uses them. Errors when the adapter lacks a feature the kernel needs
+    /// (`MissingFeature`), or rows of `dim` values are too long for it
+    /// (`KernelUnsuitable`).
+    pub fn with_kernel(
+        kernel: Kernel,
+        workgroup_size: u32,
+        dim: usize,
         capabilities: Capabilities,
-        adapter: &str,
+        info: &wgpu::AdapterInfo,
+        limits: &wgpu::Limits,
     ) -> Result<Self> {
-        if reduction == Reduction::Subgroup {
+        if dim > kernel.max_dim() {
+            return Err(Error::KernelUnsuitable {
+                kernel: kernel.name(),
+                reason: format!(
+                    "rows of {dim} values exceed its maximum of {}",
+                    kernel.max_dim()
+                ),
+            });
+        }
+        let device_max = limits
+            .max_compute_invocations_per_workgroup
+            .min(limits.max_compute_workgroup_size_x)
+            .max(64);
+        // The largest power of two the device allows.
+        let device_pow2 = 1u32 << (31 - device_max.leading_zeros());
+        let mut lanes = workgroup_size.min(device_pow2).max(1);
+        let mut rows_per_workgroup = 1;
+        if kernel.needs_subgroups() {
             let sizes = capabilities
                 .subgroups
                 .ok_or_else(|| Error::MissingFeature {
-                    op: "the subgroup reduction",
+                    op: kernel.name(),
                     feature: "SUBGROUP",
-                    adapter: adapter.to_string(),
+                    adapter: info.name.clone(),
                 })?;
-            self.workgroup_size = self.workgroup_size.max(sizes.max);
+            lanes = lanes.max(sizes.max);
+            if kernel == Kernel::RowPerSubgroup {
+                rows_per_workgroup = lanes / sizes.min;
+            }
         }
-        self.reduction = reduction;
-        Ok(self)
+        if kernel == Kernel::RowPerLane {
+            rows_per_workgroup = 4 * lanes;
+        }
+        Ok(LayerNormPlan {
+            kernel,
+            workgroup_size: lanes,
+            rows_per_workgroup,
+        })
+    }
+
+    /// The plan for a kernel chosen explicitly, with the lane count of its
+    /// narrowest ladder rung that takes `dim` (of any adapter class).
+    pub fn forced(
+        kernel: Kernel,
+        dim: usize,
+        capabilities: Capabilities,
+        info: &wgpu::AdapterInfo,
+        limits: &wgpu::Limits,
+    ) -> Result<Self> {
+        let lanes = LADDER
+            .iter()
+            .filter(|r| r.kernel == kernel && dim <= r.max_dim)
+            .min_by_key(|r| r.max_dim)
+            .map_or(256, |r| r.workgroup_size);
+        Self::with_kernel(kernel, lanes, dim, capabilities, info, limits)
+    }
+
+    /// `row-per-lane, 64 lanes` etc.
+    pub fn describe(&self) -> String {
+        format!("{}, {} lanes", self.kernel.name(), self.workgroup_size)
     }
 }
 
@@ -123,9 +298,10 @@ pub fn chunk_rows(
     row_bytes: u64,
     max_binding: u64,
     offset_alignment: u64,
+    max_rows_per_dispatch: u64,
 ) -> Result<Vec<RowChunk>> {
     let usable = max_binding.saturating_sub(offset_alignment.saturating_sub(4)) & !3;
-    let rows_per_chunk = (usable / row_bytes).min(MAX_ROWS_PER_DISPATCH);
+    let rows_per_chunk = (usable / row_bytes).min(max_rows_per_dispatch);
     if rows_per_chunk == 0 {
         return Err(Error::RowTooLarge {
             dim,
@@ -166,11 +342,11 @@ pub fn binding_window(start: u64, elements: u64, offset_alignment: u64) -> Bindi
     }
 }
 
-/// The 2-D grid of workgroups for `rows` rows, one workgroup per row: x takes
-/// up to 65,535 and y counts the rest (the shader flattens `y * nx + x`).
-pub fn row_grid(rows: u64) -> (u32, u32) {
-    let x = rows.min(65_535);
-    (x as u32, rows.div_ceil(x) as u32)
+/// The 2-D grid of `workgroups` workgroups: x takes up to 65,535 and y counts
+/// the rest (the shaders flatten `y * nx + x`).
+pub fn grid(workgroups: u64) -> (u32, u32) {
+    let x = workgroups.min(65_535);
+    (x as u32, workgroups.div_ceil(x) as u32)
 }
 
 #[cfg(test)]
@@ -183,7 +359,7 @@ mod tests {
         for dim in [1usize, 3, 768, 4097, 65_537] {
             let row_bytes = dim as u64 * 4;
             let rows = 3 * max_binding / row_bytes + 7;
-            let chunks = chunk_rows(rows, dim, row_bytes, max_binding, align).unwrap();
+            let chunks = chunk_rows(rows, dim, row_bytes, max_binding, align, u64::MAX).unwrap();
             let mut next = 0;
             for c in &chunks {
                 assert_eq!(c.first_row, next);
@@ -195,11 +371,13 @@ mod tests {
             }
             assert_eq!(next, rows);
         }
+        let capped = chunk_rows(1000, 1, 4, 1 << 20, 256, 300).unwrap();
+        assert_eq!(capped.len(), 4, "a dispatch's row cap cuts chunks too");
     }
 
     #[test]
     fn a_row_larger_than_a_binding_is_an_error() {
-        let err = chunk_rows(1, 1 << 20, 4 << 20, 1 << 20, 256).unwrap_err();
+        let err = chunk_rows(1, 1 << 20, 4 << 20, 1 << 20, 256, u64::MAX).unwrap_err();
         assert!(
             matches!(err, Error::RowTooLarge { dim: 1_048_576, .. }),
             "{err}"
@@ -207,48 +385,106 @@ mod tests {
     }
 
     #[test]
-    fn grid_covers_rows_beyond_65535() {
-        for rows in [1u64, 65_535, 65_536, 70_000, 65_535 * 65_535] {
-            let (x, y) = row_grid(rows);
-            assert!(x as u64 * y as u64 >= rows && x <= 65_535 && y <= 65_535);
+    fn grid_covers_every_workgroup() {
+        for n in [1u64, 65_535, 65_536, 70_000, 65_535 * 65_535] {
+            let (x, y) = grid(n);
+            assert!(x as u64 * y as u64 >= n && x <= 65_535 && y <= 65_535);
             assert!(
-                (x as u64) * (y as u64 - 1) < rows,
+                (x as u64) * (y as u64 - 1) < n,
                 "no empty last line of the grid"
             );
         }
     }
 
-    #[test]
-    fn ladder_is_sorted_and_plans_respect_the_device() {
-        assert!(WORKGROUP_LADDER.windows(2).all(|w| w[0].0 < w[1].0));
-        let caps = Capabilities {
+    fn caps(subgroups: Option<(u32, u32)>) -> Capabilities {
+        Capabilities {
             timestamps: false,
             timestamps_inside_passes: false,
-            subgroups: Some(crate::SubgroupSizes { min: 8, max: 8 }),
+            subgroups: subgroups.map(|(min, max)| crate::SubgroupSizes { min, max }),
             shader_f16: false,
-        };
-        let small = wgpu::Limits::default(); // 256 invocations
-        assert_eq!(LayerNormPlan::new(1, caps, &small).workgroup_size, 32);
-        assert_eq!(LayerNormPlan::new(768, caps, &small).workgroup_size, 64);
+        }
+    }
+
+    fn info(device_type: wgpu::DeviceType) -> wgpu::AdapterInfo {
+        wgpu::AdapterInfo::new(device_type, wgpu::Backend::Vulkan)
+    }
+
+    #[test]
+    fn the_ladder_picks_by_class_dim_and_features() {
+        let limits = wgpu::Limits::default(); // 256 invocations
+        let cpu = info(wgpu::DeviceType::Cpu);
+        let gpu = info(wgpu::DeviceType::DiscreteGpu);
+        let plan = |dim, c, i: &wgpu::AdapterInfo| LayerNormPlan::new(dim, c, i, &limits);
+        let lavapipe = caps(Some((8, 8)));
+        assert_eq!(plan(768, lavapipe, &cpu).kernel, Kernel::RowPerLane);
+        assert_eq!(plan(768, lavapipe, &cpu).rows_per_workgroup, 256);
         assert_eq!(
-            LayerNormPlan::new(1 << 24, caps, &small).workgroup_size,
-            256
+            plan(1 << 20, lavapipe, &cpu).kernel,
+            Kernel::RowPerWorkgroup(SUBGROUP)
         );
         assert_eq!(
-            LayerNormPlan::new(1, caps, &small).reduction,
-            Reduction::Subgroup
+            plan(1 << 20, caps(None), &cpu).kernel,
+            Kernel::RowPerWorkgroup(TREE)
         );
-        let wide = Capabilities {
-            subgroups: Some(crate::SubgroupSizes { min: 64, max: 64 }),
-            ..caps
-        };
+        let nvidia = caps(Some((32, 32)));
+        let p = plan(768, nvidia, &gpu);
         assert_eq!(
-            LayerNormPlan::new(1, wide, &small).reduction,
-            Reduction::Workgroup
+            (p.kernel, p.workgroup_size, p.rows_per_workgroup),
+            (Kernel::RowPerSubgroup, 128, 4)
         );
         assert_eq!(
-            LayerNormPlan::new(4096, wide, &small).reduction,
-            Reduction::Subgroup
+            plan(200, caps(None), &gpu).kernel,
+            Kernel::RowPerWorkgroup(TREE)
         );
+        assert_eq!(plan(4096, nvidia, &gpu).workgroup_size, 128);
+        // The top rung asks for 1,024 lanes; a device with 256 gets 256.
+        assert_eq!(plan(1 << 23, nvidia, &gpu).workgroup_size, 256);
+        // AMD's wave64: a workgroup holds whole subgroups.
+        let amd = caps(Some((64, 64)));
+        let p = LayerNormPlan::with_kernel(
+            Kernel::RowPerWorkgroup(SUBGROUP),
+            32,
+            100,
+            amd,
+            &gpu,
+            &limits,
+        )
+        .unwrap();
+        assert_eq!(p.workgroup_size, 64);
+    }
+
+    #[test]
+    fn unsuitable_kernels_are_refused() {
+        let limits = wgpu::Limits::default();
+        let gpu = info(wgpu::DeviceType::DiscreteGpu);
+        let e =
+            LayerNormPlan::with_kernel(Kernel::RowPerSubgroup, 64, 10, caps(None), &gpu, &limits)
+                .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::MissingFeature {
+                    feature: "SUBGROUP",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e =
+            LayerNormPlan::with_kernel(Kernel::RowPerLane, 64, 1 << 20, caps(None), &gpu, &limits)
+                .unwrap_err();
+        assert!(e.to_string().contains("1048576"), "{e}");
+    }
+
+    #[test]
+    fn every_class_and_feature_set_finds_a_rung_for_any_dim() {
+        for class in [wgpu::DeviceType::Cpu, wgpu::DeviceType::IntegratedGpu] {
+            for c in [caps(None), caps(Some((8, 8))), caps(Some((32, 64)))] {
+                for dim in [1usize, 1000, 5000, 1 << 21, 1 << 25] {
+                    let p = LayerNormPlan::new(dim, c, &info(class), &wgpu::Limits::default());
+                    assert!(dim <= p.kernel.max_dim());
+                }
+            }
+        }
     }
 }

@@ -4,8 +4,8 @@ use wgpu::util::DeviceExt;
 
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::kernels::LayerNormVariant;
-use crate::plan::{self, LayerNormPlan, Reduction};
+use crate::kernels::{LayerNormVariant, bind, bind_optional, bind_vec4};
+use crate::plan::{self, Kernel, LayerNormPlan};
 use crate::tensor::GpuTensor;
 use crate::ticks::Ticks;
 
@@ -29,8 +29,8 @@ pub struct LayerNorm {
     pub axis: isize,
     /// Added to the variance inside the square root. Default 1e-5.
     pub epsilon: f32,
-    /// Forces a reduction instead of the plan's choice (tests, benchmarks).
-    pub reduction: Option<Reduction>,
+    /// Forces a kernel instead of the plan's choice (tests, benchmarks).
+    pub kernel: Option<Kernel>,
 }
 
 impl Default for LayerNorm {
@@ -38,7 +38,7 @@ impl Default for LayerNorm {
         LayerNorm {
             axis: -1,
             epsilon: 1e-5,
-            reduction: None,
+            kernel: None,
         }
     }
 }
@@ -106,11 +106,12 @@ impl LayerNorm {
         self
     }
 
-    /// Forces the subgroup or the workgroup-memory reduction instead of the
-    /// plan's choice. Forcing [`Reduction::Subgroup`] on an adapter without
-    /// subgroups makes every call fail with `Error::MissingFeature`.
-    pub fn with_reduction(mut self, reduction: Reduction) -> Self {
-        self.reduction = Some(reduction);
+    /// Forces a kernel instead of the plan's choice. A kernel that needs
+    /// subgroups fails with `Error::MissingFeature` on an adapter without
+    /// them, and one that cannot take the row length with
+    /// `Error::KernelUnsuitable`.
+    pub fn with_kernel(mut self, kernel: Kernel) -> Self {
+        self.kernel = Some(kernel);
         self
     }
 
@@ -135,13 +136,13 @@ impl LayerNorm {
             .collect())
     }
 
-    /// The kernel variant the plan picks for rows of `cols` values on `ctx`
-    /// (an error only when a forced reduction cannot run there).
+    /// The kernel the plan picks for rows of `cols` values on `ctx` (an
+    /// error only when a forced kernel cannot run there).
     pub fn plan(&self, ctx: &Context, cols: usize) -> Result<LayerNormPlan> {
-        let plan = LayerNormPlan::new(cols, ctx.capabilities(), ctx.limits());
-        match self.reduction {
-            Some(r) => plan.with_reduction(r, ctx.capabilities(), &ctx.adapter_info().name),
-            None => Ok(plan),
+        let (caps, info, limits) = (ctx.capabilities(), ctx.adapter_info(), ctx.limits());
+        match self.kernel {
+            Some(k) => LayerNormPlan::forced(k, cols, caps, info, limits),
+            None => Ok(LayerNormPlan::new(cols, caps, info, limits)),
         }
     }
 
@@ -303,7 +304,7 @@ impl LayerNorm {
     }
 
     /// [`LayerNorm::encode`] with the pass timed by `ticks`, labelled
-    /// `layer_norm_forward <shape> (<lanes> lanes, <reduction>)`, with the
+    /// `layer_norm_forward <shape> (<kernel>, <lanes> lanes)`, with the
     /// shape, kernel and chunk count in its args (and each chunk's dispatch
     /// timed too when `ticks` times dispatches).
     pub fn encode_ticked(
@@ -328,12 +329,14 @@ impl LayerNorm {
         let limits = ctx.limits();
         let align = limits.min_storage_buffer_offset_alignment as u64;
         let row_bytes = cols as u64 * 4;
+        let rows_per_workgroup = plan.rows_per_workgroup as u64;
         let chunks = plan::chunk_rows(
             rows as u64,
             cols,
             row_bytes,
             limits.max_storage_buffer_binding_size,
             align,
+            plan::MAX_WORKGROUPS_PER_DISPATCH * rows_per_workgroup,
         )?;
         let variant = LayerNormVariant {
             gamma: io.gamma.is_some(),
@@ -341,9 +344,7 @@ impl LayerNorm {
             mean: io.mean.is_some(),
             rstd: io.rstd.is_some(),
         };
-        let pipeline =
-            ctx.kernels()
-                .layer_norm_forward(ctx, plan.reduction, plan.workgroup_size, variant)?;
+        let pipeline = ctx.kernels().layer_norm_forward(ctx, plan, variant)?;
         let kernels = ctx.kernels();
 
         ctx.scoped("encoding layer_norm", || {
@@ -435,23 +436,10 @@ impl LayerNorm {
             }
 
             let shape = shape_string(io.x.shape());
-            let reduction = match plan.reduction {
-                Reduction::Subgroup => "subgroup",
-                Reduction::Workgroup => "workgroup",
-            };
-            let label = format!(
-                "layer_norm_forward {shape} ({} lanes, {reduction})",
-                plan.workgroup_size
-            );
+            let label = format!("layer_norm_forward {shape} ({})", plan.describe());
             let args = [
                 ("shape", shape.clone()),
-                (
-                    "kernel",
-                    format!(
-                        "{} lanes per row, {reduction} reduction",
-                        plan.workgroup_size
-                    ),
-                ),
+                ("kernel", plan.describe()),
                 ("chunks", chunks.len().to_string()),
             ];
             let mut pass = match ticks.as_deref_mut() {
@@ -463,7 +451,7 @@ impl LayerNorm {
             };
             pass.set_pipeline(&pipeline);
             for (i, (chunk, bind_group)) in chunks.iter().zip(&bind_groups).enumerate() {
-                let (gx, gy) = plan::row_grid(chunk.rows);
+                let (gx, gy) = plan::grid(chunk.rows.div_ceil(rows_per_workgroup));
                 pass.set_bind_group(0, bind_group, &[]);
                 let token = ticks.as_deref_mut().and_then(|t| {
                     let rows = format!("{}..{}", chunk.first_row, chunk.first_row + chunk.rows);
@@ -478,47 +466,8 @@ impl LayerNorm {
     }
 }
 
-fn bind(buffer: &wgpu::Buffer, w: plan::BindingWindow) -> wgpu::BindingResource<'_> {
-    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-        buffer,
-        offset: w.offset,
-        size: std::num::NonZeroU64::new(w.size),
-    })
-}
-
-/// The vec4 view of a window: whole 16-byte words only. A window under 16
-/// bytes has no vec4 body to read, so a dummy stands in.
-fn bind_vec4<'a>(
-    buffer: &'a wgpu::Buffer,
-    w: plan::BindingWindow,
-    dummy: &'a wgpu::Buffer,
-) -> wgpu::BindingResource<'a> {
-    if w.size >= 16 {
-        bind(
-            buffer,
-            plan::BindingWindow {
-                size: w.size & !15,
-                ..w
-            },
-        )
-    } else {
-        dummy.as_entire_binding()
-    }
-}
-
-/// An optional tensor's window, or a dummy the pipeline never touches.
-fn bind_optional<'a>(
-    t: Option<(&'a wgpu::Buffer, plan::BindingWindow)>,
-    dummy: &'a wgpu::Buffer,
-) -> wgpu::BindingResource<'a> {
-    match t {
-        Some((buffer, w)) => bind(buffer, w),
-        None => dummy.as_entire_binding(),
-    }
-}
-
 /// `8x512x768`.
-pub(crate) fn shape_string(shape: &[usize]) -> String {
+pub fn shape_string(shape: &[usize]) -> String {
     shape
         .iter()
         .map(|d| d.to_string())

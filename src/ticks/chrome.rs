@@ -34,7 +34,8 @@ pub(crate) fn trace_json<'a>(
         json!({"name": "thread_name", "ph": "M", "pid": PID, "tid": 4, "args": {"name": "submissions (CPU clock)"}}),
     ];
     // Scope spans: (scope path, epoch, step) -> (start, end) over their records.
-    let mut spans: Vec<((Vec<String>, u64, u64), f64, f64)> = Vec::new();
+    type SpanKey = (Vec<String>, u64, u64);
+    let mut spans: Vec<(SpanKey, f64, f64)> = Vec::new();
     for r in records {
         let mut args = serde_json::Map::new();
         for (k, v) in &r.args {

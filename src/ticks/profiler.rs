@@ -52,12 +52,20 @@ struct PendingRecord {
     query: u32,
 }
 
+/// A frame timed on the CPU: its submit time, the completion time the
+/// queue's callback sets, and the passes it holds.
+struct CpuFrame {
+    submitted: Instant,
+    done: Arc<Mutex<Option<Instant>>>,
+    passes: Vec<PendingRecord>,
+}
+
 /// A submitted frame waiting for its results.
 struct PendingFrame {
     chunks: Vec<QueryChunk>,
     records: Vec<PendingRecord>,
-    /// CPU fallback: submit time, and completion time set by the queue's callback.
-    cpu: Option<(Instant, Arc<Mutex<Option<Instant>>>, Vec<PendingRecord>)>,
+    /// Set when timing with the CPU (the fallback).
+    cpu: Option<CpuFrame>,
 }
 
 /// A token for a dispatch timed inside a pass; give it back to [`Ticks::end_dispatch`].
@@ -355,11 +363,11 @@ impl Ticks {
             PendingFrame {
                 chunks,
                 records: Vec::new(),
-                cpu: Some((
-                    self.resolved_at.take().unwrap_or_else(Instant::now),
+                cpu: Some(CpuFrame {
+                    submitted: self.resolved_at.take().unwrap_or_else(Instant::now),
                     done,
-                    records,
-                )),
+                    passes: records,
+                }),
             }
         };
         self.pending.push_back(frame);
@@ -378,7 +386,7 @@ impl Ticks {
         let mut added = 0;
         while let Some(frame) = self.pending.front() {
             let ready = match &frame.cpu {
-                Some((_, done, _)) => done.lock().unwrap_or_else(|p| p.into_inner()).is_some(),
+                Some(cpu) => cpu.done.lock().unwrap_or_else(|p| p.into_inner()).is_some(),
                 None => frame.chunks.iter().all(|c| c.try_ready()),
             };
             if !ready {
@@ -401,7 +409,12 @@ impl Ticks {
 
     fn finish_frame(&mut self, frame: PendingFrame) -> Result<usize> {
         let mut out = Vec::new();
-        if let Some((submitted, done, records)) = frame.cpu {
+        if let Some(CpuFrame {
+            submitted,
+            done,
+            passes: records,
+        }) = frame.cpu
+        {
             let done = done
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -479,6 +492,11 @@ impl Ticks {
     /// The records collected so far, oldest first.
     pub fn records(&self) -> Vec<TickRecord> {
         self.done.iter().cloned().collect()
+    }
+
+    /// How many records are kept.
+    pub fn record_count(&self) -> usize {
+        self.done.len()
     }
 
     /// Takes the records collected so far, leaving none.

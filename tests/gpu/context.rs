@@ -2,13 +2,15 @@
 //! sharing across threads, composing with the caller's command encoder.
 
 use wgpu_norm::{
-    Context, ContextOptions, GpuTensor, LayerNorm, LayerNormIo, Reduction, reference, synthetic,
+    Context, ContextOptions, GpuTensor, Kernel, LayerNorm, LayerNormIo, Reduction, reference,
+    synthetic,
 };
 
 use crate::common::{check, ctx};
 
 #[test]
 fn capabilities_match_the_adapter() {
+    let _serial = crate::common::gl_serial();
     let ctx = ctx();
     let caps = ctx.capabilities();
     let features = ctx.device().features();
@@ -40,34 +42,41 @@ fn capabilities_match_the_adapter() {
 }
 
 #[test]
-fn the_subgroup_path_runs_only_where_subgroups_exist() {
+fn the_subgroup_kernels_run_only_where_subgroups_exist() {
+    let _serial = crate::common::gl_serial();
     let ctx = ctx();
-    let op = LayerNorm::new().with_reduction(Reduction::Subgroup);
     let x = GpuTensor::from_slice(ctx, &[1.0, 2.0, 3.0], &[1, 3]).unwrap();
-    match ctx.capabilities().subgroups {
-        Some(_) => {
-            assert_eq!(op.plan(ctx, 3).unwrap().reduction, Reduction::Subgroup);
-            op.forward(ctx, &x, None, None).unwrap();
-        }
-        None => {
-            let err = op.forward(ctx, &x, None, None).unwrap_err();
-            assert!(
-                matches!(
-                    err,
-                    wgpu_norm::Error::MissingFeature {
-                        feature: "SUBGROUP",
-                        ..
-                    }
-                ),
-                "{err}"
-            );
-            assert!(err.to_string().contains("SUBGROUP"), "{err}");
+    for kernel in [
+        Kernel::RowPerSubgroup,
+        Kernel::RowPerWorkgroup(Reduction::Subgroup),
+    ] {
+        let op = LayerNorm::new().with_kernel(kernel);
+        match ctx.capabilities().subgroups {
+            Some(_) => {
+                assert_eq!(op.plan(ctx, 3).unwrap().kernel, kernel);
+                op.forward(ctx, &x, None, None).unwrap();
+            }
+            None => {
+                let err = op.forward(ctx, &x, None, None).unwrap_err();
+                assert!(
+                    matches!(
+                        err,
+                        wgpu_norm::Error::MissingFeature {
+                            feature: "SUBGROUP",
+                            ..
+                        }
+                    ),
+                    "{err}"
+                );
+                assert!(err.to_string().contains("SUBGROUP"), "{err}");
+            }
         }
     }
 }
 
 #[test]
 fn disabled_features_are_not_requested() {
+    let _serial = crate::common::gl_serial();
     let options = ContextOptions {
         disabled_features: wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY,
         ..Default::default()
@@ -75,8 +84,8 @@ fn disabled_features_are_not_requested() {
     let plain = pollster::block_on(Context::with_options(options)).unwrap();
     assert!(plain.capabilities().subgroups.is_none() && !plain.capabilities().timestamps);
     assert_eq!(
-        LayerNorm::new().plan(&plain, 768).unwrap().reduction,
-        Reduction::Workgroup
+        LayerNorm::new().plan(&plain, 1 << 20).unwrap().kernel,
+        Kernel::RowPerWorkgroup(Reduction::Workgroup)
     );
     let x = synthetic::normal(1, 3 * 768, 0.0, 1.0);
     check(
@@ -92,6 +101,7 @@ fn disabled_features_are_not_requested() {
 
 #[test]
 fn adapter_name_filter_is_honoured() {
+    let _serial = crate::common::gl_serial();
     let name = ctx().adapter_info().name.clone();
     let options = ContextOptions {
         adapter_name: Some(name[..name.len().min(6)].to_uppercase()),
@@ -114,6 +124,7 @@ fn adapter_name_filter_is_honoured() {
 
 #[test]
 fn wraps_a_device_the_application_already_has() {
+    let _serial = crate::common::gl_serial();
     // The application opens its own device, with its own features and limits.
     let adapter = pollster::block_on(Context::adapters(None))
         .into_iter()
@@ -140,6 +151,7 @@ fn wraps_a_device_the_application_already_has() {
 
 #[test]
 fn encodes_into_the_callers_encoder_between_their_own_commands() {
+    let _serial = crate::common::gl_serial();
     let ctx = ctx();
     let (rows, dim) = (6usize, 50usize);
     let x = synthetic::normal(3, rows * dim, 0.0, 1.0);
@@ -177,6 +189,7 @@ fn encodes_into_the_callers_encoder_between_their_own_commands() {
 
 #[test]
 fn threads_share_one_context() {
+    let _serial = crate::common::gl_serial();
     let ctx = ctx();
     std::thread::scope(|s| {
         for t in 0..4u64 {
@@ -193,6 +206,7 @@ fn threads_share_one_context() {
 
 #[test]
 fn read_async_completes_when_the_device_is_polled() {
+    let _serial = crate::common::gl_serial();
     let ctx = ctx();
     let data: Vec<f32> = (0..1000).map(|i| i as f32).collect();
     let t = GpuTensor::from_slice(ctx, &data, &[1000]).unwrap();
@@ -213,6 +227,7 @@ fn read_async_completes_when_the_device_is_polled() {
 
 #[test]
 fn pipelines_are_built_once_and_reused() {
+    let _serial = crate::common::gl_serial();
     let ctx = pollster::block_on(Context::with_options(ContextOptions::default())).unwrap();
     let x = GpuTensor::from_slice(&ctx, &synthetic::normal(4, 3 * 33, 0.0, 1.0), &[3, 33]).unwrap();
     let g = GpuTensor::from_slice(&ctx, &[1.0; 33], &[33]).unwrap();

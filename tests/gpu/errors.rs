@@ -16,6 +16,7 @@ fn storage_buffer(ctx: &Context, size: u64, usage: wgpu::BufferUsages) -> wgpu::
 
 #[test]
 fn empty_shapes_and_length_mismatches() {
+    let _serial = crate::common::gl_serial();
     let ctx = ctx();
     let e = GpuTensor::zeros(ctx, &[4, 0, 3]).unwrap_err();
     assert!(
@@ -57,6 +58,7 @@ fn empty_shapes_and_length_mismatches() {
 
 #[test]
 fn bad_shapes_axis_and_epsilon() {
+    let _serial = crate::common::gl_serial();
     let ctx = ctx();
     let x = GpuTensor::zeros(ctx, &[2, 3, 4]).unwrap();
     let op = LayerNorm::new();
@@ -118,6 +120,7 @@ fn bad_shapes_axis_and_epsilon() {
 
 #[test]
 fn caller_buffers_that_cannot_hold_the_tensor() {
+    let _serial = crate::common::gl_serial();
     let ctx = ctx();
     let buf = storage_buffer(ctx, 64, wgpu::BufferUsages::STORAGE);
     let e = GpuTensor::from_buffer(buf.clone(), 8, &[4, 4]).unwrap_err();
@@ -158,6 +161,7 @@ fn caller_buffers_that_cannot_hold_the_tensor() {
 
 #[test]
 fn outputs_may_not_share_a_buffer_with_inputs() {
+    let _serial = crate::common::gl_serial();
     let ctx = ctx();
     let buf = storage_buffer(ctx, 1024, wgpu_norm::TENSOR_USAGES);
     let x = GpuTensor::from_buffer(buf.clone(), 0, &[4, 8]).unwrap();
@@ -201,6 +205,7 @@ fn outputs_may_not_share_a_buffer_with_inputs() {
 
 #[test]
 fn tensors_beyond_device_limits() {
+    let _serial = crate::common::gl_serial();
     let ctx = ctx();
     let max = ctx.limits().max_buffer_size;
     let rows = (max / 4 / 1024 + 1) as usize;
@@ -237,6 +242,7 @@ fn tensors_beyond_device_limits() {
 
 #[test]
 fn wgpu_validation_errors_are_returned_not_panicked() {
+    let _serial = crate::common::gl_serial();
     // A destroyed buffer passes our checks (size, usage) but wgpu rejects it:
     // the error scope must catch that and hand it back as an Err.
     let ctx = ctx();
@@ -259,6 +265,7 @@ fn wgpu_validation_errors_are_returned_not_panicked() {
 
 #[test]
 fn a_lost_device_is_an_error() {
+    let _serial = crate::common::gl_serial();
     let lost = pollster::block_on(Context::with_options(ContextOptions::default())).unwrap();
     let x = GpuTensor::from_slice(&lost, &[1.0, 2.0], &[1, 2]).unwrap();
     lost.device().destroy();

@@ -2,7 +2,7 @@
 
 use wgpu_norm::{GpuTensor, LayerNorm, reference, synthetic};
 
-use crate::common::{check, ctx, forward, reductions};
+use crate::common::{check, ctx, forward, kernels};
 
 /// The dims the issue names: tiny, odd, around powers of two, and long.
 const DIMS: &[usize] = &[
@@ -19,9 +19,10 @@ fn params(seed: u64, cols: usize) -> (Vec<f32>, Vec<f32>) {
 
 #[test]
 fn every_dim_and_small_row_count_matches_the_reference() {
+    let _serial = crate::common::gl_serial();
     let ctx = ctx();
-    for reduction in reductions(ctx) {
-        let op = LayerNorm::new().with_reduction(reduction);
+    for kernel in kernels(ctx) {
+        let op = LayerNorm::new().with_kernel(kernel);
         for (i, &dim) in DIMS.iter().enumerate() {
             for rows in [1usize, 2, 3] {
                 let seed = (i * 10 + rows) as u64;
@@ -35,10 +36,11 @@ fn every_dim_and_small_row_count_matches_the_reference() {
 
 #[test]
 fn more_than_65535_rows() {
+    let _serial = crate::common::gl_serial();
     // The grid's x dimension holds 65,535 workgroups; the rest go to y.
     let ctx = ctx();
-    for reduction in reductions(ctx) {
-        let op = LayerNorm::new().with_reduction(reduction);
+    for kernel in kernels(ctx) {
+        let op = LayerNorm::new().with_kernel(kernel);
         for dim in [1usize, 3, 33, 257] {
             let rows = 70_000;
             let x = synthetic::normal(dim as u64, rows * dim, -1.0, 3.0);
@@ -50,11 +52,12 @@ fn more_than_65535_rows() {
 
 #[test]
 fn huge_rows() {
+    let _serial = crate::common::gl_serial();
     // 2^21 values per row: 2,048 vec4 per lane per pass at 256 lanes, far from
     // llvmpipe's 65,535-iteration cap on an invocation's loops.
     let ctx = ctx();
-    for reduction in reductions(ctx) {
-        let op = LayerNorm::new().with_reduction(reduction);
+    for kernel in kernels(ctx) {
+        let op = LayerNorm::new().with_kernel(kernel);
         for (rows, dim) in [(2usize, 1usize << 21), (1, (1 << 21) + 3)] {
             let x = synthetic::normal(3, rows * dim, 0.0, 1.0);
             let (g, b) = params(5, dim);
@@ -65,12 +68,13 @@ fn huge_rows() {
 
 #[test]
 fn large_mean_offset_keeps_the_accuracy_of_centred_data() {
+    let _serial = crate::common::gl_serial();
     // 10000 + N(0,1): E[x²] − E[x]² in f32 would lose every digit here. The
     // same tolerance as for centred data applies, and the error must stay
     // within a small factor of the centred data's.
     let ctx = ctx();
-    for reduction in reductions(ctx) {
-        let op = LayerNorm::new().with_reduction(reduction);
+    for kernel in kernels(ctx) {
+        let op = LayerNorm::new().with_kernel(kernel);
         for dim in [768usize, 4097, 65537] {
             let noise = synthetic::normal(11, 4 * dim, 0.0, 1.0);
             let offset: Vec<f32> = noise.iter().map(|v| v + 10_000.0).collect();
@@ -86,9 +90,10 @@ fn large_mean_offset_keeps_the_accuracy_of_centred_data() {
 
 #[test]
 fn constant_rows_give_beta_exactly() {
+    let _serial = crate::common::gl_serial();
     let ctx = ctx();
-    for reduction in reductions(ctx) {
-        let op = LayerNorm::new().with_reduction(reduction);
+    for kernel in kernels(ctx) {
+        let op = LayerNorm::new().with_kernel(kernel);
         for dim in [1usize, 5, 768, 4097] {
             let values = [0.0f32, -3.5, 0.1, 12345.678, 1e-20];
             let x: Vec<f32> = values
@@ -113,9 +118,10 @@ fn constant_rows_give_beta_exactly() {
 
 #[test]
 fn nan_and_inf_stay_in_their_row() {
+    let _serial = crate::common::gl_serial();
     let ctx = ctx();
-    for reduction in reductions(ctx) {
-        let op = LayerNorm::new().with_reduction(reduction);
+    for kernel in kernels(ctx) {
+        let op = LayerNorm::new().with_kernel(kernel);
         for dim in [1usize, 7, 1025] {
             let rows = 5;
             let mut x = synthetic::normal(dim as u64, rows * dim, 0.0, 1.0);
@@ -149,9 +155,10 @@ fn nan_and_inf_stay_in_their_row() {
 
 #[test]
 fn gamma_and_beta_are_optional_each_alone() {
+    let _serial = crate::common::gl_serial();
     let ctx = ctx();
-    for reduction in reductions(ctx) {
-        let op = LayerNorm::new().with_reduction(reduction);
+    for kernel in kernels(ctx) {
+        let op = LayerNorm::new().with_kernel(kernel);
         let (rows, dim) = (3, 257);
         let x = synthetic::normal(21, rows * dim, 2.0, 0.5);
         let (g, b) = params(22, dim);
@@ -176,6 +183,7 @@ fn gamma_and_beta_are_optional_each_alone() {
 
 #[test]
 fn axis_normalises_trailing_dims() {
+    let _serial = crate::common::gl_serial();
     let ctx = ctx();
     let shape = [2usize, 3, 5, 7];
     let x = synthetic::normal(31, shape.iter().product(), 0.0, 1.0);
@@ -192,6 +200,7 @@ fn axis_normalises_trailing_dims() {
 
 #[test]
 fn epsilon_is_inside_the_square_root() {
+    let _serial = crate::common::gl_serial();
     let ctx = ctx();
     let x = synthetic::normal(41, 4 * 64, 0.0, 0.01);
     for eps in [0.0f32, 1e-5, 0.5, 3.0] {
@@ -209,6 +218,7 @@ fn epsilon_is_inside_the_square_root() {
 
 #[test]
 fn tensor_over_the_binding_limit_is_chunked() {
+    let _serial = crate::common::gl_serial();
     // 8200 x 4097 f32 = 134.4 MB > lavapipe's and llvmpipe GL's 128 MiB
     // max_storage_buffer_binding_size: two dispatches, one per chunk.
     let ctx = ctx();
@@ -233,6 +243,7 @@ fn tensor_over_the_binding_limit_is_chunked() {
 
 #[test]
 fn caller_buffers_at_odd_offsets() {
+    let _serial = crate::common::gl_serial();
     // Tensors wrapped in a caller's buffer at offsets that are not 16-byte
     // (nor 256-byte) aligned: the kernel's head/vec4/tail split and the
     // binding windows must cope, also when x and y differ in phase.
@@ -278,7 +289,7 @@ mod properties {
     use proptest::prelude::*;
     use wgpu_norm::{LayerNorm, synthetic};
 
-    use crate::common::{check, ctx, reductions};
+    use crate::common::{check, ctx, kernels};
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
@@ -290,14 +301,16 @@ mod properties {
             mean in -1e4f32..1e4,
             std in 1e-3f32..1e3,
             seed in any::<u64>(),
-            pick in any::<bool>(),
+            pick in 0usize..4,
         ) {
+            let _serial = crate::common::gl_serial();
             let ctx = ctx();
-            let reduction = reductions(ctx)[usize::from(pick) % reductions(ctx).len()];
+            let all = kernels(ctx);
+            let kernel = all[pick % all.len()];
             let x = synthetic::normal(seed, rows * dim, mean, std);
             let g = synthetic::normal(seed ^ 1, dim, 1.0, 1.0);
             let b = synthetic::normal(seed ^ 2, dim, 0.0, 1.0);
-            check("proptest", ctx, LayerNorm::new().with_reduction(reduction), &[rows, dim], &x, Some(&g), Some(&b));
+            check("proptest", ctx, LayerNorm::new().with_kernel(kernel), &[rows, dim], &x, Some(&g), Some(&b));
         }
     }
 }

@@ -70,6 +70,7 @@ fn io(w: &Work) -> LayerNormIo<'_> {
 
 #[test]
 fn one_record_per_pass_with_positive_durations_and_monotonic_steps() {
+    let _serial = crate::common::gl_serial();
     let ctx = ctx();
     let expected_source = match ctx.capabilities().timestamps {
         true => TimingSource::GpuTimestamps,
@@ -155,6 +156,7 @@ fn one_record_per_pass_with_positive_durations_and_monotonic_steps() {
 
 #[test]
 fn single_dispatches_are_timed_inside_passes() {
+    let _serial = crate::common::gl_serial();
     // A small binding limit cuts the tensor into several dispatches in one pass.
     let mut limits = ctx().limits().clone();
     limits.max_storage_buffer_binding_size = 64 << 10;
@@ -212,6 +214,7 @@ fn single_dispatches_are_timed_inside_passes() {
 
 #[test]
 fn cpu_fallback_says_so() {
+    let _serial = crate::common::gl_serial();
     let ctx = ctx();
     let mut ticks = Ticks::new(
         ctx,
@@ -264,6 +267,7 @@ fn cpu_fallback_says_so() {
 
 #[test]
 fn chrome_trace_has_the_required_fields_and_escapes_labels() {
+    let _serial = crate::common::gl_serial();
     let ctx = ctx();
     let mut ticks = Ticks::new(ctx, TicksSettings::default());
     let w = work(ctx, &[4, 33]);
@@ -322,6 +326,7 @@ fn chrome_trace_has_the_required_fields_and_escapes_labels() {
 
 #[test]
 fn the_pool_stays_bounded_over_100000_iterations() {
+    let _serial = crate::common::gl_serial();
     let ctx = ctx();
     let settings = TicksSettings {
         max_frames_in_flight: 4,

@@ -54,10 +54,7 @@ pub fn main(args: Args) -> CliResult {
             let gg = GpuTensor::from_slice(&ctx, &gamma, &[cols])?;
             let bg = GpuTensor::from_slice(&ctx, &beta, &[cols])?;
             let y = op.forward(&ctx, &xg, Some(&gg), Some(&bg))?.read(&ctx)?;
-            Ok((
-                y,
-                format!("{} lanes, {:?}", plan.workgroup_size, plan.reduction),
-            ))
+            Ok((y, plan.describe()))
         })();
         outcomes.push(match result {
             Ok((y, kernel)) => Outcome {

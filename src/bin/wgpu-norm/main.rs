@@ -3,8 +3,10 @@
 
 mod adapters;
 mod apply;
+mod bench;
 mod check;
 mod common;
+mod plot;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +30,8 @@ enum Command {
     Apply(apply::Args),
     /// Runs the op on every adapter and compares each with the reference and the others.
     Check(check::Args),
+    /// Layer-norm forward against a copy of the same bytes, per shape, with GPU ticks.
+    Bench(bench::Args),
 }
 
 fn main() {
@@ -37,6 +41,7 @@ fn main() {
         Command::Run(args) => run::main(args),
         Command::Apply(args) => apply::main(args),
         Command::Check(args) => check::main(args),
+        Command::Bench(args) => bench::main(args),
     };
     if let Err(e) = result {
         eprintln!("wgpu-norm: {e}");

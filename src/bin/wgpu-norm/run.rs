@@ -121,11 +121,10 @@ pub fn main(args: Args) -> CliResult {
     let info = ctx.adapter_info();
     println!("adapter     {}", adapter_label(info));
     println!(
-        "shape       {} ({} rows of {cols}), kernel: {} lanes per row, {:?} reduction",
+        "shape       {} ({} rows of {cols}), kernel: {}",
         shape_string(shape),
         n / cols,
-        plan.workgroup_size,
-        plan.reduction
+        plan.describe()
     );
     println!(
         "check       max |y - f64 reference| = {max_err:.3e} (tolerance {tol:.3e}): {}",
@@ -150,7 +149,7 @@ pub fn main(args: Args) -> CliResult {
                 "rows": n / cols,
                 "cols": cols,
                 "workgroup_size": plan.workgroup_size,
-                "reduction": format!("{:?}", plan.reduction),
+                "kernel": plan.kernel.name(),
                 "max_abs_error": max_err,
                 "tolerance": tol,
                 "ok": ok,

@@ -1,8 +1,9 @@
-// Layer normalisation, forward: one workgroup normalises one row.
+// Layer normalisation, forward: one workgroup normalises one row (medium and long rows).
 //
 //   y = (x - mean) / sqrt(var + epsilon) * gamma + beta      (biased variance)
 //
-// This file is completed by one of the reduction files, appended by the host:
+// The host prepends layer_norm_common.wgsl (bindings, Params, helpers) and
+// appends one of the reduction files:
 //   reduce_subgroup.wgsl  - subgroupAdd, then one slot per subgroup (adapters with SUBGROUP)
 //   reduce_workgroup.wgsl - a tree in workgroup memory (everywhere else)
 // Each defines `struct LaneIds` (the entry point's lane builtins; `.lid` is the
@@ -24,90 +25,14 @@
 //      Every term of the second sum is >= 0: no E[x^2] - E[x]^2 cancellation.
 //   3. Every lane re-reads its share and writes y. x is read twice, y written once.
 //
-// Memory layout: a row is `dim` consecutive f32 starting at element `x_base + row*dim`
-// of the binding. The row is split into a scalar head (up to the next 16-byte
-// boundary), a vec4 body read through a second binding of the same bytes (`x4`), and
-// a scalar tail: vec4 loads for any dim and any alignment.
+// The row is split into a scalar head (up to the next 16-byte boundary), a vec4
+// body read through `x4`, and a scalar tail: vec4 loads for any dim and any alignment.
 //
 // Rows: the grid is 2-D (x up to 65,535 workgroups) and flattened here, so any row
 // count works without a per-workgroup row loop. No lane loops more than
 // 2 * ceil(dim / (4 * WG)) times plus the reduction: Mesa's llvmpipe silently stops
 // an invocation's loops after 65,535 iterations, and the host picks WG so that a
 // row never gets near that.
-
-// Lanes per workgroup: a power of two, at most MAX_WG; chosen by the host's plan.
-override WG: u32 = 64u;
-const MAX_WG: u32 = 1024u;
-// Which optional inputs and outputs this pipeline has.
-override HAS_GAMMA: bool = false;
-override HAS_BETA: bool = false;
-override WRITE_MEAN: bool = false;
-override WRITE_RSTD: bool = false;
-
-struct Params {
-    rows: u32,        // rows in this dispatch
-    dim: u32,         // values per row
-    x_base: u32,      // element index of row 0 in `x` (the binding starts 256-byte aligned)
-    y_base: u32,      // element index of row 0 in `y`
-    mean_base: u32,   // element index of row 0 in `mean_out`
-    rstd_base: u32,   // element index of row 0 in `rstd_out`
-    gamma_base: u32,  // element index of gamma[0] in `gamma`
-    beta_base: u32,   // element index of beta[0] in `beta`
-    epsilon: f32,
-    y_vec4: u32,      // 1 when y's rows have the same 16-byte phase as x's (vec4 stores)
-}
-
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;           // the same bytes as `x`
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
-@group(0) @binding(3) var<storage, read_write> y4: array<vec4<f32>>;     // the same bytes as `y`
-@group(0) @binding(4) var<storage, read> gamma: array<f32>;
-@group(0) @binding(5) var<storage, read> beta: array<f32>;
-@group(0) @binding(6) var<storage, read_write> mean_out: array<f32>;
-@group(0) @binding(7) var<storage, read_write> rstd_out: array<f32>;
-@group(0) @binding(8) var<uniform> params: Params;
-
-// Chan's merge of two Welford states (count, mean, M2).
-fn chan_merge(a: vec3<f32>, b: vec3<f32>) -> vec3<f32> {
-    let n = a.x + b.x;
-    if (b.x == 0.0) {
-        return a;
-    }
-    let delta = b.y - a.y;
-    let wb = b.x / n;
-    return vec3<f32>(n, a.y + delta * wb, a.z + b.z + delta * delta * a.x * wb);
-}
-
-// Moments of one vec4 as a block: (4, its mean, its M2).
-fn block_moments(v: vec4<f32>) -> vec3<f32> {
-    let m = (v.x + v.y + v.z + v.w) * 0.25;
-    let d = v - vec4<f32>(m);
-    return vec3<f32>(4.0, m, dot(d, d));
-}
-
-fn affine(v: f32, col: u32) -> f32 {
-    var out = v;
-    if (HAS_GAMMA) {
-        out = out * gamma[params.gamma_base + col];
-    }
-    if (HAS_BETA) {
-        out = out + beta[params.beta_base + col];
-    }
-    return out;
-}
-
-fn affine4(v: vec4<f32>, col: u32) -> vec4<f32> {
-    var out = v;
-    if (HAS_GAMMA) {
-        let g = params.gamma_base + col;
-        out = out * vec4<f32>(gamma[g], gamma[g + 1u], gamma[g + 2u], gamma[g + 3u]);
-    }
-    if (HAS_BETA) {
-        let b = params.beta_base + col;
-        out = out + vec4<f32>(beta[b], beta[b + 1u], beta[b + 2u], beta[b + 3u]);
-    }
-    return out;
-}
 
 @compute @workgroup_size(WG)
 fn layer_norm_forward(

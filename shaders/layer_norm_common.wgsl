@@ -1,0 +1,83 @@
+// Shared by every layer-norm forward kernel: its specialisation constants, its
+// bindings and uniform block, and the Welford/Chan helpers. The host prepends
+// this file to a kernel file (layer_norm_row_per_*.wgsl).
+//
+// Memory layout: a row is `dim` consecutive f32 starting at element
+// `x_base + row * dim` of the `x` binding (which starts 256-byte aligned, so
+// `x_base` absorbs the tensor's offset). `x4` and `y4` are second bindings of
+// the same bytes as `x` and `y`, for vec4 access.
+
+// Lanes per workgroup: a power of two, at most MAX_WG; chosen by the host's plan.
+override WG: u32 = 64u;
+const MAX_WG: u32 = 1024u;
+// Which optional inputs and outputs this pipeline has.
+override HAS_GAMMA: bool = false;
+override HAS_BETA: bool = false;
+override WRITE_MEAN: bool = false;
+override WRITE_RSTD: bool = false;
+
+struct Params {
+    rows: u32,        // rows in this dispatch
+    dim: u32,         // values per row
+    x_base: u32,      // element index of row 0 in `x` (the binding starts 256-byte aligned)
+    y_base: u32,      // element index of row 0 in `y`
+    mean_base: u32,   // element index of row 0 in `mean_out`
+    rstd_base: u32,   // element index of row 0 in `rstd_out`
+    gamma_base: u32,  // element index of gamma[0] in `gamma`
+    beta_base: u32,   // element index of beta[0] in `beta`
+    epsilon: f32,
+    y_vec4: u32,      // 1 when y's rows have the same 16-byte phase as x's (vec4 stores)
+}
+
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;           // the same bytes as `x`
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y4: array<vec4<f32>>;     // the same bytes as `y`
+@group(0) @binding(4) var<storage, read> gamma: array<f32>;
+@group(0) @binding(5) var<storage, read> beta: array<f32>;
+@group(0) @binding(6) var<storage, read_write> mean_out: array<f32>;
+@group(0) @binding(7) var<storage, read_write> rstd_out: array<f32>;
+@group(0) @binding(8) var<uniform> params: Params;
+
+// Chan's merge of two Welford states (count, mean, M2).
+fn chan_merge(a: vec3<f32>, b: vec3<f32>) -> vec3<f32> {
+    let n = a.x + b.x;
+    if (b.x == 0.0) {
+        return a;
+    }
+    let delta = b.y - a.y;
+    let wb = b.x / n;
+    return vec3<f32>(n, a.y + delta * wb, a.z + b.z + delta * delta * a.x * wb);
+}
+
+// Moments of one vec4 as a block: (4, its mean, its M2).
+fn block_moments(v: vec4<f32>) -> vec3<f32> {
+    let m = (v.x + v.y + v.z + v.w) * 0.25;
+    let d = v - vec4<f32>(m);
+    return vec3<f32>(4.0, m, dot(d, d));
+}
+
+fn affine(v: f32, col: u32) -> f32 {
+    var out = v;
+    if (HAS_GAMMA) {
+        out = out * gamma[params.gamma_base + col];
+    }
+    if (HAS_BETA) {
+        out = out + beta[params.beta_base + col];
+    }
+    return out;
+}
+
+fn affine4(v: vec4<f32>, col: u32) -> vec4<f32> {
+    var out = v;
+    if (HAS_GAMMA) {
+        let g = params.gamma_base + col;
+        out = out * vec4<f32>(gamma[g], gamma[g + 1u], gamma[g + 2u], gamma[g + 3u]);
+    }
+    if (HAS_BETA) {
+        let b = params.beta_base + col;
+        out = out + vec4<f32>(beta[b], beta[b + 1u], beta[b + 2u], beta[b + 3u]);
+    }
+    return out;
+}
+

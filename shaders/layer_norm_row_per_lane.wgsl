@@ -1,0 +1,93 @@
+// Layer normalisation, forward: one invocation (lane) normalises four whole
+// rows at once, one in each component of a vec4; a workgroup of WG lanes takes
+// 4 * WG consecutive rows.
+//
+//   y = (x - mean) / sqrt(var + epsilon) * gamma + beta      (biased variance)
+//
+// The host prepends layer_norm_common.wgsl (bindings, Params, helpers).
+//
+// Why: on adapters that run shaders on a CPU (Mesa's llvmpipe behind lavapipe
+// and GL), a barrier costs a coroutine switch per lane group and each buffer
+// access is a gather or scatter of one value per lane, whatever the address
+// pattern: time follows the number of buffer accesses per value. This kernel
+// has no barrier and no cross-lane reduction, and it reads gamma[c] and beta[c]
+// once for four rows. Per value: x twice, y once, gamma and beta a quarter
+// each (3.5 accesses, against a copy's 2). On a real GPU the lanes' strided
+// rows would not coalesce; the plan does not pick this kernel there.
+//
+// Scheme, per row (four rows in step, as vec4 components):
+//   1. Values are shifted by the row's first element (the pivot), as in every
+//      kernel here: a constant row gives exactly beta, and a row on a large offset
+//      keeps its precision. A running Welford update (count, mean, M2) visits the
+//      row's values in order; the division by the count is shared by the four rows.
+//   2. rstd = 1 / sqrt(M2 / dim + epsilon).
+//   3. Each value is re-read, normalised and written.
+// Rows past the end of the tensor repeat the last row's work and are not written.
+//
+// Loops: a lane runs 2 * dim iterations; the plan keeps dim at most 16,384, well
+// below llvmpipe's cap of 65,535 iterations per invocation.
+
+fn load4(rows: vec4<u32>, col: u32) -> vec4<f32> {
+    return vec4<f32>(x[rows.x + col], x[rows.y + col], x[rows.z + col], x[rows.w + col]);
+}
+
+@compute @workgroup_size(WG)
+fn layer_norm_forward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let first = ((wid.y * groups.x + wid.x) * WG + lid) * 4u;
+    if (first >= params.rows) {
+        return;
+    }
+    let count = min(params.rows - first, 4u);
+    let rows = min(vec4<u32>(first) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(first + count - 1u));
+    let dim = params.dim;
+    let x_rows = vec4<u32>(params.x_base) + rows * dim;
+    let y_rows = vec4<u32>(params.y_base) + rows * dim;
+    let pivot = load4(x_rows, 0u);
+
+    // 1. Running Welford moments of x - pivot, four rows at a time.
+    var mean = vec4<f32>(0.0);
+    var m2 = vec4<f32>(0.0);
+    for (var c = 0u; c < dim; c += 1u) {
+        let v = load4(x_rows, c) - pivot;
+        let delta = v - mean;
+        mean += delta * (1.0 / f32(c + 1u));
+        m2 += delta * (v - mean);
+    }
+
+    // 2. rstd per row.
+    let rstd = inverseSqrt(max(m2 / f32(dim), vec4<f32>(0.0)) + vec4<f32>(params.epsilon));
+    let row_mean = pivot + mean;
+    for (var r = 0u; r < count; r += 1u) {
+        if (WRITE_MEAN) {
+            mean_out[params.mean_base + first + r] = row_mean[r];
+        }
+        if (WRITE_RSTD) {
+            rstd_out[params.rstd_base + first + r] = rstd[r];
+        }
+    }
+
+    // 3. Normalise; gamma and beta are read once for the four rows.
+    for (var c = 0u; c < dim; c += 1u) {
+        var out = (load4(x_rows, c) - pivot - mean) * rstd;
+        if (HAS_GAMMA) {
+            out = out * gamma[params.gamma_base + c];
+        }
+        if (HAS_BETA) {
+            out = out + beta[params.beta_base + c];
+        }
+        y[y_rows.x + c] = out.x;
+        if (count > 1u) {
+            y[y_rows.y + c] = out.y;
+        }
+        if (count > 2u) {
+            y[y_rows.z + c] = out.z;
+        }
+        if (count > 3u) {
+            y[y_rows.w + c] = out.w;
+        }
+    }
+}

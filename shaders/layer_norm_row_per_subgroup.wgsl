@@ -1,0 +1,102 @@
+// Layer normalisation, forward: one subgroup normalises one row; a workgroup
+// takes ROWS_PER_WG consecutive rows (WG / the adapter's smallest subgroup size).
+//
+//   y = (x - mean) / sqrt(var + epsilon) * gamma + beta      (biased variance)
+//
+// The host prepends layer_norm_common.wgsl (bindings, Params, helpers). Needs
+// the SUBGROUP feature (only built on adapters that have it).
+//
+// Why: rows of up to a few thousand values are too short to keep a whole
+// workgroup busy, and a workgroup's barriers cost more than the row. A subgroup
+// reduces in registers (subgroupAdd), with no barrier and no workgroup memory.
+// The subgroup size is read from the hardware: if it is larger than the
+// smallest size the plan assumed, fewer subgroups exist and each takes several
+// of the workgroup's rows in turn.
+//
+// Scheme, per row (as in layer_norm_row_per_workgroup.wgsl, with the subgroup
+// in the workgroup's place):
+//   1. Each lane keeps Welford moments of its share of x - pivot (the pivot is the
+//      row's first element), merging one vec4 block at a time with Chan's formula;
+//      the scalar head (up to a 16-byte boundary) and tail go one value at a time.
+//   2. Two subgroupAdds combine the lanes exactly:
+//        shifted_mean = sum(n_i * mean_i) / dim
+//        M2           = sum(M2_i + n_i * (mean_i - shifted_mean)^2)
+//   3. Each lane re-reads its share and writes y (vec4 loads and stores).
+//
+// Loops: a lane runs about 2 * dim / (4 * subgroup size) iterations per row, times
+// the rows its subgroup takes; the plan keeps that far below llvmpipe's cap.
+
+override ROWS_PER_WG: u32 = 8u;
+
+@compute @workgroup_size(WG)
+fn layer_norm_forward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(subgroup_id) subgroup: u32,
+    @builtin(num_subgroups) subgroups: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+    @builtin(subgroup_size) lanes: u32,
+) {
+    let first_row = (wid.y * groups.x + wid.x) * ROWS_PER_WG;
+    let end_row = min(first_row + ROWS_PER_WG, params.rows);
+    let dim = params.dim;
+    for (var row = first_row + subgroup; row < end_row; row += subgroups) {
+        let x_row = params.x_base + row * dim;
+        let y_row = params.y_base + row * dim;
+        let head = min((4u - x_row % 4u) % 4u, dim);
+        let body4 = (dim - head) / 4u;
+        let tail_start = head + body4 * 4u;
+        let first4 = (x_row + head) / 4u;
+        let pivot = x[x_row];
+
+        // 1. This lane's moments of x - pivot.
+        var acc = vec3<f32>(0.0);
+        for (var i = lane; i < body4; i += lanes) {
+            acc = chan_merge(acc, block_moments(x4[first4 + i] - vec4<f32>(pivot)));
+        }
+        if (lane < head) {
+            acc = chan_merge(acc, vec3<f32>(1.0, x[x_row + lane] - pivot, 0.0));
+        }
+        if (lane < dim - tail_start) {
+            acc = chan_merge(acc, vec3<f32>(1.0, x[x_row + tail_start + lane] - pivot, 0.0));
+        }
+
+        // 2. Combine the lanes of the subgroup.
+        let n_row = f32(dim);
+        let shifted_mean = subgroupAdd(acc.x * acc.y) / n_row;
+        let lane_dev = acc.y - shifted_mean;
+        let m2 = subgroupAdd(acc.z + acc.x * lane_dev * lane_dev);
+        let rstd = inverseSqrt(max(m2 / n_row, 0.0) + params.epsilon);
+        if (lane == 0u) {
+            if (WRITE_MEAN) {
+                mean_out[params.mean_base + row] = pivot + shifted_mean;
+            }
+            if (WRITE_RSTD) {
+                rstd_out[params.rstd_base + row] = rstd;
+            }
+        }
+
+        // 3. Normalise.
+        let shift = vec4<f32>(pivot);
+        let centre = vec4<f32>(shifted_mean);
+        for (var i = lane; i < body4; i += lanes) {
+            let col = head + 4u * i;
+            let out = affine4((x4[first4 + i] - shift - centre) * rstd, col);
+            if (params.y_vec4 == 1u) {
+                y4[(y_row + col) / 4u] = out;
+            } else {
+                y[y_row + col] = out.x;
+                y[y_row + col + 1u] = out.y;
+                y[y_row + col + 2u] = out.z;
+                y[y_row + col + 3u] = out.w;
+            }
+        }
+        if (lane < head) {
+            y[y_row + lane] = affine((x[x_row + lane] - pivot - shifted_mean) * rstd, lane);
+        }
+        if (lane < dim - tail_start) {
+            let col = tail_start + lane;
+            y[y_row + col] = affine((x[x_row + col] - pivot - shifted_mean) * rstd, col);
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! Benchmarks measured the way the project reports them: GPU-tick medians of a
+//! kernel and of a copy moving the same bytes, on the same adapter, in the
+//! same run, interleaved step by step, and their ratio.
+
+use serde::Serialize;
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::ops::copy::encode_copy;
+use crate::ops::layer_norm::{LayerNorm, LayerNormIo, shape_string};
+use crate::synthetic;
+use crate::tensor::GpuTensor;
+use crate::ticks::{Report, Ticks, TicksSettings, TimingSource};
+
+/// The shapes `wgpu-norm bench` measures by default.
+pub const DEFAULT_SHAPES: &[&[usize]] = &[
+    &[8, 512, 768],
+    &[4, 256, 4096],
+    &[64, 64, 64],
+    &[1, 32, 65536],
+    &[4096, 1, 1024],
+    &[1, 1, 1_048_576],
+];
+
+/// One measured shape.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BenchRow {
+    /// `8x512x768`.
+    pub shape: String,
+    /// The kernel that ran, e.g. `row-per-lane, 64 lanes`.
+    pub kernel: String,
+    /// Median layer-norm forward time, µs.
+    pub ln_median_us: f64,
+    /// Median time of a copy of the same bytes, µs.
+    pub copy_median_us: f64,
+    /// `ln_median_us / copy_median_us`: 1.0 is the memory floor.
+    pub ratio: f64,
+    /// Layer norm's effective bandwidth: x read once and y written once, GB/s.
+    pub gbps: f64,
+    /// The copy's bandwidth, GB/s.
+    pub copy_gbps: f64,
+    /// Timed steps.
+    pub iters: usize,
+    /// `gpu_timestamps` or `cpu_wall_clock`.
+    pub timing_source: String,
+}
+
+/// Times `op` (with gamma and beta) on a tensor of `shape` against a copy of
+/// the same bytes: `iters` steps after two warm-up steps (which include the
+/// pipelines' compilation), layer norm and copy in separate submissions.
+pub fn bench_layer_norm(
+    ctx: &Context,
+    op: &LayerNorm,
+    shape: &[usize],
+    iters: usize,
+) -> Result<BenchRow> {
+    let (_, cols) = op.rows_cols(shape)?;
+    let n: usize = shape.iter().product();
+    let x = GpuTensor::from_slice(ctx, &synthetic::normal(0, n, 0.0, 1.0), shape)?;
+    let y = GpuTensor::zeros(ctx, shape)?;
+    let copy_dst = GpuTensor::zeros(ctx, shape)?;
+    let gamma = GpuTensor::from_slice(ctx, &synthetic::normal(1, cols, 1.0, 0.1), &[cols])?;
+    let beta = GpuTensor::from_slice(ctx, &synthetic::normal(2, cols, 0.0, 0.1), &[cols])?;
+    let io = LayerNormIo {
+        x: &x,
+        y: &y,
+        gamma: Some(&gamma),
+        beta: Some(&beta),
+        mean: None,
+        rstd: None,
+    };
+    let plan = op.plan(ctx, cols)?;
+
+    let mut ticks = Ticks::new(ctx, TicksSettings::default());
+    let cpu_timed = ticks.timing_source() == TimingSource::CpuWallClock;
+    for step in 0..iters + 2 {
+        ticks.set_step(step as u64);
+        // Warm-up steps are recorded in scope "warm-up" and left out below.
+        if step < 2 {
+            ticks.push_scope("warm-up");
+        }
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        op.encode_ticked(ctx, &mut encoder, &io, &mut ticks)?;
+        ticks.submit(encoder)?;
+        if cpu_timed {
+            ctx.wait()?;
+        }
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        encode_copy(ctx, &mut encoder, &x, &copy_dst, Some(&mut ticks))?;
+        ticks.submit(encoder)?;
+        if cpu_timed {
+            ctx.wait()?;
+        }
+        if step < 2 {
+            ticks.pop_scope();
+        }
+    }
+    ticks.flush()?;
+    let timed: Vec<_> = ticks
+        .records()
+        .into_iter()
+        .filter(|r| r.scope.is_empty())
+        .collect();
+    let report = Report::new(&timed);
+    let median = |prefix: &str| {
+        report
+            .passes
+            .iter()
+            .find(|p| p.label.starts_with(prefix))
+            .map(|p| p.median_us)
+            .ok_or_else(|| Error::Validation {
+                during: "benchmarking",
+                message: format!("no {prefix} pass was timed"),
+            })
+    };
+    let ln = median("layer_norm_forward")?;
+    let copy = median("copy")?;
+    let bytes = 2.0 * n as f64 * 4.0;
+    Ok(BenchRow {
+        shape: shape_string(shape),
+        kernel: plan.describe(),
+        ln_median_us: ln,
+        copy_median_us: copy,
+        ratio: ln / copy,
+        gbps: bytes / (ln * 1e-6) / 1e9,
+        copy_gbps: bytes / (copy * 1e-6) / 1e9,
+        iters,
+        timing_source: report.timing_source,
+    })
+}

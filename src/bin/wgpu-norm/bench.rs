@@ -1,0 +1,95 @@
+//! `wgpu-norm bench`: layer-norm forward against a copy of the same bytes,
+//! per shape, with GPU ticks; a progress bar on stderr, a table or JSON lines
+//! on stdout, and optionally an SVG plot.
+
+use wgpu_norm::{BenchRow, Kernel, LayerNorm, bench_layer_norm};
+
+use crate::common::{CliError, CliResult, Shape, adapter_label, open};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Shapes, comma-separated (default: the six of BENCHMARKS.md).
+    #[arg(long, value_delimiter = ',')]
+    shapes: Vec<Shape>,
+    /// vulkan, gl, metal or dx12 (default: WGPU_BACKEND, else the best adapter).
+    #[arg(long)]
+    backend: Option<String>,
+    /// Timed steps per shape (after two warm-up steps).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    iters: u32,
+    /// Measure every kernel that can run each shape, not only the planned one.
+    #[arg(long)]
+    all_kernels: bool,
+    /// One JSON object per line per measurement on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Draw GB/s of layer norm and copy per shape into this SVG file.
+    #[arg(long)]
+    plot: Option<std::path::PathBuf>,
+}
+
+pub fn main(args: Args) -> CliResult {
+    let ctx = open(args.backend.as_deref())?;
+    let shapes: Vec<Vec<usize>> = if args.shapes.is_empty() {
+        wgpu_norm::DEFAULT_SHAPES
+            .iter()
+            .map(|s| s.to_vec())
+            .collect()
+    } else {
+        args.shapes.iter().map(|s| s.0.clone()).collect()
+    };
+    let mut jobs: Vec<(Vec<usize>, LayerNorm)> = Vec::new();
+    for shape in &shapes {
+        let cols = *shape.last().expect("a shape has a dimension");
+        if args.all_kernels {
+            for kernel in Kernel::ALL {
+                let op = LayerNorm::new().with_kernel(kernel);
+                if op.plan(&ctx, cols).is_ok() {
+                    jobs.push((shape.clone(), op));
+                }
+            }
+        } else {
+            jobs.push((shape.clone(), LayerNorm::new()));
+        }
+    }
+    let bar = indicatif::ProgressBar::new(jobs.len() as u64).with_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
+            .expect("a valid template"),
+    );
+    let mut rows: Vec<BenchRow> = Vec::new();
+    for (shape, op) in &jobs {
+        bar.set_message(crate::common::shape_string(shape));
+        rows.push(bench_layer_norm(&ctx, op, shape, args.iters as usize)?);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+
+    if args.json {
+        for r in &rows {
+            println!(
+                "{}",
+                serde_json::to_string(r).expect("plain data serialises")
+            );
+        }
+    } else {
+        println!("{}", adapter_label(ctx.adapter_info()));
+        println!(
+            "{:<14} {:<34} {:>12} {:>12} {:>7} {:>9} {:>9}",
+            "shape", "kernel", "ln (us)", "copy (us)", "ratio", "GB/s", "copy GB/s"
+        );
+        for r in &rows {
+            println!(
+                "{:<14} {:<34} {:>12.1} {:>12.1} {:>7.2} {:>9.2} {:>9.2}",
+                r.shape, r.kernel, r.ln_median_us, r.copy_median_us, r.ratio, r.gbps, r.copy_gbps
+            );
+        }
+        if let Some(r) = rows.first() {
+            println!("(medians of {} steps, {})", r.iters, r.timing_source);
+        }
+    }
+    if let Some(path) = &args.plot {
+        crate::plot::bandwidth_svg(path, ctx.adapter_info(), &rows)
+            .map_err(|e| CliError::Failed(format!("{}: {e}", path.display())))?;
+    }
+    Ok(())
+}
