@@ -69,7 +69,7 @@ pub fn bench_layer_norm(
         mean: None,
         rstd: None,
     };
-    let plan = op.plan(ctx, cols)?;
+    let plan = op.plan(ctx, shape)?;
 
     let mut ticks = Ticks::new(ctx, TicksSettings::default());
     let cpu_timed = ticks.timing_source() == TimingSource::CpuWallClock;

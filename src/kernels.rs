@@ -26,6 +26,8 @@ pub const LAYER_NORM_ROW_PER_SUBGROUP_WGSL: &str =
 /// `shaders/layer_norm_row_per_workgroup.wgsl`: one workgroup per row.
 pub const LAYER_NORM_ROW_PER_WORKGROUP_WGSL: &str =
     include_str!("../shaders/layer_norm_row_per_workgroup.wgsl");
+/// `shaders/layer_norm_split_row.wgsl`: long rows cut into pieces.
+pub const LAYER_NORM_SPLIT_ROW_WGSL: &str = include_str!("../shaders/layer_norm_split_row.wgsl");
 /// `shaders/copy.wgsl`: the copy kernel benchmarks compare against.
 pub const COPY_WGSL: &str = include_str!("../shaders/copy.wgsl");
 /// `shaders/reduce_workgroup.wgsl`: workgroup-memory tree sum.
@@ -46,10 +48,45 @@ pub struct LayerNormVariant {
     pub rstd: bool,
 }
 
+/// The entry points of the layer-norm kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Entry {
+    /// `layer_norm_forward` of the row-per-* kernels.
+    Forward,
+    /// `split_stats` of the split-row kernel.
+    SplitStats,
+    /// `split_combine` of the split-row kernel.
+    SplitCombine,
+    /// `split_apply` of the split-row kernel.
+    SplitApply,
+}
+
+impl Entry {
+    /// The bindings the entry point uses; its bind group layout holds these.
+    pub(crate) fn bindings(self) -> &'static [u32] {
+        match self {
+            Entry::Forward => &[0, 1, 2, 3, 4, 5, 6, 7, 8],
+            Entry::SplitStats => &[0, 1, 8, 9],
+            Entry::SplitCombine => &[0, 6, 7, 8, 9, 10],
+            Entry::SplitApply => &[0, 1, 2, 3, 4, 5, 8, 10],
+        }
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Entry::Forward => "layer_norm_forward",
+            Entry::SplitStats => "split_stats",
+            Entry::SplitCombine => "split_combine",
+            Entry::SplitApply => "split_apply",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct PipelineKey {
     plan: LayerNormPlan,
     variant: LayerNormVariant,
+    entry: Entry,
 }
 
 /// The WGSL source of a layer-norm kernel: the common file, the kernel file,
@@ -68,6 +105,16 @@ pub fn layer_norm_source(kernel: Kernel) -> String {
             LAYER_NORM_ROW_PER_WORKGROUP_WGSL,
             REDUCE_WORKGROUP_WGSL,
         ],
+        Kernel::SplitRow(Reduction::Subgroup) => &[
+            LAYER_NORM_COMMON_WGSL,
+            LAYER_NORM_SPLIT_ROW_WGSL,
+            REDUCE_SUBGROUP_WGSL,
+        ],
+        Kernel::SplitRow(Reduction::Workgroup) => &[
+            LAYER_NORM_COMMON_WGSL,
+            LAYER_NORM_SPLIT_ROW_WGSL,
+            REDUCE_WORKGROUP_WGSL,
+        ],
     };
     parts.join("\n")
 }
@@ -76,6 +123,8 @@ pub fn layer_norm_source(kernel: Kernel) -> String {
 pub(crate) struct Kernels {
     layer_norm_layout: wgpu::BindGroupLayout,
     layer_norm_pipeline_layout: wgpu::PipelineLayout,
+    /// Layouts of the split-row entries: stats, combine, apply.
+    split_layouts: [(wgpu::BindGroupLayout, wgpu::PipelineLayout); 3],
     modules: Mutex<HashMap<Kernel, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
     copy: Mutex<Option<wgpu::ComputePipeline>>,
@@ -86,12 +135,22 @@ pub(crate) struct Kernels {
     pub(crate) dummy_output: wgpu::Buffer,
 }
 
-fn storage_entry(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
+/// The layout entry of a binding of the layer-norm kernels, as declared in
+/// shaders/layer_norm_common.wgsl (0-8) and layer_norm_split_row.wgsl (9, 10).
+fn layout_entry(binding: u32) -> wgpu::BindGroupLayoutEntry {
+    let ty = match binding {
+        // x, x4, gamma, beta
+        0 | 1 | 4 | 5 => wgpu::BufferBindingType::Storage { read_only: true },
+        // params
+        8 => wgpu::BufferBindingType::Uniform,
+        // y, y4, mean_out, rstd_out, piece_moments, row_stats
+        _ => wgpu::BufferBindingType::Storage { read_only: false },
+    };
     wgpu::BindGroupLayoutEntry {
         binding,
         visibility: wgpu::ShaderStages::COMPUTE,
         ty: wgpu::BindingType::Buffer {
-            ty: wgpu::BufferBindingType::Storage { read_only },
+            ty,
             has_dynamic_offset: false,
             min_binding_size: None,
         },
@@ -99,38 +158,37 @@ fn storage_entry(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
     }
 }
 
+fn layouts(
+    device: &wgpu::Device,
+    label: &str,
+    entries: &[wgpu::BindGroupLayoutEntry],
+) -> (wgpu::BindGroupLayout, wgpu::PipelineLayout) {
+    let group = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: Some(label),
+        entries,
+    });
+    let pipeline = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+        label: Some(label),
+        bind_group_layouts: &[Some(&group)],
+        immediate_size: 0,
+    });
+    (group, pipeline)
+}
+
 impl Kernels {
     pub(crate) fn new(device: &wgpu::Device) -> Self {
-        // The layout mirrors the bindings declared in shaders/layer_norm.wgsl.
-        let layer_norm_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some("layer_norm"),
-            entries: &[
-                storage_entry(0, true),  // x
-                storage_entry(1, true),  // x4
-                storage_entry(2, false), // y
-                storage_entry(3, false), // y4
-                storage_entry(4, true),  // gamma
-                storage_entry(5, true),  // beta
-                storage_entry(6, false), // mean_out
-                storage_entry(7, false), // rstd_out
-                wgpu::BindGroupLayoutEntry {
-                    binding: 8,
-                    visibility: wgpu::ShaderStages::COMPUTE,
-                    ty: wgpu::BindingType::Buffer {
-                        ty: wgpu::BufferBindingType::Uniform,
-                        has_dynamic_offset: false,
-                        min_binding_size: None,
-                    },
-                    count: None,
-                },
-            ],
+        let [forward, split_stats, split_combine, split_apply] = [
+            Entry::Forward,
+            Entry::SplitStats,
+            Entry::SplitCombine,
+            Entry::SplitApply,
+        ]
+        .map(|entry| {
+            let entries: Vec<_> = entry.bindings().iter().map(|&b| layout_entry(b)).collect();
+            layouts(device, entry.name(), &entries)
         });
-        let layer_norm_pipeline_layout =
-            device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some("layer_norm"),
-                bind_group_layouts: &[Some(&layer_norm_layout)],
-                immediate_size: 0,
-            });
+        let (layer_norm_layout, layer_norm_pipeline_layout) = forward;
+        let split_layouts = [split_stats, split_combine, split_apply];
         let dummy = |label| {
             device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
@@ -142,6 +200,7 @@ impl Kernels {
         Kernels {
             layer_norm_layout,
             layer_norm_pipeline_layout,
+            split_layouts,
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
             copy: Mutex::new(None),
@@ -184,18 +243,39 @@ impl Kernels {
         Ok(pipeline)
     }
 
-    pub(crate) fn layer_norm_layout(&self) -> &wgpu::BindGroupLayout {
-        &self.layer_norm_layout
+    /// The bind group layout of an entry point.
+    pub(crate) fn layout(&self, entry: Entry) -> &wgpu::BindGroupLayout {
+        match entry {
+            Entry::Forward => &self.layer_norm_layout,
+            Entry::SplitStats => &self.split_layouts[0].0,
+            Entry::SplitCombine => &self.split_layouts[1].0,
+            Entry::SplitApply => &self.split_layouts[2].0,
+        }
     }
 
-    /// The layer-norm forward pipeline for a plan and variant, built on first use.
-    pub(crate) fn layer_norm_forward(
+    fn pipeline_layout(&self, entry: Entry) -> &wgpu::PipelineLayout {
+        match entry {
+            Entry::Forward => &self.layer_norm_pipeline_layout,
+            Entry::SplitStats => &self.split_layouts[0].1,
+            Entry::SplitCombine => &self.split_layouts[1].1,
+            Entry::SplitApply => &self.split_layouts[2].1,
+        }
+    }
+
+    /// The pipeline of one entry point of the plan's kernel, specialised for
+    /// `variant`, built on first use.
+    pub(crate) fn layer_norm_pipeline(
         &self,
         ctx: &Context,
         plan: LayerNormPlan,
         variant: LayerNormVariant,
+        entry: Entry,
     ) -> Result<wgpu::ComputePipeline> {
-        let key = PipelineKey { plan, variant };
+        let key = PipelineKey {
+            plan,
+            variant,
+            entry,
+        };
         if let Some(p) = self
             .pipelines
             .lock()
@@ -213,16 +293,20 @@ impl Kernels {
             ("WRITE_MEAN", flag(variant.mean)),
             ("WRITE_RSTD", flag(variant.rstd)),
         ];
-        if plan.kernel == Kernel::RowPerSubgroup {
-            constants.push(("ROWS_PER_WG", plan.rows_per_workgroup as f64));
+        match plan.kernel {
+            Kernel::RowPerSubgroup => {
+                constants.push(("ROWS_PER_WG", plan.rows_per_workgroup as f64))
+            }
+            Kernel::SplitRow(_) => constants.push(("SPLITS", plan.splits as f64)),
+            _ => {}
         }
         let pipeline = ctx.scoped("building the layer-norm pipeline", || {
             ctx.device()
                 .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some("layer_norm_forward"),
-                    layout: Some(&self.layer_norm_pipeline_layout),
+                    label: Some(entry.name()),
+                    layout: Some(self.pipeline_layout(entry)),
                     module: &module,
-                    entry_point: Some("layer_norm_forward"),
+                    entry_point: Some(entry.name()),
                     compilation_options: wgpu::PipelineCompilationOptions {
                         constants: &constants,
                         // Every workgroup variable is written before it is read.

@@ -29,15 +29,20 @@ pub enum Kernel {
     /// `layer_norm_row_per_workgroup.wgsl`: one workgroup per row, with the
     /// given reduction across its lanes.
     RowPerWorkgroup(Reduction),
+    /// `layer_norm_split_row.wgsl`: each row cut into pieces, one workgroup
+    /// per piece (moments, combine, apply), for long rows and few of them.
+    SplitRow(Reduction),
 }
 
 impl Kernel {
     /// Every kernel, in the order the autotuner tries them.
-    pub const ALL: [Kernel; 4] = [
+    pub const ALL: [Kernel; 6] = [
         Kernel::RowPerLane,
         Kernel::RowPerSubgroup,
         Kernel::RowPerWorkgroup(Reduction::Subgroup),
         Kernel::RowPerWorkgroup(Reduction::Workgroup),
+        Kernel::SplitRow(Reduction::Subgroup),
+        Kernel::SplitRow(Reduction::Workgroup),
     ];
 
     /// A short name: `row-per-lane`, `row-per-subgroup`,
@@ -48,6 +53,8 @@ impl Kernel {
             Kernel::RowPerSubgroup => "row-per-subgroup",
             Kernel::RowPerWorkgroup(Reduction::Subgroup) => "row-per-workgroup/subgroup",
             Kernel::RowPerWorkgroup(Reduction::Workgroup) => "row-per-workgroup/workgroup",
+            Kernel::SplitRow(Reduction::Subgroup) => "split-row/subgroup",
+            Kernel::SplitRow(Reduction::Workgroup) => "split-row/workgroup",
         }
     }
 
@@ -55,7 +62,9 @@ impl Kernel {
     pub fn needs_subgroups(self) -> bool {
         matches!(
             self,
-            Kernel::RowPerSubgroup | Kernel::RowPerWorkgroup(Reduction::Subgroup)
+            Kernel::RowPerSubgroup
+                | Kernel::RowPerWorkgroup(Reduction::Subgroup)
+                | Kernel::SplitRow(Reduction::Subgroup)
         )
     }
 
@@ -66,7 +75,7 @@ impl Kernel {
         match self {
             Kernel::RowPerLane => 16_384,
             Kernel::RowPerSubgroup => 65_536,
-            Kernel::RowPerWorkgroup(_) => usize::MAX,
+            Kernel::RowPerWorkgroup(_) | Kernel::SplitRow(_) => usize::MAX,
         }
     }
 }
@@ -90,12 +99,14 @@ impl AdapterClass {
     }
 }
 
-/// One rung of the ladder: rows of up to `max_dim` values on an adapter of
-/// `class` run `kernel` with `workgroup_size` lanes.
+/// One rung of the ladder: up to `max_rows` rows of up to `max_dim` values
+/// on an adapter of `class` run `kernel` with `workgroup_size` lanes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rung {
     /// The adapter class the rung is for.
     pub class: AdapterClass,
+    /// The most rows the rung takes.
+    pub max_rows: usize,
     /// The longest row the rung takes.
     pub max_dim: usize,
     /// The kernel.
@@ -104,9 +115,16 @@ pub struct Rung {
     pub workgroup_size: u32,
 }
 
-const fn rung(class: AdapterClass, max_dim: usize, kernel: Kernel, workgroup_size: u32) -> Rung {
+const fn rung(
+    class: AdapterClass,
+    max_rows: usize,
+    max_dim: usize,
+    kernel: Kernel,
+    workgroup_size: u32,
+) -> Rung {
     Rung {
         class,
+        max_rows,
         max_dim,
         kernel,
         workgroup_size,
@@ -118,45 +136,57 @@ const SUBGROUP: Reduction = Reduction::Subgroup;
 const TREE: Reduction = Reduction::Workgroup;
 
 /// The ladder: the first rung that matches the adapter's class, takes the
-/// row's length, and whose kernel the adapter can run, is the default plan
-/// (the autotuner may pick another). The reasons are in the kernel files:
-/// on CPU adapters barriers and buffer accesses are what cost; on GPUs a
-/// subgroup per row suits short rows and a workgroup per row long ones,
-/// with more lanes the longer the row (and few enough loop iterations per
-/// lane for llvmpipe's cap on the 1,024-lane top rung).
+/// shape, and whose kernel the adapter can run, is the default plan (the
+/// autotuner may pick another). The reasons are in the kernel files: on CPU
+/// adapters barriers and buffer accesses are what cost; on GPUs a subgroup
+/// per row suits short rows and a workgroup per row long ones, with more
+/// lanes the longer the row; a few long rows are split across workgroups so
+/// that they still fill the device.
 ///
-/// | class | dim up to | kernel                       | lanes |
-/// |-------|-----------|------------------------------|-------|
-/// | CPU   | 4,096     | row per lane                 | 64    |
-/// | CPU   | 4,194,304 | row per workgroup, subgroup  | 256   |
-/// | CPU   | 4,194,304 | row per workgroup, tree      | 256   |
-/// | GPU   | 1,024     | row per subgroup             | 128   |
-/// | GPU   | 256       | row per workgroup, tree      | 32    |
-/// | GPU   | 2,048     | row per workgroup, subgroup  | 64    |
-/// | GPU   | 2,048     | row per workgroup, tree      | 64    |
-/// | GPU   | 8,192     | row per workgroup, subgroup  | 128   |
-/// | GPU   | 8,192     | row per workgroup, tree      | 128   |
-/// | any   | 4,194,304 | row per workgroup, subgroup  | 256   |
-/// | any   | 4,194,304 | row per workgroup, tree      | 256   |
-/// | any   | larger    | row per workgroup, subgroup  | 1,024 |
-/// | any   | larger    | row per workgroup, tree      | 1,024 |
+/// | class | rows up to | dim up to | kernel                      | lanes |
+/// |-------|------------|-----------|-----------------------------|-------|
+/// | CPU   | any        | 4,096     | row per lane (4 rows/lane)  | 64    |
+/// | CPU   | 7          | any       | split row, subgroup         | 256   |
+/// | CPU   | 7          | any       | split row, tree             | 256   |
+/// | GPU   | any        | 1,024     | row per subgroup            | 128   |
+/// | GPU   | any        | 256       | row per workgroup, tree     | 32    |
+/// | GPU   | any        | 2,048     | row per workgroup, subgroup | 64    |
+/// | GPU   | any        | 2,048     | row per workgroup, tree     | 64    |
+/// | GPU   | any        | 8,192     | row per workgroup, subgroup | 128   |
+/// | GPU   | any        | 8,192     | row per workgroup, tree     | 128   |
+/// | GPU   | 63         | any       | split row, subgroup         | 256   |
+/// | GPU   | 63         | any       | split row, tree             | 256   |
+/// | any   | any        | 4,194,304 | row per workgroup, subgroup | 256   |
+/// | any   | any        | 4,194,304 | row per workgroup, tree     | 256   |
+/// | any   | any        | larger    | row per workgroup, subgroup | 1,024 |
+/// | any   | any        | larger    | row per workgroup, tree     | 1,024 |
 pub const LADDER: &[Rung] = &[
-    rung(Cpu, 4096, Kernel::RowPerLane, 64),
-    rung(Cpu, 1 << 22, Kernel::RowPerWorkgroup(SUBGROUP), 256),
-    rung(Cpu, 1 << 22, Kernel::RowPerWorkgroup(TREE), 256),
-    rung(Gpu, 1024, Kernel::RowPerSubgroup, 128),
-    rung(Gpu, 256, Kernel::RowPerWorkgroup(TREE), 32),
-    rung(Gpu, 2048, Kernel::RowPerWorkgroup(SUBGROUP), 64),
-    rung(Gpu, 2048, Kernel::RowPerWorkgroup(TREE), 64),
-    rung(Gpu, 8192, Kernel::RowPerWorkgroup(SUBGROUP), 128),
-    rung(Gpu, 8192, Kernel::RowPerWorkgroup(TREE), 128),
-    rung(Gpu, 1 << 22, Kernel::RowPerWorkgroup(SUBGROUP), 256),
-    rung(Gpu, 1 << 22, Kernel::RowPerWorkgroup(TREE), 256),
-    rung(Cpu, usize::MAX, Kernel::RowPerWorkgroup(SUBGROUP), 1024),
-    rung(Cpu, usize::MAX, Kernel::RowPerWorkgroup(TREE), 1024),
-    rung(Gpu, usize::MAX, Kernel::RowPerWorkgroup(SUBGROUP), 1024),
-    rung(Gpu, usize::MAX, Kernel::RowPerWorkgroup(TREE), 1024),
+    rung(Cpu, ANY, 4096, Kernel::RowPerLane, 64),
+    rung(Cpu, 7, ANY, Kernel::SplitRow(SUBGROUP), 256),
+    rung(Cpu, 7, ANY, Kernel::SplitRow(TREE), 256),
+    rung(Gpu, ANY, 1024, Kernel::RowPerSubgroup, 128),
+    rung(Gpu, ANY, 256, Kernel::RowPerWorkgroup(TREE), 32),
+    rung(Gpu, ANY, 2048, Kernel::RowPerWorkgroup(SUBGROUP), 64),
+    rung(Gpu, ANY, 2048, Kernel::RowPerWorkgroup(TREE), 64),
+    rung(Gpu, ANY, 8192, Kernel::RowPerWorkgroup(SUBGROUP), 128),
+    rung(Gpu, ANY, 8192, Kernel::RowPerWorkgroup(TREE), 128),
+    rung(Gpu, 63, ANY, Kernel::SplitRow(SUBGROUP), 256),
+    rung(Gpu, 63, ANY, Kernel::SplitRow(TREE), 256),
+    rung(Cpu, ANY, 1 << 22, Kernel::RowPerWorkgroup(SUBGROUP), 256),
+    rung(Cpu, ANY, 1 << 22, Kernel::RowPerWorkgroup(TREE), 256),
+    rung(Gpu, ANY, 1 << 22, Kernel::RowPerWorkgroup(SUBGROUP), 256),
+    rung(Gpu, ANY, 1 << 22, Kernel::RowPerWorkgroup(TREE), 256),
+    rung(Cpu, ANY, ANY, Kernel::RowPerWorkgroup(SUBGROUP), 1024),
+    rung(Cpu, ANY, ANY, Kernel::RowPerWorkgroup(TREE), 1024),
+    rung(Gpu, ANY, ANY, Kernel::RowPerWorkgroup(SUBGROUP), 1024),
+    rung(Gpu, ANY, ANY, Kernel::RowPerWorkgroup(TREE), 1024),
 ];
+
+const ANY: usize = usize::MAX;
+
+/// Values per piece the split-row kernel aims for (so a piece keeps one
+/// workgroup busy, and no lane loops long).
+pub const SPLIT_PIECE: usize = 8192;
 
 /// Rows one dispatch can address: 65,535 workgroups in x times 65,535 in y.
 pub const MAX_WORKGROUPS_PER_DISPATCH: u64 = 65_535 * 65_535;
@@ -168,13 +198,16 @@ pub struct LayerNormPlan {
     pub kernel: Kernel,
     /// Lanes per workgroup.
     pub workgroup_size: u32,
-    /// Rows one workgroup normalises.
+    /// Rows one workgroup normalises (row-per-* kernels).
     pub rows_per_workgroup: u32,
+    /// Pieces each row is cut into (split-row kernel; 1 otherwise).
+    pub splits: u32,
 }
 
 impl LayerNormPlan {
     /// The default plan: the first rung of [`LADDER`] that fits.
     pub fn new(
+        rows: usize,
         dim: usize,
         capabilities: Capabilities,
         info: &wgpu::AdapterInfo,
@@ -185,6 +218,7 @@ impl LayerNormPlan {
             .iter()
             .find(|r| {
                 r.class == class
+                    && rows <= r.max_rows
                     && dim <= r.max_dim
                     && (!r.kernel.needs_subgroups() || capabilities.subgroups.is_some())
             })
@@ -246,10 +280,22 @@ impl LayerNormPlan {
         if kernel == Kernel::RowPerLane {
             rows_per_workgroup = 4 * lanes;
         }
+        let splits = match kernel {
+            Kernel::SplitRow(_) => dim.div_ceil(SPLIT_PIECE).clamp(1, 1024) as u32,
+            _ => 1,
+        };
+        if let Kernel::SplitRow(_) = kernel {
+            // No more lanes than a piece has vec4s (short pieces idle less),
+            // but whole subgroups.
+            let piece4 = dim.div_ceil(splits as usize).div_ceil(4) as u32;
+            let floor = capabilities.subgroups.map_or(32, |s| s.max.max(32));
+            lanes = lanes.min(piece4.next_power_of_two().max(floor));
+        }
         Ok(LayerNormPlan {
             kernel,
             workgroup_size: lanes,
             rows_per_workgroup,
+            splits,
         })
     }
 
@@ -270,9 +316,17 @@ impl LayerNormPlan {
         Self::with_kernel(kernel, lanes, dim, capabilities, info, limits)
     }
 
-    /// `row-per-lane, 64 lanes` etc.
+    /// `row-per-lane, 64 lanes`, `split-row/subgroup, 256 lanes, 128 pieces` etc.
     pub fn describe(&self) -> String {
-        format!("{}, {} lanes", self.kernel.name(), self.workgroup_size)
+        match self.kernel {
+            Kernel::SplitRow(_) => format!(
+                "{}, {} lanes, {} pieces",
+                self.kernel.name(),
+                self.workgroup_size,
+                self.splits
+            ),
+            _ => format!("{}, {} lanes", self.kernel.name(), self.workgroup_size),
+        }
     }
 }
 
@@ -414,7 +468,7 @@ mod tests {
         let limits = wgpu::Limits::default(); // 256 invocations
         let cpu = info(wgpu::DeviceType::Cpu);
         let gpu = info(wgpu::DeviceType::DiscreteGpu);
-        let plan = |dim, c, i: &wgpu::AdapterInfo| LayerNormPlan::new(dim, c, i, &limits);
+        let plan = |dim, c, i: &wgpu::AdapterInfo| LayerNormPlan::new(100, dim, c, i, &limits);
         let lavapipe = caps(Some((8, 8)));
         assert_eq!(plan(768, lavapipe, &cpu).kernel, Kernel::RowPerLane);
         assert_eq!(plan(768, lavapipe, &cpu).rows_per_workgroup, 256);
@@ -454,6 +508,20 @@ mod tests {
     }
 
     #[test]
+    fn few_long_rows_are_split() {
+        let limits = wgpu::Limits::default();
+        let cpu = info(wgpu::DeviceType::Cpu);
+        let p = LayerNormPlan::new(1, 1 << 20, caps(Some((8, 8))), &cpu, &limits);
+        assert_eq!((p.kernel, p.splits), (Kernel::SplitRow(SUBGROUP), 128));
+        let p = LayerNormPlan::new(32, 65_536, caps(None), &cpu, &limits);
+        assert_eq!(
+            p.kernel,
+            Kernel::RowPerWorkgroup(TREE),
+            "32 rows fill two cores"
+        );
+    }
+
+    #[test]
     fn unsuitable_kernels_are_refused() {
         let limits = wgpu::Limits::default();
         let gpu = info(wgpu::DeviceType::DiscreteGpu);
@@ -481,7 +549,7 @@ mod tests {
         for class in [wgpu::DeviceType::Cpu, wgpu::DeviceType::IntegratedGpu] {
             for c in [caps(None), caps(Some((8, 8))), caps(Some((32, 64)))] {
                 for dim in [1usize, 1000, 5000, 1 << 21, 1 << 25] {
-                    let p = LayerNormPlan::new(dim, c, &info(class), &wgpu::Limits::default());
+                    let p = LayerNormPlan::new(100, dim, c, &info(class), &wgpu::Limits::default());
                     assert!(dim <= p.kernel.max_dim());
                 }
             }

@@ -4,7 +4,7 @@ use wgpu::util::DeviceExt;
 
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::kernels::{LayerNormVariant, bind, bind_optional, bind_vec4};
+use crate::kernels::{Entry, LayerNormVariant, bind, bind_optional, bind_vec4};
 use crate::plan::{self, Kernel, LayerNormPlan};
 use crate::tensor::GpuTensor;
 use crate::ticks::Ticks;
@@ -136,13 +136,14 @@ impl LayerNorm {
             .collect())
     }
 
-    /// The kernel the plan picks for rows of `cols` values on `ctx` (an
-    /// error only when a forced kernel cannot run there).
-    pub fn plan(&self, ctx: &Context, cols: usize) -> Result<LayerNormPlan> {
+    /// The kernel the plan picks for a tensor of `shape` on `ctx` (an error
+    /// for a bad shape, or when a forced kernel cannot run there).
+    pub fn plan(&self, ctx: &Context, shape: &[usize]) -> Result<LayerNormPlan> {
+        let (rows, cols) = self.rows_cols(shape)?;
         let (caps, info, limits) = (ctx.capabilities(), ctx.adapter_info(), ctx.limits());
         match self.kernel {
             Some(k) => LayerNormPlan::forced(k, cols, caps, info, limits),
-            None => Ok(LayerNormPlan::new(cols, caps, info, limits)),
+            None => Ok(LayerNormPlan::new(rows, cols, caps, info, limits)),
         }
     }
 
@@ -325,18 +326,24 @@ impl LayerNorm {
         mut ticks: Option<&mut Ticks>,
     ) -> Result<()> {
         let (rows, cols) = self.validate(io)?;
-        let plan = self.plan(ctx, cols)?;
+        let plan = self.plan(ctx, io.x.shape())?;
         let limits = ctx.limits();
         let align = limits.min_storage_buffer_offset_alignment as u64;
         let row_bytes = cols as u64 * 4;
         let rows_per_workgroup = plan.rows_per_workgroup as u64;
+        // A dispatch holds at most 65,535² workgroups: rows per workgroup for
+        // the row-per-* kernels, pieces per row for the split-row kernel.
+        let max_rows = match plan.kernel {
+            Kernel::SplitRow(_) => plan::MAX_WORKGROUPS_PER_DISPATCH / plan.splits as u64,
+            _ => plan::MAX_WORKGROUPS_PER_DISPATCH * rows_per_workgroup,
+        };
         let chunks = plan::chunk_rows(
             rows as u64,
             cols,
             row_bytes,
             limits.max_storage_buffer_binding_size,
             align,
-            plan::MAX_WORKGROUPS_PER_DISPATCH * rows_per_workgroup,
+            max_rows,
         )?;
         let variant = LayerNormVariant {
             gamma: io.gamma.is_some(),
@@ -344,8 +351,26 @@ impl LayerNorm {
             mean: io.mean.is_some(),
             rstd: io.rstd.is_some(),
         };
-        let pipeline = ctx.kernels().layer_norm_forward(ctx, plan, variant)?;
+        // The dispatches of one chunk: (entry point, workgroups).
+        let steps: Vec<(Entry, Box<dyn Fn(u64) -> u64>)> = match plan.kernel {
+            Kernel::SplitRow(_) => {
+                let splits = plan.splits as u64;
+                vec![
+                    (Entry::SplitStats, Box::new(move |r| r * splits)),
+                    (Entry::SplitCombine, Box::new(|r: u64| r.div_ceil(64))),
+                    (Entry::SplitApply, Box::new(move |r| r * splits)),
+                ]
+            }
+            _ => vec![(
+                Entry::Forward,
+                Box::new(move |r: u64| r.div_ceil(rows_per_workgroup)),
+            )],
+        };
         let kernels = ctx.kernels();
+        let pipelines = steps
+            .iter()
+            .map(|(entry, _)| kernels.layer_norm_pipeline(ctx, plan, variant, *entry))
+            .collect::<Result<Vec<_>>>()?;
 
         ctx.scoped("encoding layer_norm", || {
             // gamma and beta are bound whole; absent ones get a dummy that the
@@ -353,12 +378,28 @@ impl LayerNorm {
             let param_window = |t: &GpuTensor| plan::binding_window(t.offset(), cols as u64, align);
             let gamma = io.gamma.map(|t| (t.buffer(), param_window(t)));
             let beta = io.beta.map(|t| (t.buffer(), param_window(t)));
+            // Scratch of the split-row kernel, sized for the largest chunk and
+            // reused chunk after chunk (dispatches in a pass run in order).
+            let most_rows = chunks.iter().map(|c| c.rows).max().unwrap_or(1);
+            let scratch = |label, vec4s: u64| {
+                ctx.device().create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(label),
+                    size: vec4s.max(1) * 16,
+                    usage: wgpu::BufferUsages::STORAGE,
+                    mapped_at_creation: false,
+                })
+            };
+            let split_scratch = matches!(plan.kernel, Kernel::SplitRow(_)).then(|| {
+                (
+                    scratch("layer_norm piece moments", most_rows * plan.splits as u64),
+                    scratch("layer_norm row stats", most_rows),
+                )
+            });
 
             // One uniform slot per chunk, each at an offset the device accepts.
             let slot = (std::mem::size_of::<Params>() as u64)
                 .next_multiple_of(limits.min_uniform_buffer_offset_alignment as u64);
             let mut uniform_bytes = vec![0u8; (slot * chunks.len() as u64) as usize];
-            let mut bind_groups = Vec::with_capacity(chunks.len());
             let mut windows = Vec::with_capacity(chunks.len());
             for (i, chunk) in chunks.iter().enumerate() {
                 let row_window = |t: &GpuTensor, per_row: u64| {
@@ -398,8 +439,12 @@ impl LayerNorm {
                     usage: wgpu::BufferUsages::UNIFORM,
                 });
 
+            // Per chunk, one bind group per step: every binding of
+            // shaders/layer_norm_common.wgsl (0-8) and of the split-row
+            // scratch (9, 10), of which each entry point's layout takes its own.
+            let mut bind_groups = Vec::with_capacity(chunks.len());
             for (i, (x, y, mean, rstd)) in windows.iter().enumerate() {
-                let entries = [
+                let mut resources = vec![
                     bind(io.x.buffer(), *x),
                     bind_vec4(io.x.buffer(), *x, &kernels.dummy_input),
                     bind(io.y.buffer(), *y),
@@ -420,19 +465,29 @@ impl LayerNorm {
                         size: std::num::NonZeroU64::new(std::mem::size_of::<Params>() as u64),
                     }),
                 ];
-                let entries: Vec<_> = entries
-                    .into_iter()
-                    .enumerate()
-                    .map(|(binding, resource)| wgpu::BindGroupEntry {
-                        binding: binding as u32,
-                        resource,
+                if let Some((moments, stats)) = &split_scratch {
+                    resources.push(moments.as_entire_binding());
+                    resources.push(stats.as_entire_binding());
+                }
+                let groups: Vec<_> = steps
+                    .iter()
+                    .map(|(entry, _)| {
+                        let entries: Vec<_> = entry
+                            .bindings()
+                            .iter()
+                            .map(|&b| wgpu::BindGroupEntry {
+                                binding: b,
+                                resource: resources[b as usize].clone(),
+                            })
+                            .collect();
+                        ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
+                            label: Some("layer_norm"),
+                            layout: kernels.layout(*entry),
+                            entries: &entries,
+                        })
                     })
                     .collect();
-                bind_groups.push(ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some("layer_norm"),
-                    layout: kernels.layer_norm_layout(),
-                    entries: &entries,
-                }));
+                bind_groups.push(groups);
             }
 
             let shape = shape_string(io.x.shape());
@@ -449,17 +504,22 @@ impl LayerNorm {
                     timestamp_writes: None,
                 }),
             };
-            pass.set_pipeline(&pipeline);
-            for (i, (chunk, bind_group)) in chunks.iter().zip(&bind_groups).enumerate() {
-                let (gx, gy) = plan::grid(chunk.rows.div_ceil(rows_per_workgroup));
-                pass.set_bind_group(0, bind_group, &[]);
-                let token = ticks.as_deref_mut().and_then(|t| {
-                    let rows = format!("{}..{}", chunk.first_row, chunk.first_row + chunk.rows);
-                    t.begin_dispatch(&mut pass, &format!("{label} chunk {i}"), &[("rows", rows)])
-                });
-                pass.dispatch_workgroups(gx, gy, 1);
-                if let Some(t) = ticks.as_deref_mut() {
-                    t.end_dispatch(&mut pass, token);
+            for (i, (chunk, groups)) in chunks.iter().zip(&bind_groups).enumerate() {
+                for ((pipeline, bind_group), (entry, workgroups)) in
+                    pipelines.iter().zip(groups).zip(&steps)
+                {
+                    let (gx, gy) = plan::grid(workgroups(chunk.rows));
+                    pass.set_pipeline(pipeline);
+                    pass.set_bind_group(0, bind_group, &[]);
+                    let token = ticks.as_deref_mut().and_then(|t| {
+                        let rows = format!("{}..{}", chunk.first_row, chunk.first_row + chunk.rows);
+                        let name = format!("{label} chunk {i} {}", entry.name());
+                        t.begin_dispatch(&mut pass, &name, &[("rows", rows)])
+                    });
+                    pass.dispatch_workgroups(gx, gy, 1);
+                    if let Some(t) = ticks.as_deref_mut() {
+                        t.end_dispatch(&mut pass, token);
+                    }
                 }
             }
         })

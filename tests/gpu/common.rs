@@ -40,7 +40,7 @@ pub fn kernels(ctx: &Context) -> Vec<Kernel> {
 /// longer than its maximum with `KernelUnsuitable` (asserted here), and the
 /// default plan takes any length.
 pub fn takes(ctx: &Context, op: LayerNorm, cols: usize) -> bool {
-    match op.plan(ctx, cols) {
+    match op.with_axis(-1).plan(ctx, &[1, cols]) {
         Ok(_) => true,
         Err(Error::KernelUnsuitable { .. })
             if cols > op.kernel.map_or(usize::MAX, |k| k.max_dim()) =>

@@ -53,7 +53,7 @@ fn the_subgroup_kernels_run_only_where_subgroups_exist() {
         let op = LayerNorm::new().with_kernel(kernel);
         match ctx.capabilities().subgroups {
             Some(_) => {
-                assert_eq!(op.plan(ctx, 3).unwrap().kernel, kernel);
+                assert_eq!(op.plan(ctx, &[1, 3]).unwrap().kernel, kernel);
                 op.forward(ctx, &x, None, None).unwrap();
             }
             None => {
@@ -84,7 +84,10 @@ fn disabled_features_are_not_requested() {
     let plain = pollster::block_on(Context::with_options(options)).unwrap();
     assert!(plain.capabilities().subgroups.is_none() && !plain.capabilities().timestamps);
     assert_eq!(
-        LayerNorm::new().plan(&plain, 1 << 20).unwrap().kernel,
+        LayerNorm::new()
+            .plan(&plain, &[100, 1 << 20])
+            .unwrap()
+            .kernel,
         Kernel::RowPerWorkgroup(Reduction::Workgroup)
     );
     let x = synthetic::normal(1, 3 * 768, 0.0, 1.0);

@@ -49,7 +49,7 @@ pub fn main(args: Args) -> CliResult {
             let ctx =
                 pollster::block_on(Context::from_adapter(adapter, &ContextOptions::default()))?;
             let op = LayerNorm::new();
-            let plan = op.plan(&ctx, cols)?;
+            let plan = op.plan(&ctx, shape)?;
             let xg = GpuTensor::from_slice(&ctx, &x, shape)?;
             let gg = GpuTensor::from_slice(&ctx, &gamma, &[cols])?;
             let bg = GpuTensor::from_slice(&ctx, &beta, &[cols])?;

@@ -62,7 +62,7 @@ pub fn main(args: Args) -> CliResult {
     let g_gpu = GpuTensor::from_slice(&ctx, &gamma, &[cols])?;
     let b_gpu = GpuTensor::from_slice(&ctx, &beta, &[cols])?;
     let op = LayerNorm::new();
-    let plan = op.plan(&ctx, cols)?;
+    let plan = op.plan(&ctx, shape)?;
 
     // Warm-up: compiles the pipeline (tens to hundreds of ms on Mesa), and
     // gives the values we check.

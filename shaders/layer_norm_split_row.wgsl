@@ -1,0 +1,153 @@
+// Layer normalisation, forward, for long rows and few of them: each row is
+// split into SPLITS pieces, each piece a workgroup, so that even a single row
+// keeps the whole device busy. Three entry points, dispatched in this order
+// (each dispatch sees the previous one's writes):
+//
+//   split_stats    one workgroup per (row, piece): Welford moments of the piece's
+//                  x - pivot (the pivot is the row's first value, as in every
+//                  kernel here), combined across the workgroup's lanes exactly,
+//                  written to `piece_moments` as (count, mean, M2).
+//   split_combine  one lane per row: merges the row's SPLITS pieces with
+//                  Chan's formula, writes (pivot, shifted mean, rstd) to
+//                  `row_stats`, and the mean and rstd outputs.
+//   split_apply    one workgroup per (row, piece): normalises the piece.
+//
+// x is read twice and y written once, as in the one-workgroup-per-row kernel.
+// The host prepends layer_norm_common.wgsl and appends a reduction file
+// (reduce_subgroup.wgsl or reduce_workgroup.wgsl), which provides `LaneIds`
+// and `workgroup_sum`.
+//
+// Pieces: the row's vec4 body (after the scalar head that reaches a 16-byte
+// boundary) is cut into SPLITS runs of `piece4` vec4s; the head goes with the
+// first piece and the tail with the last.
+
+override SPLITS: u32 = 8u;
+
+// (count, shifted mean, M2) of each piece, row-major: [row * SPLITS + piece].
+@group(0) @binding(9) var<storage, read_write> piece_moments: array<vec4<f32>>;
+// (pivot, shifted mean, rstd) of each row.
+@group(0) @binding(10) var<storage, read_write> row_stats: array<vec4<f32>>;
+
+struct Piece {
+    row: u32,
+    piece: u32,
+    x_row: u32,
+    head: u32,
+    first4: u32,      // x4 index of the piece's first vec4
+    begin4: u32,      // row-relative index of the piece's first vec4
+    end4: u32,        // one past its last
+    tail_start: u32,  // row-relative column of the tail (handled by the last piece)
+}
+
+fn piece_of(wid: vec3<u32>, groups: vec3<u32>) -> Piece {
+    let index = wid.y * groups.x + wid.x;
+    var p: Piece;
+    p.row = index / SPLITS;
+    p.piece = index % SPLITS;
+    let dim = params.dim;
+    p.x_row = params.x_base + p.row * dim;
+    p.head = min((4u - p.x_row % 4u) % 4u, dim);
+    let body4 = (dim - p.head) / 4u;
+    let piece4 = (body4 + SPLITS - 1u) / SPLITS;
+    p.begin4 = min(p.piece * piece4, body4);
+    p.end4 = min(p.begin4 + piece4, body4);
+    p.first4 = (p.x_row + p.head) / 4u;
+    p.tail_start = p.head + body4 * 4u;
+    return p;
+}
+
+@compute @workgroup_size(WG)
+fn split_stats(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    ids: LaneIds,
+) {
+    let p = piece_of(wid, groups);
+    if (p.row >= params.rows) {
+        return; // whole workgroup
+    }
+    let lid = ids.lid;
+    let pivot = x[p.x_row];
+    var acc = vec3<f32>(0.0);
+    for (var i = p.begin4 + lid; i < p.end4; i += WG) {
+        acc = chan_merge(acc, block_moments(x4[p.first4 + i] - vec4<f32>(pivot)));
+    }
+    if (p.piece == 0u && lid < p.head) {
+        acc = chan_merge(acc, vec3<f32>(1.0, x[p.x_row + lid] - pivot, 0.0));
+    }
+    if (p.piece == SPLITS - 1u && lid < params.dim - p.tail_start) {
+        acc = chan_merge(acc, vec3<f32>(1.0, x[p.x_row + p.tail_start + lid] - pivot, 0.0));
+    }
+    // The piece's moments, combined exactly across lanes (as in the
+    // one-workgroup-per-row kernel).
+    let n = workgroup_sum(acc.x, ids);
+    let mean = select(0.0, workgroup_sum(acc.x * acc.y, ids) / n, n > 0.0);
+    let dev = acc.y - mean;
+    let m2 = workgroup_sum(acc.z + acc.x * dev * dev, ids);
+    if (lid == 0u) {
+        piece_moments[p.row * SPLITS + p.piece] = vec4<f32>(n, mean, m2, 0.0);
+    }
+}
+
+@compute @workgroup_size(64)
+fn split_combine(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let row = (wid.y * groups.x + wid.x) * 64u + lid;
+    if (row >= params.rows) {
+        return;
+    }
+    var acc = vec3<f32>(0.0);
+    for (var s = 0u; s < SPLITS; s += 1u) {
+        acc = chan_merge(acc, piece_moments[row * SPLITS + s].xyz);
+    }
+    let pivot = x[params.x_base + row * params.dim];
+    let rstd = inverseSqrt(max(acc.z / f32(params.dim), 0.0) + params.epsilon);
+    row_stats[row] = vec4<f32>(pivot, acc.y, rstd, 0.0);
+    if (WRITE_MEAN) {
+        mean_out[params.mean_base + row] = pivot + acc.y;
+    }
+    if (WRITE_RSTD) {
+        rstd_out[params.rstd_base + row] = rstd;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn split_apply(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let p = piece_of(wid, groups);
+    if (p.row >= params.rows) {
+        return;
+    }
+    let stats = row_stats[p.row];
+    let pivot = stats.x;
+    let shifted_mean = stats.y;
+    let rstd = stats.z;
+    let y_row = params.y_base + p.row * params.dim;
+    let shift = vec4<f32>(pivot);
+    let centre = vec4<f32>(shifted_mean);
+    for (var i = p.begin4 + lid; i < p.end4; i += WG) {
+        let col = p.head + 4u * i;
+        let out = affine4((x4[p.first4 + i] - shift - centre) * rstd, col);
+        if (params.y_vec4 == 1u) {
+            y4[(y_row + col) / 4u] = out;
+        } else {
+            y[y_row + col] = out.x;
+            y[y_row + col + 1u] = out.y;
+            y[y_row + col + 2u] = out.z;
+            y[y_row + col + 3u] = out.w;
+        }
+    }
+    if (p.piece == 0u && lid < p.head) {
+        y[y_row + lid] = affine((x[p.x_row + lid] - pivot - shifted_mean) * rstd, lid);
+    }
+    if (p.piece == SPLITS - 1u && lid < params.dim - p.tail_start) {
+        let col = p.tail_start + lid;
+        y[y_row + col] = affine((x[p.x_row + col] - pivot - shifted_mean) * rstd, col);
+    }
+}
