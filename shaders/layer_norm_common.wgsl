@@ -81,3 +81,23 @@ fn affine4(v: vec4<f32>, col: u32) -> vec4<f32> {
     return out;
 }
 
+
+// Writes y for the four values `v` of x starting at row-relative column `col`
+// (a vec4 of the body): (v - pivot - shifted_mean) * rstd, then gamma and beta,
+// stored as one vec4 where y's rows share x's 16-byte phase.
+fn normalize4(v: vec4<f32>, y_row: u32, col: u32, pivot: f32, shifted_mean: f32, rstd: f32) {
+    let out = affine4((v - vec4<f32>(pivot) - vec4<f32>(shifted_mean)) * rstd, col);
+    if (params.y_vec4 == 1u) {
+        y4[(y_row + col) / 4u] = out;
+    } else {
+        y[y_row + col] = out.x;
+        y[y_row + col + 1u] = out.y;
+        y[y_row + col + 2u] = out.z;
+        y[y_row + col + 3u] = out.w;
+    }
+}
+
+// Writes y for the single value `v` of x at row-relative column `col`.
+fn normalize1(v: f32, y_row: u32, col: u32, pivot: f32, shifted_mean: f32, rstd: f32) {
+    y[y_row + col] = affine((v - pivot - shifted_mean) * rstd, col);
+}

@@ -77,26 +77,15 @@ fn layer_norm_forward(
         }
 
         // 3. Normalise.
-        let shift = vec4<f32>(pivot);
-        let centre = vec4<f32>(shifted_mean);
         for (var i = lane; i < body4; i += lanes) {
-            let col = head + 4u * i;
-            let out = affine4((x4[first4 + i] - shift - centre) * rstd, col);
-            if (params.y_vec4 == 1u) {
-                y4[(y_row + col) / 4u] = out;
-            } else {
-                y[y_row + col] = out.x;
-                y[y_row + col + 1u] = out.y;
-                y[y_row + col + 2u] = out.z;
-                y[y_row + col + 3u] = out.w;
-            }
+            normalize4(x4[first4 + i], y_row, head + 4u * i, pivot, shifted_mean, rstd);
         }
         if (lane < head) {
-            y[y_row + lane] = affine((x[x_row + lane] - pivot - shifted_mean) * rstd, lane);
+            normalize1(x[x_row + lane], y_row, lane, pivot, shifted_mean, rstd);
         }
         if (lane < dim - tail_start) {
             let col = tail_start + lane;
-            y[y_row + col] = affine((x[x_row + col] - pivot - shifted_mean) * rstd, col);
+            normalize1(x[x_row + col], y_row, col, pivot, shifted_mean, rstd);
         }
     }
 }

@@ -85,25 +85,14 @@ fn layer_norm_forward(
     }
 
     // 3. Normalise: (x - pivot - shifted_mean) * rstd, then gamma and beta.
-    let shift = vec4<f32>(pivot);
-    let centre = vec4<f32>(shifted_mean);
     for (var i = lid; i < body4; i += WG) {
-        let col = head + 4u * i;
-        let out = affine4((x4[first4 + i] - shift - centre) * rstd, col);
-        if (params.y_vec4 == 1u) {
-            y4[(y_row + col) / 4u] = out;
-        } else {
-            y[y_row + col] = out.x;
-            y[y_row + col + 1u] = out.y;
-            y[y_row + col + 2u] = out.z;
-            y[y_row + col + 3u] = out.w;
-        }
+        normalize4(x4[first4 + i], y_row, head + 4u * i, pivot, shifted_mean, rstd);
     }
     if (lid < head) {
-        y[y_row + lid] = affine((x[x_row + lid] - pivot - shifted_mean) * rstd, lid);
+        normalize1(x[x_row + lid], y_row, lid, pivot, shifted_mean, rstd);
     }
     if (lid < dim - tail_start) {
         let col = tail_start + lid;
-        y[y_row + col] = affine((x[x_row + col] - pivot - shifted_mean) * rstd, col);
+        normalize1(x[x_row + col], y_row, col, pivot, shifted_mean, rstd);
     }
 }

@@ -129,25 +129,14 @@ fn split_apply(
     let shifted_mean = stats.y;
     let rstd = stats.z;
     let y_row = params.y_base + p.row * params.dim;
-    let shift = vec4<f32>(pivot);
-    let centre = vec4<f32>(shifted_mean);
     for (var i = p.begin4 + lid; i < p.end4; i += WG) {
-        let col = p.head + 4u * i;
-        let out = affine4((x4[p.first4 + i] - shift - centre) * rstd, col);
-        if (params.y_vec4 == 1u) {
-            y4[(y_row + col) / 4u] = out;
-        } else {
-            y[y_row + col] = out.x;
-            y[y_row + col + 1u] = out.y;
-            y[y_row + col + 2u] = out.z;
-            y[y_row + col + 3u] = out.w;
-        }
+        normalize4(x4[p.first4 + i], y_row, p.head + 4u * i, pivot, shifted_mean, rstd);
     }
     if (p.piece == 0u && lid < p.head) {
-        y[y_row + lid] = affine((x[p.x_row + lid] - pivot - shifted_mean) * rstd, lid);
+        normalize1(x[p.x_row + lid], y_row, lid, pivot, shifted_mean, rstd);
     }
     if (p.piece == SPLITS - 1u && lid < params.dim - p.tail_start) {
         let col = p.tail_start + lid;
-        y[y_row + col] = affine((x[p.x_row + col] - pivot - shifted_mean) * rstd, col);
+        normalize1(x[p.x_row + col], y_row, col, pivot, shifted_mean, rstd);
     }
 }

@@ -71,37 +71,16 @@ pub fn bench_layer_norm(
     };
     let plan = op.plan(ctx, shape)?;
 
-    let mut ticks = Ticks::new(ctx, TicksSettings::default());
-    let cpu_timed = ticks.timing_source() == TimingSource::CpuWallClock;
-    for step in 0..iters + 2 {
-        ticks.set_step(step as u64);
-        // Warm-up steps are recorded in scope "warm-up" and left out below.
-        if step < 2 {
-            ticks.push_scope("warm-up");
-        }
-        let mut encoder = ctx.device().create_command_encoder(&Default::default());
-        op.encode_ticked(ctx, &mut encoder, &io, &mut ticks)?;
-        ticks.submit(encoder)?;
-        if cpu_timed {
-            ctx.wait()?;
-        }
-        let mut encoder = ctx.device().create_command_encoder(&Default::default());
-        encode_copy(ctx, &mut encoder, &x, &copy_dst, Some(&mut ticks))?;
-        ticks.submit(encoder)?;
-        if cpu_timed {
-            ctx.wait()?;
-        }
-        if step < 2 {
-            ticks.pop_scope();
-        }
-    }
-    ticks.flush()?;
-    let timed: Vec<_> = ticks
-        .records()
-        .into_iter()
-        .filter(|r| r.scope.is_empty())
-        .collect();
-    let report = Report::new(&timed);
+    let report = ticked_steps(
+        ctx,
+        2,
+        iters as u64,
+        &mut [
+            &mut |encoder, ticks| op.encode_ticked(ctx, encoder, &io, ticks),
+            &mut |encoder, ticks| encode_copy(ctx, encoder, &x, &copy_dst, Some(ticks)),
+        ],
+    )?
+    .1;
     let median = |prefix: &str| {
         report
             .passes
@@ -127,4 +106,48 @@ pub fn bench_layer_norm(
         iters,
         timing_source: report.timing_source,
     })
+}
+
+/// Encodes one pass into a fresh encoder, timed by the ticks.
+pub(crate) type TickedPass<'a> =
+    dyn FnMut(&mut wgpu::CommandEncoder, &mut Ticks) -> Result<()> + 'a;
+
+/// Runs `warmup` then `steps` steps; each step submits each of `passes` in a
+/// submission of its own, timed by ticks (waiting after each submission when
+/// the timing is the CPU's, so that a wall-clock time is one submission's).
+/// Returns the profiler (warm-up records in scope `warm-up`) and the report
+/// of the timed steps.
+pub(crate) fn ticked_steps(
+    ctx: &Context,
+    warmup: u64,
+    steps: u64,
+    passes: &mut [&mut TickedPass<'_>],
+) -> Result<(Ticks, Report)> {
+    let mut ticks = Ticks::new(ctx, TicksSettings::default());
+    let cpu_timed = ticks.timing_source() == TimingSource::CpuWallClock;
+    for step in 0..warmup + steps {
+        ticks.set_step(step);
+        if step < warmup {
+            ticks.push_scope("warm-up");
+        }
+        for pass in passes.iter_mut() {
+            let mut encoder = ctx.device().create_command_encoder(&Default::default());
+            pass(&mut encoder, &mut ticks)?;
+            ticks.submit(encoder)?;
+            if cpu_timed {
+                ctx.wait()?;
+            }
+        }
+        if step < warmup {
+            ticks.pop_scope();
+        }
+    }
+    ticks.flush()?;
+    let timed: Vec<_> = ticks
+        .records()
+        .into_iter()
+        .filter(|r| r.scope.is_empty())
+        .collect();
+    let report = Report::new(&timed);
+    Ok((ticks, report))
 }

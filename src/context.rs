@@ -10,6 +10,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use crate::autotune::{Autotune, Tuner};
 use crate::error::{Error, Result};
 use crate::kernels::Kernels;
 
@@ -31,6 +32,9 @@ pub struct ContextOptions {
     /// the adapter's). A smaller `max_storage_buffer_binding_size` is how the
     /// tests exercise chunking cheaply.
     pub limits: Option<wgpu::Limits>,
+    /// Whether layer-norm kernels are autotuned per shape class (default: no,
+    /// the plan's ladder decides).
+    pub autotune: Autotune,
 }
 
 /// Sizes of the adapter's subgroups (SIMD width), as wgpu reports them.
@@ -102,6 +106,7 @@ struct Inner {
     limits: wgpu::Limits,
     capabilities: Capabilities,
     kernels: Kernels,
+    tuner: Tuner,
     /// Set by the device-lost callback (only on devices we created).
     lost: Arc<Mutex<Option<String>>>,
 }
@@ -188,14 +193,29 @@ impl Context {
         device.on_uncaptured_error(Arc::new(|error: wgpu::Error| {
             eprintln!("wgpu-norm: uncaptured wgpu error: {error}");
         }));
-        Ok(Self::build(device, queue, info, lost))
+        Ok(Self::build(
+            device,
+            queue,
+            info,
+            lost,
+            options.autotune.clone(),
+        ))
     }
 
     /// Wraps a device and queue the application already has. Its features and
     /// limits are used as they are; its error handlers are left alone.
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
+        Self::from_device_with_autotune(device, queue, Autotune::Off)
+    }
+
+    /// [`Context::from_device`], autotuning the kernels as `autotune` says.
+    pub fn from_device_with_autotune(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        autotune: Autotune,
+    ) -> Self {
         let info = device.adapter_info();
-        Self::build(device, queue, info, Arc::new(Mutex::new(None)))
+        Self::build(device, queue, info, Arc::new(Mutex::new(None)), autotune)
     }
 
     fn build(
@@ -203,6 +223,7 @@ impl Context {
         queue: wgpu::Queue,
         info: wgpu::AdapterInfo,
         lost: Arc<Mutex<Option<String>>>,
+        autotune: Autotune,
     ) -> Self {
         let capabilities = Capabilities::of(device.features(), &info);
         let limits = device.limits();
@@ -215,6 +236,7 @@ impl Context {
                 limits,
                 capabilities,
                 kernels,
+                tuner: Tuner::new(autotune),
                 lost,
             }),
         }
@@ -247,6 +269,16 @@ impl Context {
 
     pub(crate) fn kernels(&self) -> &Kernels {
         &self.inner.kernels
+    }
+
+    pub(crate) fn tuner(&self) -> &Tuner {
+        &self.inner.tuner
+    }
+
+    /// The kernels the autotuner has picked: (adapter, shape class, kernel),
+    /// including those read from a tuning file.
+    pub fn tuned_kernels(&self) -> Vec<(String, String, String)> {
+        self.inner.tuner.winners()
     }
 
     /// How many compute pipelines this context has built (each kernel

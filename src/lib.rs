@@ -36,6 +36,7 @@
 //! [`Error`].
 #![warn(missing_docs)]
 
+mod autotune;
 mod bench;
 mod context;
 mod error;
@@ -47,6 +48,7 @@ pub mod synthetic;
 mod tensor;
 mod ticks;
 
+pub use autotune::Autotune;
 pub use bench::{BenchRow, DEFAULT_SHAPES, bench_layer_norm};
 pub use context::{
     Capabilities, Context, ContextOptions, OPTIONAL_FEATURES, SubgroupSizes, parse_backend,
@@ -54,7 +56,7 @@ pub use context::{
 pub use error::{Error, Result};
 pub use kernels::{LayerNormVariant, layer_norm_source};
 pub use ops::copy::encode_copy;
-pub use ops::layer_norm::{LayerNorm, LayerNormIo, LayerNormOutput};
+pub use ops::layer_norm::{LayerNorm, LayerNormIo, LayerNormOutput, shape_string};
 pub use plan::{Kernel, LayerNormPlan, Reduction};
 pub use tensor::{GpuTensor, TENSOR_USAGES};
 pub use ticks::{

@@ -136,15 +136,20 @@ impl LayerNorm {
             .collect())
     }
 
-    /// The kernel the plan picks for a tensor of `shape` on `ctx` (an error
-    /// for a bad shape, or when a forced kernel cannot run there).
+    /// The kernel for a tensor of `shape` on `ctx`: the forced one if any,
+    /// else the autotuner's pick where the context tunes (timing the
+    /// candidates on first use of the shape class), else the plan's ladder.
+    /// An error for a bad shape, or when a forced kernel cannot run there.
     pub fn plan(&self, ctx: &Context, shape: &[usize]) -> Result<LayerNormPlan> {
         let (rows, cols) = self.rows_cols(shape)?;
         let (caps, info, limits) = (ctx.capabilities(), ctx.adapter_info(), ctx.limits());
-        match self.kernel {
-            Some(k) => LayerNormPlan::forced(k, cols, caps, info, limits),
-            None => Ok(LayerNormPlan::new(rows, cols, caps, info, limits)),
+        if let Some(k) = self.kernel {
+            return LayerNormPlan::forced(k, cols, caps, info, limits);
         }
+        if let Some(tuned) = crate::autotune::tuned_plan(ctx, self, rows, cols)? {
+            return Ok(tuned);
+        }
+        Ok(LayerNormPlan::new(rows, cols, caps, info, limits))
     }
 
     /// Normalises `x`, submits, waits, and returns y.
@@ -351,25 +356,15 @@ impl LayerNorm {
             mean: io.mean.is_some(),
             rstd: io.rstd.is_some(),
         };
-        // The dispatches of one chunk: (entry point, workgroups).
-        let steps: Vec<(Entry, Box<dyn Fn(u64) -> u64>)> = match plan.kernel {
-            Kernel::SplitRow(_) => {
-                let splits = plan.splits as u64;
-                vec![
-                    (Entry::SplitStats, Box::new(move |r| r * splits)),
-                    (Entry::SplitCombine, Box::new(|r: u64| r.div_ceil(64))),
-                    (Entry::SplitApply, Box::new(move |r| r * splits)),
-                ]
-            }
-            _ => vec![(
-                Entry::Forward,
-                Box::new(move |r: u64| r.div_ceil(rows_per_workgroup)),
-            )],
+        // The dispatches of one chunk, in order.
+        let steps: &[Entry] = match plan.kernel {
+            Kernel::SplitRow(_) => &[Entry::SplitStats, Entry::SplitCombine, Entry::SplitApply],
+            _ => &[Entry::Forward],
         };
         let kernels = ctx.kernels();
         let pipelines = steps
             .iter()
-            .map(|(entry, _)| kernels.layer_norm_pipeline(ctx, plan, variant, *entry))
+            .map(|entry| kernels.layer_norm_pipeline(ctx, plan, variant, *entry))
             .collect::<Result<Vec<_>>>()?;
 
         ctx.scoped("encoding layer_norm", || {
@@ -471,7 +466,7 @@ impl LayerNorm {
                 }
                 let groups: Vec<_> = steps
                     .iter()
-                    .map(|(entry, _)| {
+                    .map(|entry| {
                         let entries: Vec<_> = entry
                             .bindings()
                             .iter()
@@ -505,10 +500,8 @@ impl LayerNorm {
                 }),
             };
             for (i, (chunk, groups)) in chunks.iter().zip(&bind_groups).enumerate() {
-                for ((pipeline, bind_group), (entry, workgroups)) in
-                    pipelines.iter().zip(groups).zip(&steps)
-                {
-                    let (gx, gy) = plan::grid(workgroups(chunk.rows));
+                for ((pipeline, bind_group), entry) in pipelines.iter().zip(groups).zip(steps) {
+                    let (gx, gy) = plan::grid(workgroups(*entry, &plan, chunk.rows));
                     pass.set_pipeline(pipeline);
                     pass.set_bind_group(0, bind_group, &[]);
                     let token = ticks.as_deref_mut().and_then(|t| {
@@ -526,7 +519,17 @@ impl LayerNorm {
     }
 }
 
-/// `8x512x768`.
+/// Workgroups of one dispatch of `entry` over `rows` rows.
+fn workgroups(entry: Entry, plan: &LayerNormPlan, rows: u64) -> u64 {
+    match entry {
+        Entry::Forward => rows.div_ceil(plan.rows_per_workgroup as u64),
+        Entry::SplitStats | Entry::SplitApply => rows * plan.splits as u64,
+        // split_combine: 64 lanes, one row each.
+        Entry::SplitCombine => rows.div_ceil(64),
+    }
+}
+
+/// A shape as the CLI and the labels spell it: `[8, 512, 768]` → `8x512x768`.
 pub fn shape_string(shape: &[usize]) -> String {
     shape
         .iter()

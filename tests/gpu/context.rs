@@ -244,3 +244,58 @@ fn pipelines_are_built_once_and_reused() {
     LayerNorm::new().forward(&ctx, &x, Some(&g), None).unwrap();
     assert_eq!(ctx.cached_pipelines(), 2);
 }
+
+#[test]
+fn the_autotuner_times_candidates_once_and_persists_the_winner() {
+    let _serial = crate::common::gl_serial();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tuning.json");
+    let open = || {
+        let options = ContextOptions {
+            autotune: wgpu_norm::Autotune::File(file.clone()),
+            ..Default::default()
+        };
+        pollster::block_on(Context::with_options(options)).unwrap()
+    };
+    let tuned = open();
+    assert!(tuned.tuned_kernels().is_empty());
+    let x = synthetic::normal(5, 300 * 100, 2.0, 1.0);
+    check(
+        "autotuned",
+        &tuned,
+        LayerNorm::new(),
+        &[300, 100],
+        &x,
+        None,
+        None,
+    );
+    let picks = tuned.tuned_kernels();
+    assert_eq!(picks.len(), 1, "{picks:?}");
+    assert_eq!(picks[0].1, "dim 100, rows <= 512");
+    let winner = picks[0].2.clone();
+    assert!(Kernel::ALL.iter().any(|k| k.name() == winner), "{winner}");
+    // Tuning built every candidate's pipeline; a second call of the same class tunes no more.
+    let built = tuned.cached_pipelines();
+    let more = synthetic::normal(6, 400 * 100, -1.0, 2.0);
+    check(
+        "autotuned again",
+        &tuned,
+        LayerNorm::new(),
+        &[400, 100],
+        &more,
+        None,
+        None,
+    );
+    assert_eq!(tuned.cached_pipelines(), built);
+    // The next process starts tuned: the winner comes from the file, nothing is timed.
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains(&winner) && text.contains(&tuned.adapter_info().name),
+        "{text}"
+    );
+    let next = open();
+    assert_eq!(next.tuned_kernels(), picks);
+    let plan = LayerNorm::new().plan(&next, &[300, 100]).unwrap();
+    assert_eq!(plan.kernel.name(), winner);
+    assert_eq!(next.cached_pipelines(), 0, "no candidate was timed");
+}

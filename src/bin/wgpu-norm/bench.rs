@@ -2,9 +2,9 @@
 //! per shape, with GPU ticks; a progress bar on stderr, a table or JSON lines
 //! on stdout, and optionally an SVG plot.
 
-use wgpu_norm::{BenchRow, Kernel, LayerNorm, bench_layer_norm};
+use wgpu_norm::{Autotune, BenchRow, Kernel, LayerNorm, bench_layer_norm};
 
-use crate::common::{CliError, CliResult, Shape, adapter_label, open};
+use crate::common::{CliError, CliResult, Shape, adapter_label, open_with};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -26,10 +26,21 @@ pub struct Args {
     /// Draw GB/s of layer norm and copy per shape into this SVG file.
     #[arg(long)]
     plot: Option<std::path::PathBuf>,
+    /// Autotune: time every kernel on first use of each shape and run the fastest.
+    #[arg(long)]
+    autotune: bool,
+    /// Keep the autotuner's picks in this JSON file (implies --autotune).
+    #[arg(long)]
+    tune_file: Option<std::path::PathBuf>,
 }
 
 pub fn main(args: Args) -> CliResult {
-    let ctx = open(args.backend.as_deref())?;
+    let autotune = match (&args.tune_file, args.autotune) {
+        (Some(path), _) => Autotune::File(path.clone()),
+        (None, true) => Autotune::InMemory,
+        (None, false) => Autotune::Off,
+    };
+    let ctx = open_with(args.backend.as_deref(), autotune)?;
     let shapes: Vec<Vec<usize>> = if args.shapes.is_empty() {
         wgpu_norm::DEFAULT_SHAPES
             .iter()
@@ -84,6 +95,9 @@ pub fn main(args: Args) -> CliResult {
         }
         if let Some(r) = rows.first() {
             println!("(medians of {} steps, {})", r.iters, r.timing_source);
+        }
+        for (_, class, kernel) in ctx.tuned_kernels() {
+            println!("autotuner: {class} -> {kernel}");
         }
     }
     if let Some(path) = &args.plot {

@@ -63,19 +63,19 @@ impl std::str::FromStr for Shape {
     }
 }
 
-pub fn shape_string(shape: &[usize]) -> String {
-    shape
-        .iter()
-        .map(|d| d.to_string())
-        .collect::<Vec<_>>()
-        .join("x")
-}
+pub use wgpu_norm::shape_string;
 
 /// Opens the best adapter on `backend` (or as the environment says).
 pub fn open(backend: Option<&str>) -> CliResult<Context> {
+    open_with(backend, wgpu_norm::Autotune::Off)
+}
+
+/// [`open`], autotuning as `autotune` says.
+pub fn open_with(backend: Option<&str>, autotune: wgpu_norm::Autotune) -> CliResult<Context> {
     let backends = backend.map(wgpu_norm::parse_backend).transpose()?;
     let options = ContextOptions {
         backends,
+        autotune,
         ..Default::default()
     };
     Ok(pollster::block_on(Context::with_options(options))?)
