@@ -8,7 +8,7 @@
 //! ([`Context::new`], honouring `WGPU_BACKEND` and `WGPU_ADAPTER_NAME`). Put
 //! data in a [`GpuTensor`], run a [`LayerNorm`] — either as a call that
 //! submits and waits, or encoded into your own `CommandEncoder` with
-//! [`LayerNorm::encode`] — and compare with the f64 [`reference`].
+//! [`LayerNorm::encode`] — and compare with the f64 [`reference`](mod@reference).
 //!
 //! ```
 //! use wgpu_norm::{Context, GpuTensor, LayerNorm, reference};
@@ -30,9 +30,14 @@
 //! # Ok::<(), wgpu_norm::Error>(())
 //! ```
 //!
+//! [`Ticks`] times every compute pass with GPU timestamps (the library's and
+//! your own), and reports per-label statistics and Chrome traces;
+//! [`bench_layer_norm`] measures a kernel against a copy of the same bytes.
+//!
 //! Where things live: the kernels are `shaders/*.wgsl` (the reduction scheme
-//! is explained at the top of each); which kernel variant runs and how rows are
-//! cut into dispatches is decided in one place, [`plan`]; errors are one enum,
+//! is explained at the top of each); which kernel runs and how rows are cut
+//! into dispatches is decided in one place, [`plan`] (or by the autotuner,
+//! [`Autotune`]); the tick collection is [`Ticks`]; errors are one enum,
 //! [`Error`].
 #![warn(missing_docs)]
 
