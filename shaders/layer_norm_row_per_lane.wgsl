@@ -18,14 +18,15 @@
 // Scheme, per row (four rows in step, as vec4 components):
 //   1. Values are shifted by the row's first element (the pivot), as in every
 //      kernel here: a constant row gives exactly beta, and a row on a large offset
-//      keeps its precision. A running Welford update (count, mean, M2) visits the
-//      row's values in order; the division by the count is shared by the four rows.
+//      keeps its precision. Welford moments (count, mean, M2) are merged one block
+//      of four columns at a time with Chan's formula; the division is shared by
+//      the four rows.
 //   2. rstd = 1 / sqrt(M2 / dim + epsilon).
 //   3. Each value is re-read, normalised and written.
 // Rows past the end of the tensor repeat the last row's work and are not written.
 //
-// Loops: a lane runs 2 * dim iterations; the plan keeps dim at most 16,384, well
-// below llvmpipe's cap of 65,535 iterations per invocation.
+// Loops: a lane runs about dim / 4 + 3 + dim iterations; the plan keeps dim at
+// most 16,384, well below llvmpipe's cap of 65,535 iterations per invocation.
 
 fn load4(rows: vec4<u32>, col: u32) -> vec4<f32> {
     return vec4<f32>(x[rows.x + col], x[rows.y + col], x[rows.z + col], x[rows.w + col]);
@@ -48,13 +49,37 @@ fn layer_norm_forward(
     let y_rows = vec4<u32>(params.y_base) + rows * dim;
     let pivot = load4(x_rows, 0u);
 
-    // 1. Running Welford moments of x - pivot, four rows at a time.
+    // 1. Welford moments of x - pivot, four rows at a time: each block of four
+    //    columns is merged as one (4, block mean, block M2) with Chan's formula
+    //    (one division per block, and the precision of a pairwise sum), then
+    //    the 0-3 columns left over one by one.
+    var n = 0.0;
     var mean = vec4<f32>(0.0);
     var m2 = vec4<f32>(0.0);
-    for (var c = 0u; c < dim; c += 1u) {
+    let full = dim & ~3u;
+    var c = 0u;
+    for (; c < full; c += 4u) {
+        let a = load4(x_rows, c) - pivot;
+        let b = load4(x_rows, c + 1u) - pivot;
+        let d = load4(x_rows, c + 2u) - pivot;
+        let e = load4(x_rows, c + 3u) - pivot;
+        let block_mean = (a + b + d + e) * 0.25;
+        let da = a - block_mean;
+        let db = b - block_mean;
+        let dd = d - block_mean;
+        let de = e - block_mean;
+        let block_m2 = da * da + db * db + dd * dd + de * de;
+        let delta = block_mean - mean;
+        let w = 4.0 / (n + 4.0);
+        mean += delta * w;
+        m2 += block_m2 + delta * delta * (n * w);
+        n += 4.0;
+    }
+    for (; c < dim; c += 1u) {
         let v = load4(x_rows, c) - pivot;
+        n += 1.0;
         let delta = v - mean;
-        mean += delta * (1.0 / f32(c + 1u));
+        mean += delta * (1.0 / n);
         m2 += delta * (v - mean);
     }
 

@@ -152,15 +152,51 @@ fn apply_rejects_bad_input_with_exit_code_2_and_writes_nothing() {
 }
 
 #[test]
-fn run_checks_and_reports_json() {
-    let out = wgpu_norm(&["run", "--shape", "4x33x65", "--iters", "2", "--json"]);
+fn run_checks_and_reports_json_ticks_and_a_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace.json");
+    let out = wgpu_norm(&[
+        "run",
+        "--shape",
+        "4x33x65",
+        "--iters",
+        "3",
+        "--json",
+        "--trace",
+        trace.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains("Time (%)") && stdout.contains("layer_norm_forward 4x33x65"),
+        "the tick table: {stdout}"
+    );
     let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(last["shape"], "4x33x65");
     assert_eq!(last["ok"], true);
     assert!(last["max_abs_error"].as_f64().unwrap() <= last["tolerance"].as_f64().unwrap());
-    assert!(last["median_ms"].as_f64().unwrap() > 0.0);
+    let source = last["timing_source"].as_str().unwrap();
+    assert!(
+        source == "gpu_timestamps" || source == "cpu_wall_clock",
+        "{source}"
+    );
+    let passes = last["passes"].as_array().unwrap();
+    assert_eq!(passes.len(), 1);
+    assert_eq!(passes[0]["count"], 3);
+    for key in ["label", "min_us", "median_us", "p95_us", "max_us"] {
+        assert!(passes[0].get(key).is_some(), "{key} missing: {}", passes[0]);
+    }
+    assert!(passes[0]["min_us"].as_f64().unwrap() > 0.0);
+    let trace: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&trace).unwrap()).unwrap();
+    let events = trace["traceEvents"].as_array().unwrap();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e["ph"] == "X" && e["cat"] == "gpu")
+            .count(),
+        3
+    );
 }
 
 #[test]
