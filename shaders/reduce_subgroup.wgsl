@@ -1,6 +1,7 @@
 // Workgroup sum with subgroup operations: the reduction for adapters with SUBGROUP.
 //
-// Appended by the host to an op file (e.g. layer_norm.wgsl), which declares
+// Appended by the host to a kernel file (layer_norm_row_per_workgroup.wgsl or
+// layer_norm_split_row.wgsl, after layer_norm_common.wgsl), which declares
 // `override WG: u32` (a multiple of the adapter's largest subgroup size, so every
 // subgroup is full).
 //

@@ -1,6 +1,7 @@
 // Workgroup sum in workgroup memory: the reduction for adapters without subgroups.
 //
-// Appended by the host to an op file (e.g. layer_norm.wgsl), which declares
+// Appended by the host to a kernel file (layer_norm_row_per_workgroup.wgsl or
+// layer_norm_split_row.wgsl, after layer_norm_common.wgsl), which declares
 // `override WG: u32` (a power of two, at most `MAX_WG`).
 //
 // Scheme: every lane writes its value to `partials`, then a tree halves the

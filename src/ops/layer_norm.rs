@@ -71,7 +71,7 @@ pub struct LayerNormOutput {
     pub rstd: GpuTensor,
 }
 
-/// The uniform block of `shaders/layer_norm.wgsl` (`struct Params`).
+/// The uniform block of `shaders/layer_norm_common.wgsl` (`struct Params`).
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
