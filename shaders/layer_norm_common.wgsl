@@ -101,3 +101,55 @@ fn normalize4(v: vec4<f32>, y_row: u32, col: u32, pivot: f32, shifted_mean: f32,
 fn normalize1(v: f32, y_row: u32, col: u32, pivot: f32, shifted_mean: f32, rstd: f32) {
     y[y_row + col] = affine((v - pivot - shifted_mean) * rstd, col);
 }
+
+// How a row of `dim` values starting at element `x_row` of `x` splits into a
+// scalar head (up to the next 16-byte boundary), a body of whole vec4s read
+// through `x4`, and a scalar tail: vec4 loads for any dim and any alignment.
+struct RowSplit {
+    x_row: u32,       // element index of the row's first value in `x`
+    head: u32,        // values before the first 16-byte boundary (0-3)
+    body4: u32,       // whole vec4s after the head
+    first4: u32,      // `x4` index of the body's first vec4
+    tail_start: u32,  // row-relative column of the first tail value
+}
+
+fn row_split(x_row: u32, dim: u32) -> RowSplit {
+    var r: RowSplit;
+    r.x_row = x_row;
+    r.head = min((4u - x_row % 4u) % 4u, dim);
+    r.body4 = (dim - r.head) / 4u;
+    r.first4 = (x_row + r.head) / 4u;
+    r.tail_start = r.head + r.body4 * 4u;
+    return r;
+}
+
+// Welford moments (count, mean, M2) of one lane's share of x - pivot: body
+// vec4s begin4 + lane, begin4 + lane + stride, ... below end4 (each merged as a
+// block), plus one head value and one tail value per lane where `with_ends`.
+fn lane_moments(r: RowSplit, begin4: u32, end4: u32, with_ends: vec2<bool>, pivot: f32, lane: u32, stride: u32) -> vec3<f32> {
+    var acc = vec3<f32>(0.0);
+    for (var i = begin4 + lane; i < end4; i += stride) {
+        acc = chan_merge(acc, block_moments(x4[r.first4 + i] - vec4<f32>(pivot)));
+    }
+    if (with_ends.x && lane < r.head) {
+        acc = chan_merge(acc, vec3<f32>(1.0, x[r.x_row + lane] - pivot, 0.0));
+    }
+    if (with_ends.y && lane < params.dim - r.tail_start) {
+        acc = chan_merge(acc, vec3<f32>(1.0, x[r.x_row + r.tail_start + lane] - pivot, 0.0));
+    }
+    return acc;
+}
+
+// Writes y for the same share of the row as `lane_moments` visits.
+fn normalize_lane(r: RowSplit, y_row: u32, begin4: u32, end4: u32, with_ends: vec2<bool>, pivot: f32, shifted_mean: f32, rstd: f32, lane: u32, stride: u32) {
+    for (var i = begin4 + lane; i < end4; i += stride) {
+        normalize4(x4[r.first4 + i], y_row, r.head + 4u * i, pivot, shifted_mean, rstd);
+    }
+    if (with_ends.x && lane < r.head) {
+        normalize1(x[r.x_row + lane], y_row, lane, pivot, shifted_mean, rstd);
+    }
+    if (with_ends.y && lane < params.dim - r.tail_start) {
+        let col = r.tail_start + lane;
+        normalize1(x[r.x_row + col], y_row, col, pivot, shifted_mean, rstd);
+    }
+}

@@ -41,25 +41,13 @@ fn layer_norm_forward(
     let end_row = min(first_row + ROWS_PER_WG, params.rows);
     let dim = params.dim;
     for (var row = first_row + subgroup; row < end_row; row += subgroups) {
-        let x_row = params.x_base + row * dim;
+        let r = row_split(params.x_base + row * dim, dim);
         let y_row = params.y_base + row * dim;
-        let head = min((4u - x_row % 4u) % 4u, dim);
-        let body4 = (dim - head) / 4u;
-        let tail_start = head + body4 * 4u;
-        let first4 = (x_row + head) / 4u;
-        let pivot = x[x_row];
+        let pivot = x[r.x_row];
+        let ends = vec2<bool>(true, true);
 
         // 1. This lane's moments of x - pivot.
-        var acc = vec3<f32>(0.0);
-        for (var i = lane; i < body4; i += lanes) {
-            acc = chan_merge(acc, block_moments(x4[first4 + i] - vec4<f32>(pivot)));
-        }
-        if (lane < head) {
-            acc = chan_merge(acc, vec3<f32>(1.0, x[x_row + lane] - pivot, 0.0));
-        }
-        if (lane < dim - tail_start) {
-            acc = chan_merge(acc, vec3<f32>(1.0, x[x_row + tail_start + lane] - pivot, 0.0));
-        }
+        let acc = lane_moments(r, 0u, r.body4, ends, pivot, lane, lanes);
 
         // 2. Combine the lanes of the subgroup.
         let n_row = f32(dim);
@@ -77,15 +65,6 @@ fn layer_norm_forward(
         }
 
         // 3. Normalise.
-        for (var i = lane; i < body4; i += lanes) {
-            normalize4(x4[first4 + i], y_row, head + 4u * i, pivot, shifted_mean, rstd);
-        }
-        if (lane < head) {
-            normalize1(x[x_row + lane], y_row, lane, pivot, shifted_mean, rstd);
-        }
-        if (lane < dim - tail_start) {
-            let col = tail_start + lane;
-            normalize1(x[x_row + col], y_row, col, pivot, shifted_mean, rstd);
-        }
+        normalize_lane(r, y_row, 0u, r.body4, ends, pivot, shifted_mean, rstd, lane, lanes);
     }
 }

@@ -26,7 +26,8 @@
 //   3. Every lane re-reads its share and writes y. x is read twice, y written once.
 //
 // The row is split into a scalar head (up to the next 16-byte boundary), a vec4
-// body read through `x4`, and a scalar tail: vec4 loads for any dim and any alignment.
+// body read through `x4`, and a scalar tail (`row_split` in layer_norm_common.wgsl):
+// vec4 loads for any dim and any alignment.
 //
 // Rows: the grid is 2-D (x up to 65,535 workgroups) and flattened here, so any row
 // count works without a per-workgroup row loop. No lane loops more than
@@ -46,27 +47,13 @@ fn layer_norm_forward(
     }
     let lid = ids.lid;
     let dim = params.dim;
-    let x_row = params.x_base + row * dim;
+    let r = row_split(params.x_base + row * dim, dim);
     let y_row = params.y_base + row * dim;
-
-    // head | vec4 body | tail, in row-relative columns.
-    let head = min((4u - x_row % 4u) % 4u, dim);
-    let body4 = (dim - head) / 4u;
-    let tail_start = head + body4 * 4u;
-    let first4 = (x_row + head) / 4u;
-    let pivot = x[x_row];
+    let pivot = x[r.x_row];
+    let ends = vec2<bool>(true, true);
 
     // 1. This lane's moments of x - pivot.
-    var acc = vec3<f32>(0.0);
-    for (var i = lid; i < body4; i += WG) {
-        acc = chan_merge(acc, block_moments(x4[first4 + i] - vec4<f32>(pivot)));
-    }
-    if (lid < head) {
-        acc = chan_merge(acc, vec3<f32>(1.0, x[x_row + lid] - pivot, 0.0));
-    }
-    if (lid < dim - tail_start) {
-        acc = chan_merge(acc, vec3<f32>(1.0, x[x_row + tail_start + lid] - pivot, 0.0));
-    }
+    let acc = lane_moments(r, 0u, r.body4, ends, pivot, lid, WG);
 
     // 2. Combine the lanes.
     let n_row = f32(dim);
@@ -85,14 +72,5 @@ fn layer_norm_forward(
     }
 
     // 3. Normalise: (x - pivot - shifted_mean) * rstd, then gamma and beta.
-    for (var i = lid; i < body4; i += WG) {
-        normalize4(x4[first4 + i], y_row, head + 4u * i, pivot, shifted_mean, rstd);
-    }
-    if (lid < head) {
-        normalize1(x[x_row + lid], y_row, lid, pivot, shifted_mean, rstd);
-    }
-    if (lid < dim - tail_start) {
-        let col = tail_start + lid;
-        normalize1(x[x_row + col], y_row, col, pivot, shifted_mean, rstd);
-    }
+    normalize_lane(r, y_row, 0u, r.body4, ends, pivot, shifted_mean, rstd, lid, WG);
 }

@@ -31,12 +31,10 @@ override SPLITS: u32 = 8u;
 struct Piece {
     row: u32,
     piece: u32,
-    x_row: u32,
-    head: u32,
-    first4: u32,      // x4 index of the piece's first vec4
-    begin4: u32,      // row-relative index of the piece's first vec4
-    end4: u32,        // one past its last
-    tail_start: u32,  // row-relative column of the tail (handled by the last piece)
+    r: RowSplit,
+    begin4: u32,          // the piece's body vec4s: begin4 .. end4
+    end4: u32,
+    ends: vec2<bool>,     // whether it takes the row's head and tail
 }
 
 fn piece_of(wid: vec3<u32>, groups: vec3<u32>) -> Piece {
@@ -44,15 +42,11 @@ fn piece_of(wid: vec3<u32>, groups: vec3<u32>) -> Piece {
     var p: Piece;
     p.row = index / SPLITS;
     p.piece = index % SPLITS;
-    let dim = params.dim;
-    p.x_row = params.x_base + p.row * dim;
-    p.head = min((4u - p.x_row % 4u) % 4u, dim);
-    let body4 = (dim - p.head) / 4u;
-    let piece4 = (body4 + SPLITS - 1u) / SPLITS;
-    p.begin4 = min(p.piece * piece4, body4);
-    p.end4 = min(p.begin4 + piece4, body4);
-    p.first4 = (p.x_row + p.head) / 4u;
-    p.tail_start = p.head + body4 * 4u;
+    p.r = row_split(params.x_base + p.row * params.dim, params.dim);
+    let piece4 = (p.r.body4 + SPLITS - 1u) / SPLITS;
+    p.begin4 = min(p.piece * piece4, p.r.body4);
+    p.end4 = min(p.begin4 + piece4, p.r.body4);
+    p.ends = vec2<bool>(p.piece == 0u, p.piece == SPLITS - 1u);
     return p;
 }
 
@@ -67,17 +61,8 @@ fn split_stats(
         return; // whole workgroup
     }
     let lid = ids.lid;
-    let pivot = x[p.x_row];
-    var acc = vec3<f32>(0.0);
-    for (var i = p.begin4 + lid; i < p.end4; i += WG) {
-        acc = chan_merge(acc, block_moments(x4[p.first4 + i] - vec4<f32>(pivot)));
-    }
-    if (p.piece == 0u && lid < p.head) {
-        acc = chan_merge(acc, vec3<f32>(1.0, x[p.x_row + lid] - pivot, 0.0));
-    }
-    if (p.piece == SPLITS - 1u && lid < params.dim - p.tail_start) {
-        acc = chan_merge(acc, vec3<f32>(1.0, x[p.x_row + p.tail_start + lid] - pivot, 0.0));
-    }
+    let pivot = x[p.r.x_row];
+    let acc = lane_moments(p.r, p.begin4, p.end4, p.ends, pivot, lid, WG);
     // The piece's moments, combined exactly across lanes (as in the
     // one-workgroup-per-row kernel).
     let n = workgroup_sum(acc.x, ids);
@@ -129,14 +114,5 @@ fn split_apply(
     let shifted_mean = stats.y;
     let rstd = stats.z;
     let y_row = params.y_base + p.row * params.dim;
-    for (var i = p.begin4 + lid; i < p.end4; i += WG) {
-        normalize4(x4[p.first4 + i], y_row, p.head + 4u * i, pivot, shifted_mean, rstd);
-    }
-    if (p.piece == 0u && lid < p.head) {
-        normalize1(x[p.x_row + lid], y_row, lid, pivot, shifted_mean, rstd);
-    }
-    if (p.piece == SPLITS - 1u && lid < params.dim - p.tail_start) {
-        let col = p.tail_start + lid;
-        normalize1(x[p.x_row + col], y_row, col, pivot, shifted_mean, rstd);
-    }
+    normalize_lane(p.r, y_row, p.begin4, p.end4, p.ends, pivot, shifted_mean, rstd, lid, WG);
 }
