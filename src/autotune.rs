@@ -11,13 +11,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use crate::bench::ticked_steps;
+use crate::bench::{ScratchInputs, ticked_steps};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::ops::layer_norm::{LayerNorm, LayerNormIo};
 use crate::plan::{Kernel, LayerNormPlan};
-use crate::synthetic;
-use crate::tensor::GpuTensor;
 use crate::ticks::Ticks;
 
 /// Whether and where a [`Context`] autotunes its layer-norm kernels.
@@ -98,19 +96,9 @@ impl Tuner {
     ) -> Result<Kernel> {
         let class_rows = rows.next_power_of_two().min((TUNE_BYTES / 4 / cols).max(1));
         let shape = [class_rows, cols];
-        let n = class_rows * cols;
-        let x = GpuTensor::from_slice(ctx, &synthetic::normal(7, n, 0.0, 1.0), &shape)?;
-        let y = GpuTensor::zeros(ctx, &shape)?;
-        let gamma = GpuTensor::from_slice(ctx, &synthetic::normal(8, cols, 1.0, 0.1), &[cols])?;
-        let beta = GpuTensor::from_slice(ctx, &synthetic::normal(9, cols, 0.0, 0.1), &[cols])?;
-        let io = LayerNormIo {
-            x: &x,
-            y: &y,
-            gamma: Some(&gamma),
-            beta: Some(&beta),
-            mean: None,
-            rstd: None,
-        };
+        let candidate_op = LayerNorm { axis: -1, ..*op };
+        let inputs = ScratchInputs::new(ctx, &candidate_op, &shape, 7)?;
+        let io = inputs.io();
         let mut best: Option<(f64, Kernel)> = None;
         for kernel in Kernel::ALL {
             let candidate = LayerNorm {

@@ -54,21 +54,10 @@ pub fn bench_layer_norm(
     shape: &[usize],
     iters: usize,
 ) -> Result<BenchRow> {
-    let (_, cols) = op.rows_cols(shape)?;
     let n: usize = shape.iter().product();
-    let x = GpuTensor::from_slice(ctx, &synthetic::normal(0, n, 0.0, 1.0), shape)?;
-    let y = GpuTensor::zeros(ctx, shape)?;
+    let inputs = ScratchInputs::new(ctx, op, shape, 0)?;
+    let io = inputs.io();
     let copy_dst = GpuTensor::zeros(ctx, shape)?;
-    let gamma = GpuTensor::from_slice(ctx, &synthetic::normal(1, cols, 1.0, 0.1), &[cols])?;
-    let beta = GpuTensor::from_slice(ctx, &synthetic::normal(2, cols, 0.0, 0.1), &[cols])?;
-    let io = LayerNormIo {
-        x: &x,
-        y: &y,
-        gamma: Some(&gamma),
-        beta: Some(&beta),
-        mean: None,
-        rstd: None,
-    };
     let plan = op.plan(ctx, shape)?;
 
     let report = ticked_steps(
@@ -77,7 +66,7 @@ pub fn bench_layer_norm(
         iters as u64,
         &mut [
             &mut |encoder, ticks| op.encode_ticked(ctx, encoder, &io, ticks),
-            &mut |encoder, ticks| encode_copy(ctx, encoder, &x, &copy_dst, Some(ticks)),
+            &mut |encoder, ticks| encode_copy(ctx, encoder, &inputs.x, &copy_dst, Some(ticks)),
         ],
     )?
     .1;
@@ -150,4 +139,46 @@ pub(crate) fn ticked_steps(
         .collect();
     let report = Report::new(&timed);
     Ok((ticks, report))
+}
+
+/// Seeded inputs and an output for timing a layer norm of `shape`: x from
+/// N(0, 1), gamma from N(1, 0.1²), beta from N(0, 0.1²).
+pub(crate) struct ScratchInputs {
+    pub(crate) x: GpuTensor,
+    y: GpuTensor,
+    gamma: GpuTensor,
+    beta: GpuTensor,
+}
+
+impl ScratchInputs {
+    pub(crate) fn new(ctx: &Context, op: &LayerNorm, shape: &[usize], seed: u64) -> Result<Self> {
+        let (_, cols) = op.rows_cols(shape)?;
+        let n: usize = shape.iter().product();
+        Ok(ScratchInputs {
+            x: GpuTensor::from_slice(ctx, &synthetic::normal(seed, n, 0.0, 1.0), shape)?,
+            y: GpuTensor::zeros(ctx, shape)?,
+            gamma: GpuTensor::from_slice(
+                ctx,
+                &synthetic::normal(seed + 1, cols, 1.0, 0.1),
+                &[cols],
+            )?,
+            beta: GpuTensor::from_slice(
+                ctx,
+                &synthetic::normal(seed + 2, cols, 0.0, 0.1),
+                &[cols],
+            )?,
+        })
+    }
+
+    /// The forward's tensors: x, y, gamma and beta, no statistics.
+    pub(crate) fn io(&self) -> LayerNormIo<'_> {
+        LayerNormIo {
+            x: &self.x,
+            y: &self.y,
+            gamma: Some(&self.gamma),
+            beta: Some(&self.beta),
+            mean: None,
+            rstd: None,
+        }
+    }
 }
