@@ -27,6 +27,7 @@ fn layer_norm_vs_copy(c: &mut Criterion) {
             beta: Some(&beta),
             mean: None,
             rstd: None,
+            residual: None,
         };
         let op = LayerNorm::new();
         let name = shape

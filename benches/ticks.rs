@@ -20,6 +20,7 @@ fn ticks_overhead(c: &mut Criterion) {
             beta: None,
             mean: None,
             rstd: None,
+            residual: None,
         };
         let op = LayerNorm::new();
         let name = shape.map(|d| d.to_string()).join("x");

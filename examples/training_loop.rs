@@ -48,6 +48,7 @@ fn main() -> Result<(), wgpu_norm::Error> {
                         beta: Some(&beta),
                         mean: Some(&mean),
                         rstd: Some(&rstd),
+                        residual: None,
                     };
                     layer_norm.encode_ticked(&ctx, &mut encoder, &io, ticks)
                 })

@@ -1,11 +1,21 @@
-// Shared by every layer-norm forward kernel: its specialisation constants, its
-// bindings and uniform block, and the Welford/Chan helpers. The host prepends
-// this file to a kernel file (layer_norm_row_per_*.wgsl).
+// Shared by every forward kernel of the normalisation family (LayerNorm,
+// RMSNorm, each optionally fused with a residual add): its specialisation
+// constants, its bindings and uniform block, the loads and stores, and the
+// Welford/Chan helpers. The host puts a storage prelude first
+// (storage_f32.wgsl or storage_f16.wgsl, which defines `elem`), then this
+// file, then an input file (layer_norm_input.wgsl, or
+// layer_norm_input_residual.wgsl for the fused residual add: it defines
+// `load_x`, `load_x4` and `store_sum`), then a kernel file
+// (layer_norm_row_per_*.wgsl, layer_norm_split_row.wgsl).
 //
-// Memory layout: a row is `dim` consecutive f32 starting at element
+// Memory layout: a row is `dim` consecutive `elem`s starting at element
 // `x_base + row * dim` of the `x` binding (which starts 256-byte aligned, so
 // `x_base` absorbs the tensor's offset). `x4` and `y4` are second bindings of
-// the same bytes as `x` and `y`, for vec4 access.
+// the same bytes as `x` and `y`, for vec4 access. Every value is loaded
+// through `load_x` / `load_x4`, which in the fused pipelines also add the
+// residual (and its bias): the kernels then normalise s = x + residual + bias
+// without knowing it. The fused bindings live in their own file so that the
+// plain pipelines stay within 8 storage buffers (WebGPU's default limit).
 
 // Lanes per workgroup: a power of two, at most MAX_WG; chosen by the host's plan.
 override WG: u32 = 64u;
@@ -15,6 +25,10 @@ override HAS_GAMMA: bool = false;
 override HAS_BETA: bool = false;
 override WRITE_MEAN: bool = false;
 override WRITE_RSTD: bool = false;
+// RMSNorm: no centring; rstd = 1 / sqrt(mean(x^2) + epsilon).
+override RMS: bool = false;
+// Write y; false for a statistics-only pass (the backward's recomputation).
+override WRITE_Y: bool = true;
 
 struct Params {
     rows: u32,        // rows in this dispatch
@@ -27,17 +41,40 @@ struct Params {
     beta_base: u32,   // element index of beta[0] in `beta`
     epsilon: f32,
     y_vec4: u32,      // 1 when y's rows have the same 16-byte phase as x's (vec4 stores)
+    residual_base: u32, // element index of row 0 in `residual` (fused only)
+    residual_bias_base: u32, // element index of bias[0] in `residual_bias` (fused only)
+    sum_base: u32,    // element index of row 0 in `sum_out` (fused only)
 }
 
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;           // the same bytes as `x`
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
-@group(0) @binding(3) var<storage, read_write> y4: array<vec4<f32>>;     // the same bytes as `y`
-@group(0) @binding(4) var<storage, read> gamma: array<f32>;
-@group(0) @binding(5) var<storage, read> beta: array<f32>;
+@group(0) @binding(0) var<storage, read> x: array<elem>;
+@group(0) @binding(1) var<storage, read> x4: array<vec4<elem>>;           // the same bytes as `x`
+@group(0) @binding(2) var<storage, read_write> y: array<elem>;
+@group(0) @binding(3) var<storage, read_write> y4: array<vec4<elem>>;     // the same bytes as `y`
+@group(0) @binding(4) var<storage, read> gamma: array<elem>;
+@group(0) @binding(5) var<storage, read> beta: array<elem>;
 @group(0) @binding(6) var<storage, read_write> mean_out: array<f32>;
 @group(0) @binding(7) var<storage, read_write> rstd_out: array<f32>;
 @group(0) @binding(8) var<uniform> params: Params;
+// (9 and 10 are the split-row kernel's scratch; 11-13 the residual's, in
+// layer_norm_input_residual.wgsl.)
+
+// rstd of a row from the moments (mean, M2 over `n` values) of x - pivot:
+// 1 / sqrt(var + epsilon) for LayerNorm; for RMSNorm the mean square is
+// var + mean^2 (both non-negative: no cancellation).
+fn row_rstd(pivot: f32, shifted_mean: f32, m2: f32, n: f32) -> f32 {
+    var ms = max(m2 / n, 0.0);
+    if (RMS) {
+        let mean = pivot + shifted_mean;
+        ms += mean * mean;
+    }
+    return inverseSqrt(ms + params.epsilon);
+}
+
+// What normalisation subtracts from a value: pivot + shifted mean, applied as
+// two terms for precision; nothing for RMSNorm.
+fn centre(pivot: f32, shifted_mean: f32) -> vec2<f32> {
+    return select(vec2<f32>(pivot, shifted_mean), vec2<f32>(0.0), RMS);
+}
 
 // Chan's merge of two Welford states (count, mean, M2).
 fn chan_merge(a: vec3<f32>, b: vec3<f32>) -> vec3<f32> {
@@ -60,10 +97,10 @@ fn block_moments(v: vec4<f32>) -> vec3<f32> {
 fn affine(v: f32, col: u32) -> f32 {
     var out = v;
     if (HAS_GAMMA) {
-        out = out * gamma[params.gamma_base + col];
+        out = out * f32(gamma[params.gamma_base + col]);
     }
     if (HAS_BETA) {
-        out = out + beta[params.beta_base + col];
+        out = out + f32(beta[params.beta_base + col]);
     }
     return out;
 }
@@ -72,34 +109,39 @@ fn affine4(v: vec4<f32>, col: u32) -> vec4<f32> {
     var out = v;
     if (HAS_GAMMA) {
         let g = params.gamma_base + col;
-        out = out * vec4<f32>(gamma[g], gamma[g + 1u], gamma[g + 2u], gamma[g + 3u]);
+        out = out * vec4<f32>(f32(gamma[g]), f32(gamma[g + 1u]), f32(gamma[g + 2u]), f32(gamma[g + 3u]));
     }
     if (HAS_BETA) {
         let b = params.beta_base + col;
-        out = out + vec4<f32>(beta[b], beta[b + 1u], beta[b + 2u], beta[b + 3u]);
+        out = out + vec4<f32>(f32(beta[b]), f32(beta[b + 1u]), f32(beta[b + 2u]), f32(beta[b + 3u]));
     }
     return out;
 }
 
 
-// Writes y for the four values `v` of x starting at row-relative column `col`
-// (a vec4 of the body): (v - pivot - shifted_mean) * rstd, then gamma and beta,
-// stored as one vec4 where y's rows share x's 16-byte phase.
+// Writes y (and s when asked) for the four values `v` starting at row-relative
+// column `col` (a vec4 of the body): (v - pivot - shifted_mean) * rstd, then
+// gamma and beta, stored as one vec4 where y's rows share x's 16-byte phase.
 fn normalize4(v: vec4<f32>, y_row: u32, col: u32, pivot: f32, shifted_mean: f32, rstd: f32) {
+    store_sum(v.x, y_row, col);
+    store_sum(v.y, y_row, col + 1u);
+    store_sum(v.z, y_row, col + 2u);
+    store_sum(v.w, y_row, col + 3u);
     let out = affine4((v - vec4<f32>(pivot) - vec4<f32>(shifted_mean)) * rstd, col);
     if (params.y_vec4 == 1u) {
-        y4[(y_row + col) / 4u] = out;
+        y4[(y_row + col) / 4u] = vec4<elem>(out);
     } else {
-        y[y_row + col] = out.x;
-        y[y_row + col + 1u] = out.y;
-        y[y_row + col + 2u] = out.z;
-        y[y_row + col + 3u] = out.w;
+        y[y_row + col] = elem(out.x);
+        y[y_row + col + 1u] = elem(out.y);
+        y[y_row + col + 2u] = elem(out.z);
+        y[y_row + col + 3u] = elem(out.w);
     }
 }
 
-// Writes y for the single value `v` of x at row-relative column `col`.
+// Writes y (and s when asked) for the single value `v` at row-relative column `col`.
 fn normalize1(v: f32, y_row: u32, col: u32, pivot: f32, shifted_mean: f32, rstd: f32) {
-    y[y_row + col] = affine((v - pivot - shifted_mean) * rstd, col);
+    store_sum(v, y_row, col);
+    y[y_row + col] = elem(affine((v - pivot - shifted_mean) * rstd, col));
 }
 
 // How a row of `dim` values starting at element `x_row` of `x` splits into a
@@ -129,27 +171,31 @@ fn row_split(x_row: u32, dim: u32) -> RowSplit {
 fn lane_moments(r: RowSplit, begin4: u32, end4: u32, with_ends: vec2<bool>, pivot: f32, lane: u32, stride: u32) -> vec3<f32> {
     var acc = vec3<f32>(0.0);
     for (var i = begin4 + lane; i < end4; i += stride) {
-        acc = chan_merge(acc, block_moments(x4[r.first4 + i] - vec4<f32>(pivot)));
+        acc = chan_merge(acc, block_moments(load_x4(r.first4 + i) - vec4<f32>(pivot)));
     }
     if (with_ends.x && lane < r.head) {
-        acc = chan_merge(acc, vec3<f32>(1.0, x[r.x_row + lane] - pivot, 0.0));
+        acc = chan_merge(acc, vec3<f32>(1.0, load_x(r.x_row + lane) - pivot, 0.0));
     }
     if (with_ends.y && lane < params.dim - r.tail_start) {
-        acc = chan_merge(acc, vec3<f32>(1.0, x[r.x_row + r.tail_start + lane] - pivot, 0.0));
+        acc = chan_merge(acc, vec3<f32>(1.0, load_x(r.x_row + r.tail_start + lane) - pivot, 0.0));
     }
     return acc;
 }
 
-// Writes y for the same share of the row as `lane_moments` visits.
+// Writes y (and s) for the same share of the row as `lane_moments` visits;
+// nothing in a statistics-only pipeline.
 fn normalize_lane(r: RowSplit, y_row: u32, begin4: u32, end4: u32, with_ends: vec2<bool>, pivot: f32, shifted_mean: f32, rstd: f32, lane: u32, stride: u32) {
+    if (!WRITE_Y) {
+        return;
+    }
     for (var i = begin4 + lane; i < end4; i += stride) {
-        normalize4(x4[r.first4 + i], y_row, r.head + 4u * i, pivot, shifted_mean, rstd);
+        normalize4(load_x4(r.first4 + i), y_row, r.head + 4u * i, pivot, shifted_mean, rstd);
     }
     if (with_ends.x && lane < r.head) {
-        normalize1(x[r.x_row + lane], y_row, lane, pivot, shifted_mean, rstd);
+        normalize1(load_x(r.x_row + lane), y_row, lane, pivot, shifted_mean, rstd);
     }
     if (with_ends.y && lane < params.dim - r.tail_start) {
         let col = r.tail_start + lane;
-        normalize1(x[r.x_row + col], y_row, col, pivot, shifted_mean, rstd);
+        normalize1(load_x(r.x_row + col), y_row, col, pivot, shifted_mean, rstd);
     }
 }

@@ -29,7 +29,7 @@
 // most 16,384, well below llvmpipe's cap of 65,535 iterations per invocation.
 
 fn load4(rows: vec4<u32>, col: u32) -> vec4<f32> {
-    return vec4<f32>(x[rows.x + col], x[rows.y + col], x[rows.z + col], x[rows.w + col]);
+    return vec4<f32>(load_x(rows.x + col), load_x(rows.y + col), load_x(rows.z + col), load_x(rows.w + col));
 }
 
 @compute @workgroup_size(WG)
@@ -83,8 +83,12 @@ fn layer_norm_forward(
         m2 += delta * (v - mean);
     }
 
-    // 2. rstd per row.
-    let rstd = inverseSqrt(max(m2 / f32(dim), vec4<f32>(0.0)) + vec4<f32>(params.epsilon));
+    // 2. rstd per row (for RMSNorm from the mean square, var + mean^2).
+    var mean_square = max(m2 / f32(dim), vec4<f32>(0.0));
+    if (RMS) {
+        mean_square += (pivot + mean) * (pivot + mean);
+    }
+    let rstd = inverseSqrt(mean_square + vec4<f32>(params.epsilon));
     let row_mean = pivot + mean;
     for (var r = 0u; r < count; r += 1u) {
         if (WRITE_MEAN) {
@@ -95,24 +99,37 @@ fn layer_norm_forward(
         }
     }
 
-    // 3. Normalise; gamma and beta are read once for the four rows.
+    if (!WRITE_Y) {
+        return;
+    }
+
+    // 3. Normalise; gamma and beta are read once for the four rows. RMSNorm
+    //    does not centre.
+    let centre_pivot = select(pivot, vec4<f32>(0.0), RMS);
+    let centre_mean = select(mean, vec4<f32>(0.0), RMS);
     for (var c = 0u; c < dim; c += 1u) {
-        var out = (load4(x_rows, c) - pivot - mean) * rstd;
+        let v = load4(x_rows, c);
+        var out = (v - centre_pivot - centre_mean) * rstd;
         if (HAS_GAMMA) {
-            out = out * gamma[params.gamma_base + c];
+            out = out * f32(gamma[params.gamma_base + c]);
         }
         if (HAS_BETA) {
-            out = out + beta[params.beta_base + c];
+            out = out + f32(beta[params.beta_base + c]);
         }
-        y[y_rows.x + c] = out.x;
+        // Unrolled: llvmpipe caps the loop iterations of an invocation.
+        y[y_rows.x + c] = elem(out.x);
+        store_sum(v.x, y_rows.x, c);
         if (count > 1u) {
-            y[y_rows.y + c] = out.y;
+            y[y_rows.y + c] = elem(out.y);
+            store_sum(v.y, y_rows.y, c);
         }
         if (count > 2u) {
-            y[y_rows.z + c] = out.z;
+            y[y_rows.z + c] = elem(out.z);
+            store_sum(v.z, y_rows.z, c);
         }
         if (count > 3u) {
-            y[y_rows.w + c] = out.w;
+            y[y_rows.w + c] = elem(out.w);
+            store_sum(v.w, y_rows.w, c);
         }
     }
 }

@@ -43,7 +43,7 @@ fn layer_norm_forward(
     for (var row = first_row + subgroup; row < end_row; row += subgroups) {
         let r = row_split(params.x_base + row * dim, dim);
         let y_row = params.y_base + row * dim;
-        let pivot = x[r.x_row];
+        let pivot = load_x(r.x_row);
         let ends = vec2<bool>(true, true);
 
         // 1. This lane's moments of x - pivot.
@@ -54,7 +54,7 @@ fn layer_norm_forward(
         let shifted_mean = subgroupAdd(acc.x * acc.y) / n_row;
         let lane_dev = acc.y - shifted_mean;
         let m2 = subgroupAdd(acc.z + acc.x * lane_dev * lane_dev);
-        let rstd = inverseSqrt(max(m2 / n_row, 0.0) + params.epsilon);
+        let rstd = row_rstd(pivot, shifted_mean, m2, n_row);
         if (lane == 0u) {
             if (WRITE_MEAN) {
                 mean_out[params.mean_base + row] = pivot + shifted_mean;
@@ -65,6 +65,7 @@ fn layer_norm_forward(
         }
 
         // 3. Normalise.
-        normalize_lane(r, y_row, 0u, r.body4, ends, pivot, shifted_mean, rstd, lane, lanes);
+        let c = centre(pivot, shifted_mean);
+        normalize_lane(r, y_row, 0u, r.body4, ends, c.x, c.y, rstd, lane, lanes);
     }
 }

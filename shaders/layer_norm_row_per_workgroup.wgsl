@@ -49,7 +49,7 @@ fn layer_norm_forward(
     let dim = params.dim;
     let r = row_split(params.x_base + row * dim, dim);
     let y_row = params.y_base + row * dim;
-    let pivot = x[r.x_row];
+    let pivot = load_x(r.x_row);
     let ends = vec2<bool>(true, true);
 
     // 1. This lane's moments of x - pivot.
@@ -60,7 +60,7 @@ fn layer_norm_forward(
     let shifted_mean = workgroup_sum(acc.x * acc.y, ids) / n_row;
     let lane_dev = acc.y - shifted_mean;
     let m2 = workgroup_sum(acc.z + acc.x * lane_dev * lane_dev, ids);
-    let rstd = inverseSqrt(max(m2 / n_row, 0.0) + params.epsilon);
+    let rstd = row_rstd(pivot, shifted_mean, m2, n_row);
 
     if (lid == 0u) {
         if (WRITE_MEAN) {
@@ -72,5 +72,6 @@ fn layer_norm_forward(
     }
 
     // 3. Normalise: (x - pivot - shifted_mean) * rstd, then gamma and beta.
-    normalize_lane(r, y_row, 0u, r.body4, ends, pivot, shifted_mean, rstd, lid, WG);
+    let c = centre(pivot, shifted_mean);
+    normalize_lane(r, y_row, 0u, r.body4, ends, c.x, c.y, rstd, lid, WG);
 }

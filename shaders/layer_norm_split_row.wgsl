@@ -61,7 +61,7 @@ fn split_stats(
         return; // whole workgroup
     }
     let lid = ids.lid;
-    let pivot = x[p.r.x_row];
+    let pivot = load_x(p.r.x_row);
     let acc = lane_moments(p.r, p.begin4, p.end4, p.ends, pivot, lid, WG);
     // The piece's moments, combined exactly across lanes (as in the
     // one-workgroup-per-row kernel).
@@ -88,9 +88,10 @@ fn split_combine(
     for (var s = 0u; s < SPLITS; s += 1u) {
         acc = chan_merge(acc, piece_moments[row * SPLITS + s].xyz);
     }
-    let pivot = x[params.x_base + row * params.dim];
-    let rstd = inverseSqrt(max(acc.z / f32(params.dim), 0.0) + params.epsilon);
-    row_stats[row] = vec4<f32>(pivot, acc.y, rstd, 0.0);
+    let pivot = load_x(params.x_base + row * params.dim);
+    let rstd = row_rstd(pivot, acc.y, acc.z, f32(params.dim));
+    let c = centre(pivot, acc.y);
+    row_stats[row] = vec4<f32>(c.x, c.y, rstd, 0.0);
     if (WRITE_MEAN) {
         mean_out[params.mean_base + row] = pivot + acc.y;
     }

@@ -173,12 +173,9 @@ impl ScratchInputs {
     /// The forward's tensors: x, y, gamma and beta, no statistics.
     pub(crate) fn io(&self) -> LayerNormIo<'_> {
         LayerNormIo {
-            x: &self.x,
-            y: &self.y,
             gamma: Some(&self.gamma),
             beta: Some(&self.beta),
-            mean: None,
-            rstd: None,
+            ..LayerNormIo::new(&self.x, &self.y)
         }
     }
 }

@@ -105,13 +105,50 @@ pub enum Error {
         actual: wgpu::BufferUsages,
     },
 
-    /// A tensor's byte offset in its buffer is not a multiple of 4.
-    #[error("{what}: byte offset {offset} is not a multiple of 4")]
+    /// A tensor's byte offset in its buffer is not a multiple of its element size.
+    #[error("{what}: byte offset {offset} is not a multiple of {alignment} (the element size)")]
     MisalignedOffset {
         /// Which tensor.
         what: &'static str,
         /// The offset given.
         offset: u64,
+        /// The alignment needed.
+        alignment: u64,
+    },
+
+    /// The device's limits are too low for an operation.
+    #[error("{what} needs {limit} >= {needed}, but the device has {actual}")]
+    LimitTooLow {
+        /// The operation.
+        what: &'static str,
+        /// The limit, as wgpu names it.
+        limit: &'static str,
+        /// The value needed.
+        needed: u64,
+        /// The device's value.
+        actual: u64,
+    },
+
+    /// A backward was given one of the forward's saved statistics without the other.
+    #[error(
+        "the backward was given the saved {given} but not {missing}: pass both, or neither to recompute them"
+    )]
+    IncompleteStats {
+        /// The statistic given.
+        given: &'static str,
+        /// The statistic missing.
+        missing: &'static str,
+    },
+
+    /// Tensors of one call hold different element types where they must agree.
+    #[error("{what} is {actual} but must be {expected}")]
+    DTypeMismatch {
+        /// Which tensor.
+        what: &'static str,
+        /// The type it must have.
+        expected: crate::tensor::DType,
+        /// The type it has.
+        actual: crate::tensor::DType,
     },
 
     /// Two tensors of one call share a buffer where wgpu forbids it (an input
@@ -139,7 +176,7 @@ pub enum Error {
 
     /// One row does not fit in one storage binding, so no chunking can help.
     #[error(
-        "a row of {dim} f32 values ({row_bytes} bytes) does not fit the device's max_storage_buffer_binding_size of {max_binding} bytes"
+        "a row of {dim} values ({row_bytes} bytes) does not fit the device's max_storage_buffer_binding_size of {max_binding} bytes"
     )]
     RowTooLarge {
         /// Elements per row.

@@ -1,11 +1,13 @@
 //! The WGSL kernels and the cache of pipelines built from them.
 //!
 //! Sources are the `.wgsl` files in `shaders/`, compiled into the crate. A
-//! kernel file is preceded by `layer_norm_common.wgsl` and, for a workgroup per
-//! row, followed by one reduction file (see the comment at the top of each), and
-//! specialised with override constants
-//! (workgroup size, which optional inputs and outputs exist). Every
-//! (kernel, reduction, overrides) combination is compiled once per
+//! kernel's source is a storage prelude (`storage_f32.wgsl` or
+//! `storage_f16.wgsl`), then for the forward kernels `layer_norm_common.wgsl`,
+//! then the kernel file and, where lanes reduce together, one reduction file
+//! (see the comment at the top of each). Whole files are joined, never edited:
+//! everything else is specialised with override constants (workgroup size,
+//! LayerNorm or RMSNorm, which optional inputs and outputs exist). Every
+//! (source, entry point, overrides) combination is compiled once per
 //! [`Context`](crate::Context) and reused.
 
 use std::collections::HashMap;
@@ -13,7 +15,20 @@ use std::sync::Mutex;
 
 use crate::context::Context;
 use crate::error::Result;
-use crate::plan::{BindingWindow, Kernel, LayerNormPlan, Reduction};
+use crate::plan::{BackwardKernel, BackwardPlan, BindingWindow, Kernel, LayerNormPlan, Reduction};
+use crate::tensor::DType;
+
+/// `shaders/storage_f32.wgsl`: the prelude of f32 kernels.
+pub const STORAGE_F32_WGSL: &str = include_str!("../shaders/storage_f32.wgsl");
+/// `shaders/storage_f16.wgsl`: the prelude of f16 kernels (`enable f16;`).
+pub const STORAGE_F16_WGSL: &str = include_str!("../shaders/storage_f16.wgsl");
+/// `shaders/layer_norm_input.wgsl`: the plain forward's loads.
+pub const LAYER_NORM_INPUT_WGSL: &str = include_str!("../shaders/layer_norm_input.wgsl");
+/// `shaders/layer_norm_input_residual.wgsl`: the fused residual forward's loads.
+pub const LAYER_NORM_INPUT_RESIDUAL_WGSL: &str =
+    include_str!("../shaders/layer_norm_input_residual.wgsl");
+/// `shaders/norm_backward.wgsl`: the backward of LayerNorm and RMSNorm.
+pub const NORM_BACKWARD_WGSL: &str = include_str!("../shaders/norm_backward.wgsl");
 
 /// `shaders/layer_norm_common.wgsl`: bindings and helpers of every layer-norm kernel.
 pub const LAYER_NORM_COMMON_WGSL: &str = include_str!("../shaders/layer_norm_common.wgsl");
@@ -35,9 +50,22 @@ pub const REDUCE_WORKGROUP_WGSL: &str = include_str!("../shaders/reduce_workgrou
 /// `shaders/reduce_subgroup.wgsl`: subgroup sum.
 pub const REDUCE_SUBGROUP_WGSL: &str = include_str!("../shaders/reduce_subgroup.wgsl");
 
-/// Which optional bindings a layer-norm pipeline uses.
+/// How a forward pipeline is specialised: the normalisation, the storage
+/// type, and which optional bindings it uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct LayerNormVariant {
+    /// RMSNorm instead of LayerNorm.
+    pub rms: bool,
+    /// The storage type of x, y, gamma, beta, residual and sum.
+    pub dtype: DType,
+    /// Add a residual to x before normalising.
+    pub residual: bool,
+    /// Add a bias (one value per column) with the residual.
+    pub residual_bias: bool,
+    /// Write the sum x + residual (+ bias).
+    pub sum: bool,
+    /// Compute the statistics only: y is not written.
+    pub stats_only: bool,
     /// Multiply by gamma.
     pub gamma: bool,
     /// Add beta.
@@ -48,9 +76,17 @@ pub struct LayerNormVariant {
     pub rstd: bool,
 }
 
-/// The entry points of the layer-norm kernels.
+/// The entry points of the kernels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Entry {
+    /// `dx_row_per_lane` of the backward.
+    DxRowPerLane,
+    /// `dx_row_per_workgroup` of the backward.
+    DxRowPerWorkgroup,
+    /// `param_partials` of the backward (dgamma/dbeta stage 1).
+    ParamPartials,
+    /// `param_sums` of the backward (dgamma/dbeta stage 2).
+    ParamSums,
     /// `layer_norm_forward` of the row-per-* kernels.
     Forward,
     /// `split_stats` of the split-row kernel.
@@ -62,18 +98,90 @@ pub(crate) enum Entry {
 }
 
 impl Entry {
-    /// The bindings the entry point uses; its bind group layout holds these.
-    pub(crate) fn bindings(self) -> &'static [u32] {
-        match self {
-            Entry::Forward => &[0, 1, 2, 3, 4, 5, 6, 7, 8],
-            Entry::SplitStats => &[0, 1, 8, 9],
-            Entry::SplitCombine => &[0, 6, 7, 8, 9, 10],
-            Entry::SplitApply => &[0, 1, 2, 3, 4, 5, 8, 10],
+    /// The bindings the entry point uses (with the fused residual's or
+    /// without); its bind group layout holds these.
+    pub(crate) fn bindings(self, residual: bool) -> &'static [u32] {
+        match (self, residual) {
+            (Entry::Forward, false) => &[0, 1, 2, 3, 4, 5, 6, 7, 8],
+            (Entry::Forward, true) => &[0, 1, 2, 3, 4, 5, 6, 7, 8, 11, 12, 13],
+            (Entry::SplitStats, false) => &[0, 1, 8, 9],
+            (Entry::SplitStats, true) => &[0, 1, 8, 9, 11, 12],
+            (Entry::SplitCombine, false) => &[0, 6, 7, 8, 9, 10],
+            (Entry::SplitCombine, true) => &[0, 6, 7, 8, 9, 10, 11, 12],
+            (Entry::SplitApply, false) => &[0, 1, 2, 3, 4, 5, 8, 10],
+            (Entry::SplitApply, true) => &[0, 1, 2, 3, 4, 5, 8, 10, 11, 12, 13],
+            (Entry::DxRowPerLane | Entry::DxRowPerWorkgroup, _) => &[0, 1, 2, 3, 4, 5, 9, 10],
+            (Entry::ParamPartials, _) => &[0, 1, 3, 4, 6, 9, 10],
+            (Entry::ParamSums, _) => &[6, 7, 8, 9],
+        }
+    }
+
+    /// Storage buffers the entry point binds.
+    pub(crate) fn storage_buffers(self, residual: bool) -> u32 {
+        self.bindings(residual)
+            .iter()
+            .filter(|&&b| {
+                !matches!(
+                    self.layout_entry(b).ty,
+                    wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        ..
+                    }
+                )
+            })
+            .count() as u32
+    }
+
+    fn is_backward(self) -> bool {
+        matches!(
+            self,
+            Entry::DxRowPerLane
+                | Entry::DxRowPerWorkgroup
+                | Entry::ParamPartials
+                | Entry::ParamSums
+        )
+    }
+
+    /// The layout entry of `binding` as the entry point's file declares it.
+    fn layout_entry(self, binding: u32) -> wgpu::BindGroupLayoutEntry {
+        use wgpu::BufferBindingType::{Storage, Uniform};
+        let ty = if self.is_backward() {
+            // shaders/norm_backward.wgsl: x, dy, gamma, mean, rstd are read;
+            // dx, partials, dgamma, dbeta, row_centre written; 9 is params.
+            match binding {
+                0..=4 => Storage { read_only: true },
+                9 => Uniform,
+                _ => Storage { read_only: false },
+            }
+        } else {
+            // shaders/layer_norm_common.wgsl (0-8, 11-13) and
+            // layer_norm_split_row.wgsl (9, 10).
+            match binding {
+                // x, x4, gamma, beta, residual, residual_bias
+                0 | 1 | 4 | 5 | 11 | 12 => Storage { read_only: true },
+                8 => Uniform,
+                // y, y4, mean_out, rstd_out, piece_moments, row_stats, sum_out
+                _ => Storage { read_only: false },
+            }
+        };
+        wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty,
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
         }
     }
 
     pub(crate) fn name(self) -> &'static str {
         match self {
+            Entry::DxRowPerLane => "dx_row_per_lane",
+            Entry::DxRowPerWorkgroup => "dx_row_per_workgroup",
+            Entry::ParamPartials => "param_partials",
+            Entry::ParamSums => "param_sums",
             Entry::Forward => "layer_norm_forward",
             Entry::SplitStats => "split_stats",
             Entry::SplitCombine => "split_combine",
@@ -82,16 +190,76 @@ impl Entry {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct PipelineKey {
-    plan: LayerNormPlan,
-    variant: LayerNormVariant,
-    entry: Entry,
+/// Which optional parts a backward pipeline has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub(crate) struct BackwardVariant {
+    pub(crate) rms: bool,
+    pub(crate) dtype: DType,
+    pub(crate) gamma: bool,
+    pub(crate) dgamma: bool,
+    pub(crate) dbeta: bool,
 }
 
-/// The WGSL source of a layer-norm kernel: the common file, the kernel file,
-/// and (for a workgroup per row) the reduction file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum PipelineKey {
+    Forward {
+        plan: LayerNormPlan,
+        variant: LayerNormVariant,
+        entry: Entry,
+    },
+    Backward {
+        plan: BackwardPlan,
+        variant: BackwardVariant,
+        entry: Entry,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum ModuleKey {
+    /// A forward kernel, its storage type, and whether it is fused with the residual.
+    Forward(Kernel, DType, bool),
+    Backward(Reduction, DType),
+}
+
+fn prelude(dtype: DType) -> &'static str {
+    match dtype {
+        DType::F32 => STORAGE_F32_WGSL,
+        DType::F16 => STORAGE_F16_WGSL,
+    }
+}
+
+fn reduction_file(reduction: Reduction) -> &'static str {
+    match reduction {
+        Reduction::Subgroup => REDUCE_SUBGROUP_WGSL,
+        Reduction::Workgroup => REDUCE_WORKGROUP_WGSL,
+    }
+}
+
+/// The WGSL source of a plain f32 forward kernel: see [`layer_norm_source_as`].
 pub fn layer_norm_source(kernel: Kernel) -> String {
+    layer_norm_source_as(kernel, DType::F32, false)
+}
+
+/// The WGSL source of the backward kernels, for f32 or f16 storage: the
+/// storage prelude, `norm_backward.wgsl`, and the reduction file.
+pub fn norm_backward_source(reduction: Reduction, dtype: DType) -> String {
+    [
+        prelude(dtype),
+        NORM_BACKWARD_WGSL,
+        reduction_file(reduction),
+    ]
+    .join("\n")
+}
+
+/// The WGSL source of a forward kernel (LayerNorm and RMSNorm alike) for f32
+/// or f16 storage, fused with a residual add or not: the storage prelude,
+/// the common file, the input file, the kernel file, and (where lanes reduce
+/// together) the reduction file.
+pub fn layer_norm_source_as(kernel: Kernel, dtype: DType, residual: bool) -> String {
+    let input = match residual {
+        false => LAYER_NORM_INPUT_WGSL,
+        true => LAYER_NORM_INPUT_RESIDUAL_WGSL,
+    };
     let parts: &[&str] = match kernel {
         Kernel::RowPerLane => &[LAYER_NORM_COMMON_WGSL, LAYER_NORM_ROW_PER_LANE_WGSL],
         Kernel::RowPerSubgroup => &[LAYER_NORM_COMMON_WGSL, LAYER_NORM_ROW_PER_SUBGROUP_WGSL],
@@ -116,16 +284,20 @@ pub fn layer_norm_source(kernel: Kernel) -> String {
             REDUCE_WORKGROUP_WGSL,
         ],
     };
-    parts.join("\n")
+    // The input file goes right after the common file.
+    [prelude(dtype), parts[0], input]
+        .into_iter()
+        .chain(parts[1..].iter().copied())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Shader modules, layouts and pipelines of one device.
 pub(crate) struct Kernels {
-    layer_norm_layout: wgpu::BindGroupLayout,
-    layer_norm_pipeline_layout: wgpu::PipelineLayout,
-    /// Layouts of the split-row entries: stats, combine, apply.
-    split_layouts: [(wgpu::BindGroupLayout, wgpu::PipelineLayout); 3],
-    modules: Mutex<HashMap<Kernel, wgpu::ShaderModule>>,
+    /// The bind group and pipeline layouts of each entry point (with the
+    /// residual's bindings or without), built on first use.
+    layouts: Mutex<HashMap<(Entry, bool), (wgpu::BindGroupLayout, wgpu::PipelineLayout)>>,
+    modules: Mutex<HashMap<ModuleKey, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
     copy: Mutex<Option<wgpu::ComputePipeline>>,
     /// Bound where an optional input is absent (never read).
@@ -133,29 +305,6 @@ pub(crate) struct Kernels {
     /// Bound where an optional output is absent (never written). Separate from
     /// `dummy_input`: one buffer may not be read-only and read-write in one dispatch.
     pub(crate) dummy_output: wgpu::Buffer,
-}
-
-/// The layout entry of a binding of the layer-norm kernels, as declared in
-/// shaders/layer_norm_common.wgsl (0-8) and layer_norm_split_row.wgsl (9, 10).
-fn layout_entry(binding: u32) -> wgpu::BindGroupLayoutEntry {
-    let ty = match binding {
-        // x, x4, gamma, beta
-        0 | 1 | 4 | 5 => wgpu::BufferBindingType::Storage { read_only: true },
-        // params
-        8 => wgpu::BufferBindingType::Uniform,
-        // y, y4, mean_out, rstd_out, piece_moments, row_stats
-        _ => wgpu::BufferBindingType::Storage { read_only: false },
-    };
-    wgpu::BindGroupLayoutEntry {
-        binding,
-        visibility: wgpu::ShaderStages::COMPUTE,
-        ty: wgpu::BindingType::Buffer {
-            ty,
-            has_dynamic_offset: false,
-            min_binding_size: None,
-        },
-        count: None,
-    }
 }
 
 fn layouts(
@@ -177,18 +326,6 @@ fn layouts(
 
 impl Kernels {
     pub(crate) fn new(device: &wgpu::Device) -> Self {
-        let [forward, split_stats, split_combine, split_apply] = [
-            Entry::Forward,
-            Entry::SplitStats,
-            Entry::SplitCombine,
-            Entry::SplitApply,
-        ]
-        .map(|entry| {
-            let entries: Vec<_> = entry.bindings().iter().map(|&b| layout_entry(b)).collect();
-            layouts(device, entry.name(), &entries)
-        });
-        let (layer_norm_layout, layer_norm_pipeline_layout) = forward;
-        let split_layouts = [split_stats, split_combine, split_apply];
         let dummy = |label| {
             device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
@@ -198,9 +335,7 @@ impl Kernels {
             })
         };
         Kernels {
-            layer_norm_layout,
-            layer_norm_pipeline_layout,
-            split_layouts,
+            layouts: Mutex::new(HashMap::new()),
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
             copy: Mutex::new(None),
@@ -243,27 +378,43 @@ impl Kernels {
         Ok(pipeline)
     }
 
+    /// The bind group and pipeline layouts of an entry point, built on first
+    /// use (inside an error scope: a device whose limits are too low for
+    /// them gives an error, not a panic).
+    pub(crate) fn layouts(
+        &self,
+        ctx: &Context,
+        entry: Entry,
+        residual: bool,
+    ) -> Result<(wgpu::BindGroupLayout, wgpu::PipelineLayout)> {
+        let mut cache = self.layouts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(l) = cache.get(&(entry, residual)) {
+            return Ok(l.clone());
+        }
+        let entries: Vec<_> = entry
+            .bindings(residual)
+            .iter()
+            .map(|&b| entry.layout_entry(b))
+            .collect();
+        let made = ctx.scoped("creating a bind group layout", || {
+            layouts(ctx.device(), entry.name(), &entries)
+        })?;
+        cache.insert((entry, residual), made.clone());
+        Ok(made)
+    }
+
     /// The bind group layout of an entry point.
-    pub(crate) fn layout(&self, entry: Entry) -> &wgpu::BindGroupLayout {
-        match entry {
-            Entry::Forward => &self.layer_norm_layout,
-            Entry::SplitStats => &self.split_layouts[0].0,
-            Entry::SplitCombine => &self.split_layouts[1].0,
-            Entry::SplitApply => &self.split_layouts[2].0,
-        }
+    pub(crate) fn layout(
+        &self,
+        ctx: &Context,
+        entry: Entry,
+        residual: bool,
+    ) -> Result<wgpu::BindGroupLayout> {
+        Ok(self.layouts(ctx, entry, residual)?.0)
     }
 
-    fn pipeline_layout(&self, entry: Entry) -> &wgpu::PipelineLayout {
-        match entry {
-            Entry::Forward => &self.layer_norm_pipeline_layout,
-            Entry::SplitStats => &self.split_layouts[0].1,
-            Entry::SplitCombine => &self.split_layouts[1].1,
-            Entry::SplitApply => &self.split_layouts[2].1,
-        }
-    }
-
-    /// The pipeline of one entry point of the plan's kernel, specialised for
-    /// `variant`, built on first use.
+    /// The pipeline of one entry point of the plan's forward kernel,
+    /// specialised for `variant`, built on first use.
     pub(crate) fn layer_norm_pipeline(
         &self,
         ctx: &Context,
@@ -271,11 +422,86 @@ impl Kernels {
         variant: LayerNormVariant,
         entry: Entry,
     ) -> Result<wgpu::ComputePipeline> {
-        let key = PipelineKey {
+        let flag = |b: bool| if b { 1.0 } else { 0.0 };
+        let key = PipelineKey::Forward {
             plan,
             variant,
             entry,
         };
+        let module = ModuleKey::Forward(plan.kernel, variant.dtype, variant.residual);
+        self.pipeline(ctx, key, module, entry, variant.residual, || {
+            let mut constants = vec![
+                ("WG", plan.workgroup_size as f64),
+                ("HAS_GAMMA", flag(variant.gamma)),
+                ("HAS_BETA", flag(variant.beta)),
+                ("WRITE_MEAN", flag(variant.mean)),
+                ("WRITE_RSTD", flag(variant.rstd)),
+                ("RMS", flag(variant.rms)),
+                ("WRITE_Y", flag(!variant.stats_only)),
+            ];
+            if variant.residual {
+                // Declared by layer_norm_input_residual.wgsl only.
+                constants.push(("HAS_RESIDUAL_BIAS", flag(variant.residual_bias)));
+                constants.push(("WRITE_SUM", flag(variant.sum)));
+            }
+            match plan.kernel {
+                Kernel::RowPerSubgroup => {
+                    constants.push(("ROWS_PER_WG", plan.rows_per_workgroup as f64))
+                }
+                Kernel::SplitRow(_) => constants.push(("SPLITS", plan.splits as f64)),
+                _ => {}
+            }
+            constants
+        })
+    }
+
+    /// The pipeline of one entry point of the backward kernels, built on
+    /// first use. The dgamma/dbeta stages always run [`PARAM_LANES`] lanes.
+    pub(crate) fn backward_pipeline(
+        &self,
+        ctx: &Context,
+        plan: BackwardPlan,
+        variant: BackwardVariant,
+        entry: Entry,
+    ) -> Result<wgpu::ComputePipeline> {
+        let flag = |b: bool| if b { 1.0 } else { 0.0 };
+        let reduction = match plan.kernel {
+            BackwardKernel::RowPerWorkgroup(r) => r,
+            // The row-per-lane entry reduces nothing: the tree file compiles anywhere.
+            BackwardKernel::RowPerLane => Reduction::Workgroup,
+        };
+        let lanes = match entry {
+            Entry::ParamPartials | Entry::ParamSums => PARAM_LANES,
+            _ => plan.workgroup_size,
+        };
+        let key = PipelineKey::Backward {
+            plan,
+            variant,
+            entry,
+        };
+        let module = ModuleKey::Backward(reduction, variant.dtype);
+        self.pipeline(ctx, key, module, entry, false, || {
+            vec![
+                ("WG", lanes as f64),
+                ("RMS", flag(variant.rms)),
+                ("HAS_GAMMA", flag(variant.gamma)),
+                ("WRITE_DGAMMA", flag(variant.dgamma)),
+                ("WRITE_DBETA", flag(variant.dbeta)),
+            ]
+        })
+    }
+
+    /// The cached pipeline of `key`, or a new one of `entry` in the module of
+    /// `module_key` specialised with `constants`.
+    fn pipeline(
+        &self,
+        ctx: &Context,
+        key: PipelineKey,
+        module_key: ModuleKey,
+        entry: Entry,
+        residual: bool,
+        constants: impl FnOnce() -> Vec<(&'static str, f64)>,
+    ) -> Result<wgpu::ComputePipeline> {
         if let Some(p) = self
             .pipelines
             .lock()
@@ -284,27 +510,14 @@ impl Kernels {
         {
             return Ok(p.clone());
         }
-        let module = self.module(ctx, plan.kernel)?;
-        let flag = |b: bool| if b { 1.0 } else { 0.0 };
-        let mut constants = vec![
-            ("WG", plan.workgroup_size as f64),
-            ("HAS_GAMMA", flag(variant.gamma)),
-            ("HAS_BETA", flag(variant.beta)),
-            ("WRITE_MEAN", flag(variant.mean)),
-            ("WRITE_RSTD", flag(variant.rstd)),
-        ];
-        match plan.kernel {
-            Kernel::RowPerSubgroup => {
-                constants.push(("ROWS_PER_WG", plan.rows_per_workgroup as f64))
-            }
-            Kernel::SplitRow(_) => constants.push(("SPLITS", plan.splits as f64)),
-            _ => {}
-        }
-        let pipeline = ctx.scoped("building the layer-norm pipeline", || {
+        let module = self.module(ctx, module_key)?;
+        let (_, layout) = self.layouts(ctx, entry, residual)?;
+        let constants = constants();
+        let pipeline = ctx.scoped("building a pipeline", || {
             ctx.device()
                 .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                     label: Some(entry.name()),
-                    layout: Some(self.pipeline_layout(entry)),
+                    layout: Some(&layout),
                     module: &module,
                     entry_point: Some(entry.name()),
                     compilation_options: wgpu::PipelineCompilationOptions {
@@ -323,30 +536,41 @@ impl Kernels {
         Ok(pipeline)
     }
 
-    fn module(&self, ctx: &Context, kernel: Kernel) -> Result<wgpu::ShaderModule> {
+    fn module(&self, ctx: &Context, key: ModuleKey) -> Result<wgpu::ShaderModule> {
         if let Some(m) = self
             .modules
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&kernel)
+            .get(&key)
         {
             return Ok(m.clone());
         }
-        let source = layer_norm_source(kernel);
-        let module = ctx.scoped("compiling a layer-norm kernel", || {
+        let (source, dtype) = match key {
+            ModuleKey::Forward(kernel, dtype, residual) => {
+                (layer_norm_source_as(kernel, dtype, residual), dtype)
+            }
+            ModuleKey::Backward(reduction, dtype) => {
+                (norm_backward_source(reduction, dtype), dtype)
+            }
+        };
+        dtype.check_supported(ctx)?;
+        let module = ctx.scoped("compiling a kernel", || {
             ctx.device()
                 .create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some("layer_norm"),
+                    label: Some("wgpu-norm kernel"),
                     source: wgpu::ShaderSource::Wgsl(source.into()),
                 })
         })?;
         self.modules
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(kernel, module.clone());
+            .insert(key, module.clone());
         Ok(module)
     }
 }
+
+/// Lanes of the dgamma/dbeta stages (one column each).
+pub(crate) const PARAM_LANES: u32 = 64;
 
 /// A storage binding of `w` in `buffer`.
 pub(crate) fn bind(buffer: &wgpu::Buffer, w: BindingWindow) -> wgpu::BindingResource<'_> {
@@ -357,18 +581,21 @@ pub(crate) fn bind(buffer: &wgpu::Buffer, w: BindingWindow) -> wgpu::BindingReso
     })
 }
 
-/// The vec4 view of a window: whole 16-byte words only. A window under 16
-/// bytes has no vec4 body to read, so a dummy stands in.
+/// The vec4 view of a window of `dtype` values: whole vec4s only (16 bytes
+/// of f32, 8 of f16). A window under one vec4 has no vec4 body to read, so a
+/// dummy stands in.
 pub(crate) fn bind_vec4<'a>(
     buffer: &'a wgpu::Buffer,
     w: BindingWindow,
+    dtype: DType,
     dummy: &'a wgpu::Buffer,
 ) -> wgpu::BindingResource<'a> {
-    if w.size >= 16 {
+    let vec4 = 4 * dtype.size_bytes();
+    if w.size >= vec4 {
         bind(
             buffer,
             BindingWindow {
-                size: w.size & !15,
+                size: w.size / vec4 * vec4,
                 ..w
             },
         )

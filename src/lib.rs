@@ -59,11 +59,18 @@ pub use context::{
     Capabilities, Context, ContextOptions, OPTIONAL_FEATURES, SubgroupSizes, parse_backend,
 };
 pub use error::{Error, Result};
-pub use kernels::{LayerNormVariant, layer_norm_source};
+pub use kernels::{
+    LayerNormVariant, layer_norm_source, layer_norm_source_as, norm_backward_source,
+};
 pub use ops::copy::encode_copy;
-pub use ops::layer_norm::{LayerNorm, LayerNormIo, LayerNormOutput, shape_string};
-pub use plan::{Kernel, LayerNormPlan, Reduction};
-pub use tensor::{GpuTensor, TENSOR_USAGES};
+pub use ops::forward::ResidualAdd;
+pub use ops::layer_norm::{
+    LayerNorm, LayerNormGradIo, LayerNormGrads, LayerNormIo, LayerNormOutput, ResidualOutput,
+    shape_string,
+};
+pub use ops::rms_norm::{RmsNorm, RmsNormGradIo, RmsNormGrads, RmsNormIo};
+pub use plan::{BackwardKernel, BackwardPlan, Kernel, LayerNormPlan, Reduction};
+pub use tensor::{DType, GpuTensor, TENSOR_USAGES};
 pub use ticks::{
     DispatchToken, LabelStats, PoolStats, RecordKind, Report, TickRecord, Ticks, TicksSettings,
     TimingSource,

@@ -6,6 +6,7 @@
 
 use crate::context::Capabilities;
 use crate::error::{Error, Result};
+use crate::tensor::DType;
 
 /// How the lanes of a workgroup combine their partial sums.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -330,6 +331,193 @@ impl LayerNormPlan {
     }
 }
 
+/// Which dx kernel of `shaders/norm_backward.wgsl` runs the backward.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BackwardKernel {
+    /// `dx_row_per_lane`: one invocation per row, no barriers. For CPU adapters.
+    RowPerLane,
+    /// `dx_row_per_workgroup`: one workgroup per row, with the given reduction.
+    RowPerWorkgroup(Reduction),
+}
+
+impl BackwardKernel {
+    /// `row-per-lane`, `row-per-workgroup/subgroup`, `row-per-workgroup/workgroup`.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackwardKernel::RowPerLane => "row-per-lane",
+            BackwardKernel::RowPerWorkgroup(Reduction::Subgroup) => "row-per-workgroup/subgroup",
+            BackwardKernel::RowPerWorkgroup(Reduction::Workgroup) => "row-per-workgroup/workgroup",
+        }
+    }
+}
+
+/// What the plan picked for a backward (LayerNorm or RMSNorm) of rows of
+/// `dim` values: the dx kernel, its lanes, and how many rows each
+/// dgamma/dbeta partial sums.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BackwardPlan {
+    /// The dx kernel.
+    pub kernel: BackwardKernel,
+    /// Lanes per workgroup of the dx kernel.
+    pub workgroup_size: u32,
+    /// Rows summed by one lane of the first dgamma/dbeta stage.
+    pub rows_per_part: u32,
+}
+
+/// One rung of [`BACKWARD_LADDER`]: rows of up to `max_dim` values on an
+/// adapter of `class` (`None`: any) run `kernel` with `workgroup_size` lanes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BackwardRung {
+    /// The adapter class, or any.
+    pub class: Option<AdapterClass>,
+    /// The longest row the rung takes.
+    pub max_dim: usize,
+    /// The dx kernel.
+    pub kernel: BackwardKernel,
+    /// Lanes per workgroup.
+    pub workgroup_size: u32,
+}
+
+const fn back(
+    class: Option<AdapterClass>,
+    max_dim: usize,
+    kernel: BackwardKernel,
+    workgroup_size: u32,
+) -> BackwardRung {
+    BackwardRung {
+        class,
+        max_dim,
+        kernel,
+        workgroup_size,
+    }
+}
+
+/// The backward's ladder: the first rung that matches the adapter's class,
+/// takes the row length, and whose kernel the adapter can run. A lane walks
+/// its share of a row twice (sums, then dx), and llvmpipe stops an
+/// invocation after 65,535 loop iterations: hence a lane per row only up to
+/// 4,096 values and 1,024 lanes for the longest rows.
+///
+/// | class | dim up to | dx kernel                   | lanes |
+/// |-------|-----------|-----------------------------|-------|
+/// | CPU   | 4,096     | row per lane                | 64    |
+/// | any   | 1,024     | row per workgroup, subgroup | 64    |
+/// | any   | 1,024     | row per workgroup, tree     | 64    |
+/// | any   | 4,194,304 | row per workgroup, subgroup | 256   |
+/// | any   | 4,194,304 | row per workgroup, tree     | 256   |
+/// | any   | larger    | row per workgroup, subgroup | 1,024 |
+/// | any   | larger    | row per workgroup, tree     | 1,024 |
+pub const BACKWARD_LADDER: &[BackwardRung] = &[
+    back(Some(Cpu), 4096, BackwardKernel::RowPerLane, 64),
+    back(None, 1024, BackwardKernel::RowPerWorkgroup(SUBGROUP), 64),
+    back(None, 1024, BackwardKernel::RowPerWorkgroup(TREE), 64),
+    back(
+        None,
+        1 << 22,
+        BackwardKernel::RowPerWorkgroup(SUBGROUP),
+        256,
+    ),
+    back(None, 1 << 22, BackwardKernel::RowPerWorkgroup(TREE), 256),
+    back(None, ANY, BackwardKernel::RowPerWorkgroup(SUBGROUP), 1024),
+    back(None, ANY, BackwardKernel::RowPerWorkgroup(TREE), 1024),
+];
+
+/// The most partial sums per column the dgamma/dbeta stages aim for.
+pub const MAX_PARTS: usize = 1024;
+
+impl BackwardPlan {
+    /// The plan for `rows` rows of `dim` values: the first rung of
+    /// [`BACKWARD_LADDER`] that fits, lanes capped by the device, and at
+    /// least 64 rows per part, more when there would be over [`MAX_PARTS`].
+    pub fn new(
+        rows: usize,
+        dim: usize,
+        capabilities: Capabilities,
+        info: &wgpu::AdapterInfo,
+        limits: &wgpu::Limits,
+    ) -> Self {
+        let class = AdapterClass::of(info);
+        let rung = BACKWARD_LADDER
+            .iter()
+            .find(|r| {
+                r.class.is_none_or(|c| c == class)
+                    && dim <= r.max_dim
+                    && (r.kernel != BackwardKernel::RowPerWorkgroup(SUBGROUP)
+                        || capabilities.subgroups.is_some())
+            })
+            .expect("the backward ladder ends with a rung for any dim without subgroups");
+        Self::from_rung(*rung, rows, capabilities, limits)
+    }
+
+    fn from_rung(
+        rung: BackwardRung,
+        rows: usize,
+        capabilities: Capabilities,
+        limits: &wgpu::Limits,
+    ) -> Self {
+        let device_max = limits
+            .max_compute_invocations_per_workgroup
+            .min(limits.max_compute_workgroup_size_x)
+            .max(64);
+        let device_pow2 = 1u32 << (31 - device_max.leading_zeros());
+        let mut lanes = rung.workgroup_size.min(device_pow2);
+        if let (BackwardKernel::RowPerWorkgroup(SUBGROUP), Some(sizes)) =
+            (rung.kernel, capabilities.subgroups)
+        {
+            lanes = lanes.max(sizes.max);
+        }
+        BackwardPlan {
+            kernel: rung.kernel,
+            workgroup_size: lanes,
+            rows_per_part: rows.div_ceil(MAX_PARTS).clamp(64, 32_768) as u32,
+        }
+    }
+
+    /// The plan for a dx kernel chosen explicitly, with the lanes of its
+    /// narrowest rung that takes `dim`. `MissingFeature` without subgroups
+    /// for the subgroup reduction; `KernelUnsuitable` for rows of over
+    /// 16,384 values on the lane-per-row kernel (llvmpipe's loop cap).
+    pub fn with_kernel(
+        kernel: BackwardKernel,
+        rows: usize,
+        dim: usize,
+        capabilities: Capabilities,
+        info: &wgpu::AdapterInfo,
+        limits: &wgpu::Limits,
+    ) -> Result<Self> {
+        if kernel == BackwardKernel::RowPerLane && dim > 16_384 {
+            return Err(Error::KernelUnsuitable {
+                kernel: kernel.name(),
+                reason: format!("rows of {dim} values exceed its maximum of 16384"),
+            });
+        }
+        if kernel == BackwardKernel::RowPerWorkgroup(SUBGROUP) && capabilities.subgroups.is_none() {
+            return Err(Error::MissingFeature {
+                op: kernel.name(),
+                feature: "SUBGROUP",
+                adapter: info.name.clone(),
+            });
+        }
+        let rung = BACKWARD_LADDER
+            .iter()
+            .filter(|r| r.kernel == kernel && dim <= r.max_dim)
+            .min_by_key(|r| r.max_dim)
+            .copied()
+            .unwrap_or(back(None, ANY, kernel, 64));
+        Ok(Self::from_rung(rung, rows, capabilities, limits))
+    }
+
+    /// `row-per-lane, 64 lanes, 64 rows per part` etc.
+    pub fn describe(&self) -> String {
+        format!(
+            "{}, {} lanes, {} rows per part",
+            self.kernel.name(),
+            self.workgroup_size,
+            self.rows_per_part
+        )
+    }
+}
+
 /// A run of consecutive rows encoded as one dispatch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RowChunk {
@@ -343,9 +531,10 @@ pub struct RowChunk {
 /// chunk fits in one storage binding.
 ///
 /// `row_bytes` is the largest number of bytes a row takes in any tensor bound
-/// per chunk (dim × 4 for x and y). A binding must start at a multiple of
-/// `offset_alignment`, so a window may begin up to `offset_alignment - 4`
-/// bytes before its first row; that slack is reserved.
+/// per chunk (dim × 4 for f32 x and y). A binding must start at a multiple of
+/// `offset_alignment`, so a window may begin up to `offset_alignment - 2`
+/// bytes before its first row and end up to 2 bytes past its last (whole
+/// words); that slack is reserved.
 pub fn chunk_rows(
     rows: u64,
     dim: usize,
@@ -354,7 +543,7 @@ pub fn chunk_rows(
     offset_alignment: u64,
     max_rows_per_dispatch: u64,
 ) -> Result<Vec<RowChunk>> {
-    let usable = max_binding.saturating_sub(offset_alignment.saturating_sub(4)) & !3;
+    let usable = max_binding.saturating_sub(offset_alignment) & !3;
     let rows_per_chunk = (usable / row_bytes).min(max_rows_per_dispatch);
     if rows_per_chunk == 0 {
         return Err(Error::RowTooLarge {
@@ -382,17 +571,29 @@ pub struct BindingWindow {
     pub offset: u64,
     /// Bytes bound.
     pub size: u64,
-    /// Index of the slice's first f32 inside the binding.
+    /// Index of the slice's first element inside the binding.
     pub base: u32,
 }
 
 /// The binding window for `elements` f32 values starting at byte `start` of a buffer.
 pub fn binding_window(start: u64, elements: u64, offset_alignment: u64) -> BindingWindow {
+    binding_window_of(start, elements, DType::F32, offset_alignment)
+}
+
+/// The binding window for `elements` values of `dtype` starting at byte
+/// `start` of a buffer: from the aligned offset at or before `start` to the
+/// next whole 4-byte word after the last value.
+pub fn binding_window_of(
+    start: u64,
+    elements: u64,
+    dtype: DType,
+    offset_alignment: u64,
+) -> BindingWindow {
     let offset = start - start % offset_alignment;
     BindingWindow {
         offset,
-        size: start + elements * 4 - offset,
-        base: ((start - offset) / 4) as u32,
+        size: (start + elements * dtype.size_bytes() - offset).next_multiple_of(4),
+        base: ((start - offset) / dtype.size_bytes()) as u32,
     }
 }
 

@@ -117,3 +117,216 @@ pub fn layer_norm_tolerance(
     };
     4e-6 * (max_abs(gamma, 1.0) * (1.0 + xhat_max) + max_abs(beta, 0.0))
 }
+
+/// Result of [`rms_norm`]: y and the per-row rstd, in f64.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RmsNormReference {
+    /// Normalised values, same layout as the input.
+    pub y: Vec<f64>,
+    /// Per-row 1/sqrt(mean(x²) + epsilon).
+    pub rstd: Vec<f64>,
+}
+
+/// RMS normalisation (ONNX RMSNormalization-23) of `x` viewed as rows of
+/// `cols` values, in f64: `y = x / sqrt(mean(x²) + epsilon) · gamma`.
+///
+/// # Panics
+/// As [`layer_norm`].
+///
+/// ```
+/// let r = wgpu_norm::reference::rms_norm(&[3.0, 4.0], 2, None, 0.0);
+/// assert!((r.y[1] - 4.0 / 12.5f64.sqrt()).abs() < 1e-15);
+/// ```
+pub fn rms_norm(x: &[f32], cols: usize, gamma: Option<&[f32]>, epsilon: f64) -> RmsNormReference {
+    let x: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+    rms_norm_f64(&x, cols, gamma, epsilon)
+}
+
+/// [`rms_norm`] of f64 values (e.g. a residual sum from [`residual_sum`]).
+pub fn rms_norm_f64(
+    x: &[f64],
+    cols: usize,
+    gamma: Option<&[f32]>,
+    epsilon: f64,
+) -> RmsNormReference {
+    check_rows(x.len(), cols, &[gamma]);
+    let mut out = RmsNormReference {
+        y: Vec::with_capacity(x.len()),
+        rstd: Vec::with_capacity(x.len() / cols),
+    };
+    for row in x.chunks_exact(cols) {
+        let ms = row.iter().map(|v| v * v).sum::<f64>() / cols as f64;
+        let rstd = 1.0 / (ms + epsilon).sqrt();
+        out.rstd.push(rstd);
+        for (c, &v) in row.iter().enumerate() {
+            out.y.push(v * rstd * gamma.map_or(1.0, |g| g[c] as f64));
+        }
+    }
+    out
+}
+
+/// [`layer_norm`] of f64 values (e.g. a residual sum from [`residual_sum`]).
+pub fn layer_norm_f64(
+    x: &[f64],
+    cols: usize,
+    gamma: Option<&[f32]>,
+    beta: Option<&[f32]>,
+    epsilon: f64,
+) -> LayerNormReference {
+    check_rows(x.len(), cols, &[gamma, beta]);
+    let mut out = LayerNormReference {
+        y: Vec::with_capacity(x.len()),
+        mean: Vec::with_capacity(x.len() / cols),
+        rstd: Vec::with_capacity(x.len() / cols),
+    };
+    for row in x.chunks_exact(cols) {
+        let n = cols as f64;
+        let mean = row.iter().sum::<f64>() / n;
+        let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+        let rstd = 1.0 / (var + epsilon).sqrt();
+        out.mean.push(mean);
+        out.rstd.push(rstd);
+        for (c, &v) in row.iter().enumerate() {
+            let g = gamma.map_or(1.0, |g| g[c] as f64);
+            let b = beta.map_or(0.0, |b| b[c] as f64);
+            out.y.push((v - mean) * rstd * g + b);
+        }
+    }
+    out
+}
+
+/// `x + residual (+ bias)` in f64, the bias repeating every `cols` values:
+/// the input the fused residual kernels normalise.
+pub fn residual_sum(x: &[f32], residual: &[f32], bias: Option<&[f32]>, cols: usize) -> Vec<f64> {
+    assert_eq!(x.len(), residual.len(), "residual must be shaped like x");
+    check_rows(x.len(), cols, &[bias]);
+    x.iter()
+        .zip(residual)
+        .enumerate()
+        .map(|(i, (&a, &r))| a as f64 + r as f64 + bias.map_or(0.0, |b| b[i % cols] as f64))
+        .collect()
+}
+
+fn check_rows(len: usize, cols: usize, params: &[Option<&[f32]>]) {
+    assert!(
+        cols > 0 && len % cols == 0,
+        "x of {len} values is not rows of {cols}"
+    );
+    for p in params.iter().flatten() {
+        assert_eq!(p.len(), cols, "per-column parameters must hold cols values");
+    }
+}
+
+/// Gradients of a normalisation, in f64.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NormGrads {
+    /// With respect to x.
+    pub dx: Vec<f64>,
+    /// With respect to gamma.
+    pub dgamma: Vec<f64>,
+    /// With respect to beta (zeros for RMSNorm, which has none).
+    pub dbeta: Vec<f64>,
+    /// x̂ of every value: (x − mean)·rstd, or x·rstd for RMSNorm.
+    pub xhat: Vec<f64>,
+    /// Per-row rstd.
+    pub rstd: Vec<f64>,
+}
+
+/// The analytic gradients of [`layer_norm`] (`rms = false`) or [`rms_norm`]
+/// (`rms = true`) for the upstream gradient `dy`, with x̂ as in the forward
+/// and g = dy·gamma:
+///
+/// - LayerNorm: `dx = rstd·(g − mean(g) − x̂·mean(g·x̂))`, dgamma = Σ_rows dy·x̂, dbeta = Σ_rows dy;
+/// - RMSNorm: `dx = rstd·(g − x̂·mean(g·x̂))`, dgamma = Σ_rows dy·x̂.
+///
+/// ```
+/// use wgpu_norm::reference::norm_backward;
+/// let g = norm_backward(&[1.0, 3.0], &[1.0, 1.0], 2, None, 0.0, false);
+/// assert_eq!((g.dx[0], g.dbeta[1]), (0.0, 1.0)); // a shift of y has no x gradient
+/// ```
+pub fn norm_backward(
+    x: &[f32],
+    dy: &[f32],
+    cols: usize,
+    gamma: Option<&[f32]>,
+    epsilon: f64,
+    rms: bool,
+) -> NormGrads {
+    assert_eq!(x.len(), dy.len(), "dy must be shaped like x");
+    check_rows(x.len(), cols, &[gamma]);
+    let n = cols as f64;
+    let mut out = NormGrads {
+        dx: Vec::with_capacity(x.len()),
+        dgamma: vec![0.0; cols],
+        dbeta: vec![0.0; cols],
+        xhat: Vec::with_capacity(x.len()),
+        rstd: Vec::with_capacity(x.len() / cols),
+    };
+    for (row, drow) in x.chunks_exact(cols).zip(dy.chunks_exact(cols)) {
+        let row: Vec<f64> = row.iter().map(|&v| v as f64).collect();
+        let (mean, rstd) = if rms {
+            let ms = row.iter().map(|v| v * v).sum::<f64>() / n;
+            (0.0, 1.0 / (ms + epsilon).sqrt())
+        } else {
+            let mean = row.iter().sum::<f64>() / n;
+            let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+            (mean, 1.0 / (var + epsilon).sqrt())
+        };
+        let xhat: Vec<f64> = row.iter().map(|v| (v - mean) * rstd).collect();
+        let g: Vec<f64> = (0..cols)
+            .map(|c| drow[c] as f64 * gamma.map_or(1.0, |g| g[c] as f64))
+            .collect();
+        let mean_g = if rms { 0.0 } else { g.iter().sum::<f64>() / n };
+        let mean_gx = g.iter().zip(&xhat).map(|(a, b)| a * b).sum::<f64>() / n;
+        for c in 0..cols {
+            out.dx.push(rstd * (g[c] - mean_g - xhat[c] * mean_gx));
+            out.dgamma[c] += drow[c] as f64 * xhat[c];
+            if !rms {
+                out.dbeta[c] += drow[c] as f64;
+            }
+        }
+        out.rstd.push(rstd);
+        out.xhat.extend(xhat);
+    }
+    out
+}
+
+/// Stated tolerances of f32 kernels' gradients against [`norm_backward`]:
+/// `(dx, dgamma, dbeta)`.
+///
+/// - dx: `4e-6 · max_row(rstd) · max|g| · (1 + max|x̂|)²`: the terms of dx are
+///   bounded by rstd·|g|·(1 + |x̂|²), and 4e-6 is ~34 f32 ulps of that scale
+///   (the forward's margin).
+/// - dgamma: `1e-5 · max_col Σ_rows |dy|·(1 + |x̂|)`; dbeta: `1e-5 · max_col
+///   Σ_rows |dy|`: f32 sums over up to 2^21 terms in two stages (runs of at
+///   least 64 rows, then the parts), whose rounding grows with the number of
+///   terms added one after another.
+///
+/// Non-finite values are skipped.
+pub fn norm_backward_tolerance(
+    dy: &[f32],
+    grads: &NormGrads,
+    gamma: Option<&[f32]>,
+) -> (f64, f64, f64) {
+    let cols = grads.dgamma.len();
+    let finite_max = |it: &mut dyn Iterator<Item = f64>| {
+        it.filter(|v| v.is_finite())
+            .fold(0.0f64, |m, v| m.max(v.abs()))
+    };
+    let gamma_max = gamma.map_or(1.0, |g| finite_max(&mut g.iter().map(|&v| v as f64)));
+    let g_max = finite_max(&mut dy.iter().map(|&v| v as f64)) * gamma_max;
+    let xhat_max = finite_max(&mut grads.xhat.iter().copied());
+    let rstd_max = finite_max(&mut grads.rstd.iter().copied());
+    let dx = 4e-6 * rstd_max * g_max * (1.0 + xhat_max).powi(2);
+    let mut col_gamma = vec![0.0f64; cols];
+    let mut col_beta = vec![0.0f64; cols];
+    for (i, (&d, &xh)) in dy.iter().zip(&grads.xhat).enumerate() {
+        let (d, xh) = ((d as f64).abs(), xh.abs());
+        if d.is_finite() && xh.is_finite() {
+            col_gamma[i % cols] += d * (1.0 + xh);
+            col_beta[i % cols] += d;
+        }
+    }
+    let max = |v: &[f64]| v.iter().fold(0.0f64, |m, &a| m.max(a));
+    (dx, 1e-5 * max(&col_gamma), 1e-5 * max(&col_beta))
+}

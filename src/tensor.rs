@@ -1,4 +1,4 @@
-//! [`GpuTensor`]: f32 values in a `wgpu::Buffer`, with a shape.
+//! [`GpuTensor`]: f32 or f16 values in a `wgpu::Buffer`, with a shape.
 
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -9,7 +9,79 @@ pub const TENSOR_USAGES: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
     .union(wgpu::BufferUsages::COPY_SRC)
     .union(wgpu::BufferUsages::COPY_DST);
 
-/// A row-major f32 tensor living in a `wgpu::Buffer`, starting `offset` bytes in.
+/// The element type a tensor stores. Kernels always compute in f32; f16 is a
+/// storage format (it needs the device feature `SHADER_F16`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum DType {
+    /// 32-bit float.
+    #[default]
+    F32,
+    /// 16-bit IEEE float (half).
+    F16,
+}
+
+impl DType {
+    /// Bytes per element.
+    pub fn size_bytes(self) -> u64 {
+        match self {
+            DType::F32 => 4,
+            DType::F16 => 2,
+        }
+    }
+
+    /// The name the CLI and NPY use: `f32` or `f16`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::F16 => "f16",
+        }
+    }
+
+    /// `MissingFeature` naming f16 when `ctx` cannot store f16; Ok otherwise.
+    pub fn check_supported(self, ctx: &Context) -> Result<()> {
+        if self == DType::F16 && !ctx.capabilities().shader_f16 {
+            return Err(Error::MissingFeature {
+                op: "f16 storage",
+                feature: "SHADER_F16",
+                adapter: ctx.adapter_info().name.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for DType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// `values` as the bytes of `dtype` (f16 rounds to nearest even).
+fn encode_values(values: &[f32], dtype: DType) -> Vec<u8> {
+    match dtype {
+        DType::F32 => bytemuck::cast_slice(values).to_vec(),
+        DType::F16 => values
+            .iter()
+            .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+            .collect(),
+    }
+}
+
+/// The bytes of `dtype` values, as f32.
+fn decode_values(bytes: &[u8], dtype: DType) -> Vec<f32> {
+    match dtype {
+        DType::F32 => bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        DType::F16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+    }
+}
+
+/// A row-major f32 or f16 tensor living in a `wgpu::Buffer`, starting `offset` bytes in.
 ///
 /// Cloning is cheap and shares the buffer. A tensor may wrap a caller's buffer
 /// ([`GpuTensor::from_buffer`]) so that the library reads and writes the
@@ -19,6 +91,7 @@ pub struct GpuTensor {
     buffer: wgpu::Buffer,
     offset: u64,
     shape: Vec<usize>,
+    dtype: DType,
 }
 
 /// Elements in `shape`, or `EmptyShape` when a dimension is zero or the
@@ -47,6 +120,27 @@ impl GpuTensor {
     /// # Ok::<(), wgpu_norm::Error>(())
     /// ```
     pub fn from_slice(ctx: &Context, data: &[f32], shape: &[usize]) -> Result<Self> {
+        Self::from_slice_as(ctx, data, shape, DType::F32)
+    }
+
+    /// Uploads `data` as a tensor of `shape` stored as `dtype` (rounded to
+    /// nearest for f16). f16 needs `SHADER_F16`: without it, `MissingFeature`.
+    ///
+    /// ```
+    /// # let ctx = wgpu_norm::Context::new()?;
+    /// use wgpu_norm::{DType, GpuTensor};
+    /// if ctx.capabilities().shader_f16 {
+    ///     let t = GpuTensor::from_slice_as(&ctx, &[1.0, 0.1], &[2], DType::F16)?;
+    ///     assert_eq!(t.read(&ctx)?, vec![1.0, half::f16::from_f32(0.1).to_f32()]);
+    /// }
+    /// # Ok::<(), wgpu_norm::Error>(())
+    /// ```
+    pub fn from_slice_as(
+        ctx: &Context,
+        data: &[f32],
+        shape: &[usize],
+        dtype: DType,
+    ) -> Result<Self> {
         let n = element_count(shape)?;
         if n != data.len() {
             return Err(Error::LengthMismatch {
@@ -56,18 +150,22 @@ impl GpuTensor {
                 actual: data.len(),
             });
         }
-        let tensor = Self::zeros(ctx, shape)?;
-        ctx.scoped("uploading a tensor", || {
-            ctx.queue()
-                .write_buffer(&tensor.buffer, 0, bytemuck::cast_slice(data))
-        })?;
+        let tensor = Self::zeros_as(ctx, shape, dtype)?;
+        tensor.write(ctx, data)?;
         Ok(tensor)
     }
 
-    /// A new tensor of `shape`, filled with zeros.
+    /// A new f32 tensor of `shape`, filled with zeros.
     pub fn zeros(ctx: &Context, shape: &[usize]) -> Result<Self> {
+        Self::zeros_as(ctx, shape, DType::F32)
+    }
+
+    /// A new tensor of `shape` stored as `dtype`, filled with zeros. The
+    /// buffer is padded to a multiple of 4 bytes (an odd count of f16).
+    pub fn zeros_as(ctx: &Context, shape: &[usize], dtype: DType) -> Result<Self> {
+        dtype.check_supported(ctx)?;
         let n = element_count(shape)?;
-        let bytes = (n as u64) * 4;
+        let bytes = (n as u64 * dtype.size_bytes()).next_multiple_of(4);
         let max = ctx.limits().max_buffer_size;
         if bytes > max {
             return Err(Error::TensorTooLarge {
@@ -88,6 +186,7 @@ impl GpuTensor {
             buffer,
             offset: 0,
             shape: shape.to_vec(),
+            dtype,
         })
     }
 
@@ -95,11 +194,25 @@ impl GpuTensor {
     /// bytes in. The buffer needs `STORAGE` usage (and `COPY_SRC` to be read
     /// back with [`GpuTensor::read`]).
     pub fn from_buffer(buffer: wgpu::Buffer, offset: u64, shape: &[usize]) -> Result<Self> {
+        Self::from_buffer_as(buffer, offset, shape, DType::F32)
+    }
+
+    /// [`GpuTensor::from_buffer`] for values stored as `dtype`. The offset must
+    /// be a multiple of 4 bytes (f32) or 2 (f16), and the buffer must reach the
+    /// next multiple of 4 bytes past the last value (bindings and copies move
+    /// whole 4-byte words).
+    pub fn from_buffer_as(
+        buffer: wgpu::Buffer,
+        offset: u64,
+        shape: &[usize],
+        dtype: DType,
+    ) -> Result<Self> {
         let n = element_count(shape)?;
-        if offset % 4 != 0 {
+        if offset % dtype.size_bytes() != 0 {
             return Err(Error::MisalignedOffset {
                 what: "tensor",
                 offset,
+                alignment: dtype.size_bytes(),
             });
         }
         if !buffer.usage().contains(wgpu::BufferUsages::STORAGE) {
@@ -109,7 +222,7 @@ impl GpuTensor {
                 actual: buffer.usage(),
             });
         }
-        let end = offset + n as u64 * 4;
+        let end = (offset + n as u64 * dtype.size_bytes()).next_multiple_of(4);
         if end > buffer.size() {
             return Err(Error::BufferTooSmall {
                 what: "tensor",
@@ -122,6 +235,7 @@ impl GpuTensor {
             buffer,
             offset,
             shape: shape.to_vec(),
+            dtype,
         })
     }
 
@@ -140,9 +254,14 @@ impl GpuTensor {
         false
     }
 
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
     /// Bytes the values take.
     pub fn size_bytes(&self) -> u64 {
-        self.len() as u64 * 4
+        self.len() as u64 * self.dtype.size_bytes()
     }
 
     /// The buffer holding the values.
@@ -173,7 +292,7 @@ impl GpuTensor {
     }
 
     /// Overwrites the values with `data` (through the queue, ordered before
-    /// the next submission).
+    /// the next submission), rounded to nearest for an f16 tensor.
     pub fn write(&self, ctx: &Context, data: &[f32]) -> Result<()> {
         if data.len() != self.len() {
             return Err(Error::LengthMismatch {
@@ -183,17 +302,47 @@ impl GpuTensor {
                 actual: data.len(),
             });
         }
+        // The queue writes whole 4-byte words: an f16 tensor at a 2-byte
+        // phase, or of odd length, keeps its neighbours' halves as they are
+        // only if they are read first; write the covering words instead.
+        let (start, end) = self.word_span();
+        let mut bytes = encode_values(data, self.dtype);
+        if start != self.offset || end != self.offset + self.size_bytes() {
+            let mut words = self.read_bytes(ctx, start, end)?;
+            let at = (self.offset - start) as usize;
+            words[at..at + bytes.len()].copy_from_slice(&bytes);
+            bytes = words;
+        }
         ctx.scoped("writing a tensor", || {
-            ctx.queue()
-                .write_buffer(&self.buffer, self.offset, bytemuck::cast_slice(data))
+            ctx.queue().write_buffer(&self.buffer, start, &bytes)
         })
     }
 
-    /// Reads the values back, blocking until the GPU is done with them.
-    pub fn read(&self, ctx: &Context) -> Result<Vec<f32>> {
-        let pending = self.start_read(ctx)?;
+    /// The 4-byte-aligned byte range that covers the values.
+    fn word_span(&self) -> (u64, u64) {
+        let start = self.offset & !3;
+        (start, (self.offset + self.size_bytes()).next_multiple_of(4))
+    }
+
+    /// Bytes `start..end` of the buffer (4-byte aligned), read back blocking.
+    fn read_bytes(&self, ctx: &Context, start: u64, end: u64) -> Result<Vec<u8>> {
+        let pending = self.start_read_bytes(ctx, start, end)?;
         ctx.wait()?;
         pollster::block_on(pending.finish())
+    }
+
+    /// Reads the values back (as f32, exactly, for f16 too), blocking until
+    /// the GPU is done with them.
+    pub fn read(&self, ctx: &Context) -> Result<Vec<f32>> {
+        let (start, end) = self.word_span();
+        let bytes = self.read_bytes(ctx, start, end)?;
+        Ok(self.values_of(&bytes, start))
+    }
+
+    /// The tensor's values inside `words`, bytes read from `start` on.
+    fn values_of(&self, words: &[u8], start: u64) -> Vec<f32> {
+        let at = (self.offset - start) as usize;
+        decode_values(&words[at..at + self.size_bytes() as usize], self.dtype)
     }
 
     /// Reads the values back without blocking the calling thread.
@@ -203,12 +352,14 @@ impl GpuTensor {
     /// submission's wait, or a thread that polls the device. On the web the
     /// browser polls.
     pub async fn read_async(&self, ctx: &Context) -> Result<Vec<f32>> {
-        self.start_read(ctx)?.finish().await
+        let (start, end) = self.word_span();
+        let bytes = self.start_read_bytes(ctx, start, end)?.finish().await?;
+        Ok(self.values_of(&bytes, start))
     }
 
-    /// Copies the values into a mappable staging buffer and asks for it to be
-    /// mapped; the returned handle waits for the mapping.
-    fn start_read(&self, ctx: &Context) -> Result<PendingRead> {
+    /// Copies bytes `start..end` into a mappable staging buffer and asks for
+    /// it to be mapped; the returned handle waits for the mapping.
+    fn start_read_bytes(&self, ctx: &Context, start: u64, end: u64) -> Result<PendingRead> {
         if !self.buffer.usage().contains(wgpu::BufferUsages::COPY_SRC) {
             return Err(Error::MissingUsage {
                 what: "tensor read back",
@@ -216,7 +367,7 @@ impl GpuTensor {
                 actual: self.buffer.usage(),
             });
         }
-        let size = self.size_bytes();
+        let size = end - start;
         let (staging, receiver) = ctx.scoped("reading a tensor back", || {
             // A MAP_READ buffer cannot be STORAGE, so the values take a
             // detour through a staging buffer the CPU can map.
@@ -231,7 +382,7 @@ impl GpuTensor {
                     .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                         label: Some("wgpu-norm readback"),
                     });
-            encoder.copy_buffer_to_buffer(&self.buffer, self.offset, &staging, 0, size);
+            encoder.copy_buffer_to_buffer(&self.buffer, start, &staging, 0, size);
             ctx.queue().submit([encoder.finish()]);
             let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
             staging
@@ -252,7 +403,7 @@ struct PendingRead {
 }
 
 impl PendingRead {
-    async fn finish(self) -> Result<Vec<f32>> {
+    async fn finish(self) -> Result<Vec<u8>> {
         match self.receiver.receive().await {
             Some(result) => result?,
             None => {
@@ -270,7 +421,7 @@ impl PendingRead {
                         during: "reading a tensor back",
                         message: e.to_string(),
                     })?;
-            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+            view.to_vec()
         };
         self.staging.unmap();
         Ok(values)

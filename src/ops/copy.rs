@@ -7,6 +7,7 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::kernels::{bind, bind_vec4};
 use crate::plan::BindingWindow;
+use crate::tensor::DType;
 use crate::tensor::GpuTensor;
 use crate::ticks::Ticks;
 
@@ -40,6 +41,7 @@ pub fn encode_copy(
     }
     let max = ctx.limits().max_storage_buffer_binding_size;
     for (what, t) in [("copy source", src), ("copy destination", dst)] {
+        crate::ops::forward::check_dtype(what, t, DType::F32)?;
         if t.offset() != 0 || t.size_bytes() > max {
             return Err(Error::TensorTooLarge {
                 what,
@@ -71,7 +73,7 @@ pub fn encode_copy(
             entries: &[
                 wgpu::BindGroupEntry {
                     binding: 0,
-                    resource: bind_vec4(src.buffer(), window, &kernels.dummy_input),
+                    resource: bind_vec4(src.buffer(), window, DType::F32, &kernels.dummy_input),
                 },
                 wgpu::BindGroupEntry {
                     binding: 1,
@@ -79,7 +81,7 @@ pub fn encode_copy(
                 },
                 wgpu::BindGroupEntry {
                     binding: 2,
-                    resource: bind_vec4(dst.buffer(), window, &kernels.dummy_output),
+                    resource: bind_vec4(dst.buffer(), window, DType::F32, &kernels.dummy_output),
                 },
                 wgpu::BindGroupEntry {
                     binding: 3,

@@ -1,11 +1,10 @@
 //! Layer normalisation (PyTorch `F.layer_norm`, ONNX LayerNormalization-17).
 
-use wgpu::util::DeviceExt;
-
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::kernels::{Entry, LayerNormVariant, bind, bind_optional, bind_vec4};
-use crate::plan::{self, Kernel, LayerNormPlan};
+use crate::ops::backward::{BackwardIo, encode_backward};
+use crate::ops::forward::{ForwardIo, Norm, ResidualAdd, encode_forward, run};
+use crate::plan::{BackwardKernel, BackwardPlan, Kernel, LayerNormPlan};
 use crate::tensor::GpuTensor;
 use crate::ticks::Ticks;
 
@@ -31,6 +30,8 @@ pub struct LayerNorm {
     pub epsilon: f32,
     /// Forces a kernel instead of the plan's choice (tests, benchmarks).
     pub kernel: Option<Kernel>,
+    /// Forces the backward's dx kernel instead of the plan's choice.
+    pub backward_kernel: Option<BackwardKernel>,
 }
 
 impl Default for LayerNorm {
@@ -39,11 +40,13 @@ impl Default for LayerNorm {
             axis: -1,
             epsilon: 1e-5,
             kernel: None,
+            backward_kernel: None,
         }
     }
 }
 
-/// The tensors of one layer-norm forward, for [`LayerNorm::encode`].
+/// The tensors of one layer-norm forward, for [`LayerNorm::encode`]. Every
+/// tensor has x's element type except `mean` and `rstd`, which are f32.
 #[derive(Clone, Copy, Debug)]
 pub struct LayerNormIo<'a> {
     /// Input.
@@ -58,6 +61,35 @@ pub struct LayerNormIo<'a> {
     pub mean: Option<&'a GpuTensor>,
     /// Per-row 1/sqrt(var + epsilon) output, `rows` values.
     pub rstd: Option<&'a GpuTensor>,
+    /// A residual added to x first (y = norm(x + residual + bias)).
+    pub residual: Option<ResidualAdd<'a>>,
+}
+
+impl<'a> LayerNormIo<'a> {
+    /// `x` in, `y` out, nothing optional.
+    pub fn new(x: &'a GpuTensor, y: &'a GpuTensor) -> Self {
+        LayerNormIo {
+            x,
+            y,
+            gamma: None,
+            beta: None,
+            mean: None,
+            rstd: None,
+            residual: None,
+        }
+    }
+
+    fn forward_io(&self) -> ForwardIo<'a> {
+        ForwardIo {
+            x: self.x,
+            y: Some(self.y),
+            gamma: self.gamma,
+            beta: self.beta,
+            mean: self.mean,
+            rstd: self.rstd,
+            residual: self.residual,
+        }
+    }
 }
 
 /// What [`LayerNorm::forward_with_stats`] returns.
@@ -71,21 +103,13 @@ pub struct LayerNormOutput {
     pub rstd: GpuTensor,
 }
 
-/// The uniform block of `shaders/layer_norm_common.wgsl` (`struct Params`).
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    rows: u32,
-    dim: u32,
-    x_base: u32,
-    y_base: u32,
-    mean_base: u32,
-    rstd_base: u32,
-    gamma_base: u32,
-    beta_base: u32,
-    epsilon: f32,
-    y_vec4: u32,
-    _pad: [u32; 2],
+/// What the fused residual forwards return.
+#[derive(Clone, Debug)]
+pub struct ResidualOutput {
+    /// norm(x + residual + bias).
+    pub y: GpuTensor,
+    /// x + residual + bias, the input of the next residual block.
+    pub sum: GpuTensor,
 }
 
 impl LayerNorm {
@@ -113,6 +137,26 @@ impl LayerNorm {
     pub fn with_kernel(mut self, kernel: Kernel) -> Self {
         self.kernel = Some(kernel);
         self
+    }
+
+    /// Forces the backward's dx kernel instead of the plan's choice:
+    /// `MissingFeature` where it needs subgroups the adapter lacks,
+    /// `KernelUnsuitable` where its rows are too long for it.
+    pub fn with_backward_kernel(mut self, kernel: BackwardKernel) -> Self {
+        self.backward_kernel = Some(kernel);
+        self
+    }
+
+    /// The backward plan for a tensor of `shape` on `ctx`: the forced dx
+    /// kernel if any, else the first fitting rung of
+    /// [`BACKWARD_LADDER`](crate::plan::BACKWARD_LADDER).
+    pub fn backward_plan(&self, ctx: &Context, shape: &[usize]) -> Result<BackwardPlan> {
+        let (rows, cols) = self.rows_cols(shape)?;
+        let (caps, info, limits) = (ctx.capabilities(), ctx.adapter_info(), ctx.limits());
+        match self.backward_kernel {
+            Some(k) => BackwardPlan::with_kernel(k, rows, cols, caps, info, limits),
+            None => Ok(BackwardPlan::new(rows, cols, caps, info, limits)),
+        }
     }
 
     /// `(rows, cols)` of a tensor of `shape`: the product of the dimensions
@@ -152,7 +196,7 @@ impl LayerNorm {
         Ok(LayerNormPlan::new(rows, cols, caps, info, limits))
     }
 
-    /// Normalises `x`, submits, waits, and returns y.
+    /// Normalises `x`, submits, waits, and returns y (of x's element type).
     pub fn forward(
         &self,
         ctx: &Context,
@@ -161,18 +205,13 @@ impl LayerNorm {
         beta: Option<&GpuTensor>,
     ) -> Result<GpuTensor> {
         self.validate_params(x.shape())?;
-        let y = GpuTensor::zeros(ctx, x.shape())?;
-        self.run(
-            ctx,
-            &LayerNormIo {
-                x,
-                y: &y,
-                gamma,
-                beta,
-                mean: None,
-                rstd: None,
-            },
-        )?;
+        let y = GpuTensor::zeros_as(ctx, x.shape(), x.dtype())?;
+        let io = LayerNormIo {
+            gamma,
+            beta,
+            ..LayerNormIo::new(x, &y)
+        };
+        run(ctx, "layer_norm", |e| self.encode(ctx, e, &io))?;
         Ok(y)
     }
 
@@ -187,110 +226,67 @@ impl LayerNorm {
         let stats_shape = self.stats_shape(x.shape())?;
         self.validate_params(x.shape())?;
         let out = LayerNormOutput {
-            y: GpuTensor::zeros(ctx, x.shape())?,
+            y: GpuTensor::zeros_as(ctx, x.shape(), x.dtype())?,
             mean: GpuTensor::zeros(ctx, &stats_shape)?,
             rstd: GpuTensor::zeros(ctx, &stats_shape)?,
         };
-        self.run(
-            ctx,
-            &LayerNormIo {
-                x,
-                y: &out.y,
-                gamma,
-                beta,
-                mean: Some(&out.mean),
-                rstd: Some(&out.rstd),
-            },
-        )?;
+        let io = LayerNormIo {
+            gamma,
+            beta,
+            mean: Some(&out.mean),
+            rstd: Some(&out.rstd),
+            ..LayerNormIo::new(x, &out.y)
+        };
+        run(ctx, "layer_norm", |e| self.encode(ctx, e, &io))?;
         Ok(out)
     }
 
-    /// Encodes, submits and waits, with every wgpu error captured.
-    fn run(&self, ctx: &Context, io: &LayerNormIo<'_>) -> Result<()> {
-        let mut encoder = ctx
-            .device()
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("wgpu-norm layer_norm"),
-            });
-        self.encode(ctx, &mut encoder, io)?;
-        ctx.scoped("submitting layer_norm", || {
-            ctx.queue().submit([encoder.finish()])
-        })?;
-        ctx.wait()
+    /// The pre-LN block's fused step: `s = x + residual (+ bias)` and
+    /// `y = layer_norm(s)` in one pass; returns both.
+    ///
+    /// ```
+    /// use wgpu_norm::{Context, GpuTensor, LayerNorm};
+    /// let ctx = Context::new()?;
+    /// let x = GpuTensor::from_slice(&ctx, &[1.0, 2.0, 3.0], &[1, 3])?;
+    /// let r = GpuTensor::from_slice(&ctx, &[1.0, 1.0, 1.0], &[1, 3])?;
+    /// let out = LayerNorm::new().forward_residual(&ctx, &x, &r, None, None, None)?;
+    /// assert_eq!(out.sum.read(&ctx)?, vec![2.0, 3.0, 4.0]);
+    /// assert!((out.y.read(&ctx)?[2] - 1.2247).abs() < 1e-3);
+    /// # Ok::<(), wgpu_norm::Error>(())
+    /// ```
+    pub fn forward_residual(
+        &self,
+        ctx: &Context,
+        x: &GpuTensor,
+        residual: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        gamma: Option<&GpuTensor>,
+        beta: Option<&GpuTensor>,
+    ) -> Result<ResidualOutput> {
+        self.validate_params(x.shape())?;
+        let out = ResidualOutput {
+            y: GpuTensor::zeros_as(ctx, x.shape(), x.dtype())?,
+            sum: GpuTensor::zeros_as(ctx, x.shape(), x.dtype())?,
+        };
+        let io = LayerNormIo {
+            gamma,
+            beta,
+            residual: Some(ResidualAdd {
+                residual,
+                bias,
+                sum: Some(&out.sum),
+            }),
+            ..LayerNormIo::new(x, &out.y)
+        };
+        run(ctx, "layer_norm", |e| self.encode(ctx, e, &io))?;
+        Ok(out)
     }
 
-    fn validate_params(&self, shape: &[usize]) -> Result<()> {
+    pub(crate) fn validate_params(&self, shape: &[usize]) -> Result<()> {
         if !self.epsilon.is_finite() || self.epsilon < 0.0 {
             return Err(Error::InvalidEpsilon(self.epsilon));
         }
         self.rows_cols(shape).map(|_| ())
-    }
-
-    /// Checks shapes, sizes and buffer sharing of `io` before anything is encoded.
-    fn validate(&self, io: &LayerNormIo<'_>) -> Result<(usize, usize)> {
-        self.validate_params(io.x.shape())?;
-        let (rows, cols) = self.rows_cols(io.x.shape())?;
-        if io.y.shape() != io.x.shape() {
-            return Err(Error::ShapeMismatch {
-                what: "y",
-                expected: io.x.shape().to_vec(),
-                actual: io.y.shape().to_vec(),
-            });
-        }
-        let axis = normalized_axis(self.axis, io.x.shape().len())?;
-        let norm_shape = io.x.shape()[axis..].to_vec();
-        for (what, t) in [("gamma", io.gamma), ("beta", io.beta)] {
-            if let Some(t) = t
-                && t.len() != cols
-            {
-                return Err(Error::ShapeMismatch {
-                    what,
-                    expected: norm_shape.clone(),
-                    actual: t.shape().to_vec(),
-                });
-            }
-        }
-        let stats_shape = self.stats_shape(io.x.shape())?;
-        for (what, t) in [("mean", io.mean), ("rstd", io.rstd)] {
-            if let Some(t) = t
-                && t.len() != rows
-            {
-                return Err(Error::ShapeMismatch {
-                    what,
-                    expected: stats_shape.clone(),
-                    actual: t.shape().to_vec(),
-                });
-            }
-        }
-        // wgpu forbids a buffer bound read-only and read-write in one dispatch,
-        // and outputs that overlap would race.
-        let inputs = [
-            Some(("x", io.x)),
-            io.gamma.map(|t| ("gamma", t)),
-            io.beta.map(|t| ("beta", t)),
-        ];
-        let outputs = [
-            Some(("y", io.y)),
-            io.mean.map(|t| ("mean", t)),
-            io.rstd.map(|t| ("rstd", t)),
-        ];
-        for (a, ta) in outputs.iter().flatten() {
-            for (b, tb) in inputs.iter().flatten() {
-                if ta.buffer() == tb.buffer() {
-                    return Err(Error::AliasedBuffers { a, b });
-                }
-            }
-        }
-        for (i, (a, ta)) in outputs.iter().flatten().enumerate() {
-            for (b, tb) in outputs.iter().flatten().skip(i + 1) {
-                let overlap = ta.offset() < tb.offset() + tb.size_bytes()
-                    && tb.offset() < ta.offset() + ta.size_bytes();
-                if ta.buffer() == tb.buffer() && overlap {
-                    return Err(Error::AliasedBuffers { a, b });
-                }
-            }
-        }
-        Ok((rows, cols))
     }
 
     /// Encodes the forward into the caller's `encoder`: one compute pass with
@@ -306,13 +302,14 @@ impl LayerNorm {
         encoder: &mut wgpu::CommandEncoder,
         io: &LayerNormIo<'_>,
     ) -> Result<()> {
-        self.encode_inner(ctx, encoder, io, None)
+        encode_forward(self, Norm::Layer, ctx, encoder, &io.forward_io(), None)
     }
 
     /// [`LayerNorm::encode`] with the pass timed by `ticks`, labelled
-    /// `layer_norm_forward <shape> (<kernel>, <lanes> lanes)`, with the
-    /// shape, kernel and chunk count in its args (and each chunk's dispatch
-    /// timed too when `ticks` times dispatches).
+    /// `layer_norm_forward <shape> (<kernel>, <lanes> lanes)`
+    /// (`layer_norm_residual_forward` when fused, ` f16` after the shape
+    /// for f16), with the shape, dtype, kernel and chunk count in its args
+    /// (and each chunk's dispatch timed too when `ticks` times dispatches).
     pub fn encode_ticked(
         &self,
         ctx: &Context,
@@ -320,213 +317,146 @@ impl LayerNorm {
         io: &LayerNormIo<'_>,
         ticks: &mut Ticks,
     ) -> Result<()> {
-        self.encode_inner(ctx, encoder, io, Some(ticks))
+        encode_forward(
+            self,
+            Norm::Layer,
+            ctx,
+            encoder,
+            &io.forward_io(),
+            Some(ticks),
+        )
     }
 
-    fn encode_inner(
+    /// The gradients of a layer norm: from `dy` (and x, gamma, and the
+    /// forward's saved mean and rstd, recomputed when `stats` is `None`),
+    /// dx, dgamma and dbeta. Submits and waits.
+    ///
+    /// ```
+    /// use wgpu_norm::{Context, GpuTensor, LayerNorm};
+    /// let ctx = Context::new()?;
+    /// let x = GpuTensor::from_slice(&ctx, &[1.0, 2.0, 3.0, 4.0], &[2, 2])?;
+    /// let dy = GpuTensor::from_slice(&ctx, &[1.0, 0.0, 0.0, 1.0], &[2, 2])?;
+    /// let grads = LayerNorm::new().backward(&ctx, &x, &dy, None, None)?;
+    /// assert_eq!(grads.dbeta.read(&ctx)?, vec![1.0, 1.0]);
+    /// # Ok::<(), wgpu_norm::Error>(())
+    /// ```
+    pub fn backward(
+        &self,
+        ctx: &Context,
+        x: &GpuTensor,
+        dy: &GpuTensor,
+        gamma: Option<&GpuTensor>,
+        stats: Option<(&GpuTensor, &GpuTensor)>,
+    ) -> Result<LayerNormGrads> {
+        let (_, cols) = self.rows_cols(x.shape())?;
+        let norm_shape = &x.shape()[x.shape().len() - self.norm_rank(x.shape())?..];
+        debug_assert_eq!(norm_shape.iter().product::<usize>(), cols);
+        let grads = LayerNormGrads {
+            dx: GpuTensor::zeros_as(ctx, x.shape(), x.dtype())?,
+            dgamma: GpuTensor::zeros_as(ctx, norm_shape, x.dtype())?,
+            dbeta: GpuTensor::zeros_as(ctx, norm_shape, x.dtype())?,
+        };
+        let io = LayerNormGradIo {
+            x,
+            dy,
+            gamma,
+            mean: stats.map(|s| s.0),
+            rstd: stats.map(|s| s.1),
+            dx: &grads.dx,
+            dgamma: Some(&grads.dgamma),
+            dbeta: Some(&grads.dbeta),
+        };
+        run(ctx, "layer_norm_backward", |e| {
+            self.encode_backward(ctx, e, &io)
+        })?;
+        Ok(grads)
+    }
+
+    /// Encodes the backward into the caller's `encoder`: a statistics pass
+    /// first when `io` has no mean/rstd, then one pass with dx and the two
+    /// deterministic dgamma/dbeta stages. Nothing is submitted.
+    pub fn encode_backward(
         &self,
         ctx: &Context,
         encoder: &mut wgpu::CommandEncoder,
-        io: &LayerNormIo<'_>,
-        mut ticks: Option<&mut Ticks>,
+        io: &LayerNormGradIo<'_>,
     ) -> Result<()> {
-        let (rows, cols) = self.validate(io)?;
-        let plan = self.plan(ctx, io.x.shape())?;
-        let limits = ctx.limits();
-        let align = limits.min_storage_buffer_offset_alignment as u64;
-        let row_bytes = cols as u64 * 4;
-        let rows_per_workgroup = plan.rows_per_workgroup as u64;
-        // A dispatch holds at most 65,535² workgroups: rows per workgroup for
-        // the row-per-* kernels, pieces per row for the split-row kernel.
-        let max_rows = match plan.kernel {
-            Kernel::SplitRow(_) => plan::MAX_WORKGROUPS_PER_DISPATCH / plan.splits as u64,
-            _ => plan::MAX_WORKGROUPS_PER_DISPATCH * rows_per_workgroup,
-        };
-        let chunks = plan::chunk_rows(
-            rows as u64,
-            cols,
-            row_bytes,
-            limits.max_storage_buffer_binding_size,
-            align,
-            max_rows,
-        )?;
-        let variant = LayerNormVariant {
-            gamma: io.gamma.is_some(),
-            beta: io.beta.is_some(),
-            mean: io.mean.is_some(),
-            rstd: io.rstd.is_some(),
-        };
-        // The dispatches of one chunk, in order.
-        let steps: &[Entry] = match plan.kernel {
-            Kernel::SplitRow(_) => &[Entry::SplitStats, Entry::SplitCombine, Entry::SplitApply],
-            _ => &[Entry::Forward],
-        };
-        let kernels = ctx.kernels();
-        let pipelines = steps
-            .iter()
-            .map(|entry| kernels.layer_norm_pipeline(ctx, plan, variant, *entry))
-            .collect::<Result<Vec<_>>>()?;
+        encode_backward(self, Norm::Layer, ctx, encoder, &io.backward_io(), None)
+    }
 
-        ctx.scoped("encoding layer_norm", || {
-            // gamma and beta are bound whole; absent ones get a dummy that the
-            // specialised pipeline never reads.
-            let param_window = |t: &GpuTensor| plan::binding_window(t.offset(), cols as u64, align);
-            let gamma = io.gamma.map(|t| (t.buffer(), param_window(t)));
-            let beta = io.beta.map(|t| (t.buffer(), param_window(t)));
-            // Scratch of the split-row kernel, sized for the largest chunk and
-            // reused chunk after chunk (dispatches in a pass run in order).
-            let most_rows = chunks.iter().map(|c| c.rows).max().unwrap_or(1);
-            let scratch = |label, vec4s: u64| {
-                ctx.device().create_buffer(&wgpu::BufferDescriptor {
-                    label: Some(label),
-                    size: vec4s.max(1) * 16,
-                    usage: wgpu::BufferUsages::STORAGE,
-                    mapped_at_creation: false,
-                })
-            };
-            let split_scratch = matches!(plan.kernel, Kernel::SplitRow(_)).then(|| {
-                (
-                    scratch("layer_norm piece moments", most_rows * plan.splits as u64),
-                    scratch("layer_norm row stats", most_rows),
-                )
-            });
+    /// [`LayerNorm::encode_backward`] with its passes timed by `ticks`:
+    /// `layer_norm_backward <shape> (<kernel>, …)`, and `layer_norm_stats …`
+    /// when the statistics are recomputed.
+    pub fn encode_backward_ticked(
+        &self,
+        ctx: &Context,
+        encoder: &mut wgpu::CommandEncoder,
+        io: &LayerNormGradIo<'_>,
+        ticks: &mut Ticks,
+    ) -> Result<()> {
+        encode_backward(
+            self,
+            Norm::Layer,
+            ctx,
+            encoder,
+            &io.backward_io(),
+            Some(ticks),
+        )
+    }
 
-            // One uniform slot per chunk, each at an offset the device accepts.
-            let slot = (std::mem::size_of::<Params>() as u64)
-                .next_multiple_of(limits.min_uniform_buffer_offset_alignment as u64);
-            let mut uniform_bytes = vec![0u8; (slot * chunks.len() as u64) as usize];
-            let mut windows = Vec::with_capacity(chunks.len());
-            for (i, chunk) in chunks.iter().enumerate() {
-                let row_window = |t: &GpuTensor, per_row: u64| {
-                    plan::binding_window(
-                        t.offset() + chunk.first_row * per_row * 4,
-                        chunk.rows * per_row,
-                        align,
-                    )
-                };
-                let x = row_window(io.x, cols as u64);
-                let y = row_window(io.y, cols as u64);
-                let mean = io.mean.map(|t| row_window(t, 1));
-                let rstd = io.rstd.map(|t| row_window(t, 1));
-                let params = Params {
-                    rows: chunk.rows as u32,
-                    dim: cols as u32,
-                    x_base: x.base,
-                    y_base: y.base,
-                    mean_base: mean.map_or(0, |w| w.base),
-                    rstd_base: rstd.map_or(0, |w| w.base),
-                    gamma_base: gamma.map_or(0, |(_, w)| w.base),
-                    beta_base: beta.map_or(0, |(_, w)| w.base),
-                    epsilon: self.epsilon,
-                    y_vec4: u32::from(x.base % 4 == y.base % 4),
-                    _pad: [0; 2],
-                };
-                let at = (i as u64 * slot) as usize;
-                uniform_bytes[at..at + std::mem::size_of::<Params>()]
-                    .copy_from_slice(bytemuck::bytes_of(&params));
-                windows.push((x, y, mean, rstd));
-            }
-            let uniforms = ctx
-                .device()
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some("layer_norm params"),
-                    contents: &uniform_bytes,
-                    usage: wgpu::BufferUsages::UNIFORM,
-                });
-
-            // Per chunk, one bind group per step: every binding of
-            // shaders/layer_norm_common.wgsl (0-8) and of the split-row
-            // scratch (9, 10), of which each entry point's layout takes its own.
-            let mut bind_groups = Vec::with_capacity(chunks.len());
-            for (i, (x, y, mean, rstd)) in windows.iter().enumerate() {
-                let mut resources = vec![
-                    bind(io.x.buffer(), *x),
-                    bind_vec4(io.x.buffer(), *x, &kernels.dummy_input),
-                    bind(io.y.buffer(), *y),
-                    bind_vec4(io.y.buffer(), *y, &kernels.dummy_output),
-                    bind_optional(gamma, &kernels.dummy_input),
-                    bind_optional(beta, &kernels.dummy_input),
-                    bind_optional(
-                        io.mean.map(|t| t.buffer()).zip(*mean),
-                        &kernels.dummy_output,
-                    ),
-                    bind_optional(
-                        io.rstd.map(|t| t.buffer()).zip(*rstd),
-                        &kernels.dummy_output,
-                    ),
-                    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: &uniforms,
-                        offset: i as u64 * slot,
-                        size: std::num::NonZeroU64::new(std::mem::size_of::<Params>() as u64),
-                    }),
-                ];
-                if let Some((moments, stats)) = &split_scratch {
-                    resources.push(moments.as_entire_binding());
-                    resources.push(stats.as_entire_binding());
-                }
-                let groups: Vec<_> = steps
-                    .iter()
-                    .map(|entry| {
-                        let entries: Vec<_> = entry
-                            .bindings()
-                            .iter()
-                            .map(|&b| wgpu::BindGroupEntry {
-                                binding: b,
-                                resource: resources[b as usize].clone(),
-                            })
-                            .collect();
-                        ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
-                            label: Some("layer_norm"),
-                            layout: kernels.layout(*entry),
-                            entries: &entries,
-                        })
-                    })
-                    .collect();
-                bind_groups.push(groups);
-            }
-
-            let shape = shape_string(io.x.shape());
-            let label = format!("layer_norm_forward {shape} ({})", plan.describe());
-            let args = [
-                ("shape", shape.clone()),
-                ("kernel", plan.describe()),
-                ("chunks", chunks.len().to_string()),
-            ];
-            let mut pass = match ticks.as_deref_mut() {
-                Some(t) => t.begin_compute_pass(encoder, &label, &args),
-                None => encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some(&label),
-                    timestamp_writes: None,
-                }),
-            };
-            for (i, (chunk, groups)) in chunks.iter().zip(&bind_groups).enumerate() {
-                for ((pipeline, bind_group), entry) in pipelines.iter().zip(groups).zip(steps) {
-                    let (gx, gy) = plan::grid(workgroups(*entry, &plan, chunk.rows));
-                    pass.set_pipeline(pipeline);
-                    pass.set_bind_group(0, bind_group, &[]);
-                    let token = ticks.as_deref_mut().and_then(|t| {
-                        let rows = format!("{}..{}", chunk.first_row, chunk.first_row + chunk.rows);
-                        let name = format!("{label} chunk {i} {}", entry.name());
-                        t.begin_dispatch(&mut pass, &name, &[("rows", rows)])
-                    });
-                    pass.dispatch_workgroups(gx, gy, 1);
-                    if let Some(t) = ticks.as_deref_mut() {
-                        t.end_dispatch(&mut pass, token);
-                    }
-                }
-            }
-        })
+    /// How many trailing dimensions are normalised.
+    pub(crate) fn norm_rank(&self, shape: &[usize]) -> Result<usize> {
+        Ok(shape.len() - normalized_axis(self.axis, shape.len())?)
     }
 }
 
-/// Workgroups of one dispatch of `entry` over `rows` rows.
-fn workgroups(entry: Entry, plan: &LayerNormPlan, rows: u64) -> u64 {
-    match entry {
-        Entry::Forward => rows.div_ceil(plan.rows_per_workgroup as u64),
-        Entry::SplitStats | Entry::SplitApply => rows * plan.splits as u64,
-        // split_combine: 64 lanes, one row each.
-        Entry::SplitCombine => rows.div_ceil(64),
+/// The tensors of one layer-norm backward, for [`LayerNorm::encode_backward`].
+/// All of x's element type except `mean` and `rstd` (f32).
+#[derive(Clone, Copy, Debug)]
+pub struct LayerNormGradIo<'a> {
+    /// The forward's input.
+    pub x: &'a GpuTensor,
+    /// Gradient of the loss with respect to y, shaped like x.
+    pub dy: &'a GpuTensor,
+    /// The forward's scale, if it had one.
+    pub gamma: Option<&'a GpuTensor>,
+    /// The forward's saved per-row mean; recomputed when absent (give both
+    /// mean and rstd, or neither).
+    pub mean: Option<&'a GpuTensor>,
+    /// The forward's saved per-row rstd.
+    pub rstd: Option<&'a GpuTensor>,
+    /// Output: gradient with respect to x.
+    pub dx: &'a GpuTensor,
+    /// Output: gradient with respect to gamma (`cols` values).
+    pub dgamma: Option<&'a GpuTensor>,
+    /// Output: gradient with respect to beta (`cols` values).
+    pub dbeta: Option<&'a GpuTensor>,
+}
+
+impl<'a> LayerNormGradIo<'a> {
+    fn backward_io(&self) -> BackwardIo<'a> {
+        BackwardIo {
+            x: self.x,
+            dy: self.dy,
+            gamma: self.gamma,
+            mean: self.mean,
+            rstd: self.rstd,
+            dx: self.dx,
+            dgamma: self.dgamma,
+            dbeta: self.dbeta,
+        }
     }
+}
+
+/// What [`LayerNorm::backward`] returns.
+#[derive(Clone, Debug)]
+pub struct LayerNormGrads {
+    /// Gradient with respect to x.
+    pub dx: GpuTensor,
+    /// Gradient with respect to gamma, shaped like the normalised dims.
+    pub dgamma: GpuTensor,
+    /// Gradient with respect to beta, shaped like the normalised dims.
+    pub dbeta: GpuTensor,
 }
 
 /// A shape as the CLI and the labels spell it: `[8, 512, 768]` → `8x512x768`.

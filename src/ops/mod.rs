@@ -2,3 +2,7 @@
 
 pub mod copy;
 pub mod layer_norm;
+pub mod rms_norm;
+
+pub(crate) mod backward;
+pub(crate) mod forward;

@@ -93,7 +93,7 @@ pub struct DispatchToken {
 /// for step in 0..3 {
 ///     ticks.set_step(step);
 ///     let mut encoder = ctx.device().create_command_encoder(&Default::default());
-///     let io = LayerNormIo { x: &x, y: &y, gamma: None, beta: None, mean: None, rstd: None };
+///     let io = LayerNormIo { x: &x, y: &y, gamma: None, beta: None, mean: None, rstd: None, residual: None };
 ///     LayerNorm::new().encode_ticked(&ctx, &mut encoder, &io, &mut ticks)?;
 ///     ticks.submit(encoder)?;
 /// }

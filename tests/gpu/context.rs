@@ -176,6 +176,7 @@ fn encodes_into_the_callers_encoder_between_their_own_commands() {
                 beta: None,
                 mean: None,
                 rstd: None,
+                residual: None,
             },
         )
         .unwrap();

@@ -98,6 +98,7 @@ fn bad_shapes_axis_and_epsilon() {
         beta: None,
         mean: None,
         rstd: None,
+        residual: None,
     };
     let e = op.encode(ctx, &mut enc, &io).unwrap_err();
     assert!(matches!(e, Error::ShapeMismatch { what: "y", .. }), "{e}");
@@ -110,6 +111,7 @@ fn bad_shapes_axis_and_epsilon() {
         beta: None,
         mean: Some(&stats),
         rstd: None,
+        residual: None,
     };
     let e = op.encode(ctx, &mut enc, &io).unwrap_err();
     assert!(
@@ -174,6 +176,7 @@ fn outputs_may_not_share_a_buffer_with_inputs() {
         beta: None,
         mean: None,
         rstd: None,
+        residual: None,
     };
     let e = LayerNorm::new().encode(ctx, &mut enc, &io).unwrap_err();
     assert!(matches!(e, Error::AliasedBuffers { a: "y", b: "x" }), "{e}");
@@ -189,6 +192,7 @@ fn outputs_may_not_share_a_buffer_with_inputs() {
         beta: None,
         mean: Some(&mean),
         rstd: Some(&rstd),
+        residual: None,
     };
     let e = LayerNorm::new().encode(ctx, &mut enc, &io).unwrap_err();
     assert!(

@@ -281,6 +281,7 @@ fn caller_buffers_at_odd_offsets() {
             beta: None,
             mean: None,
             rstd: None,
+            residual: None,
         };
         LayerNorm::new().encode(ctx, &mut encoder, &io).unwrap();
         ctx.queue().submit([encoder.finish()]);

@@ -13,3 +13,4 @@ mod context;
 mod errors;
 mod layer_norm;
 mod ticks;
+mod training;

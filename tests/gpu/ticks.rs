@@ -65,6 +65,7 @@ fn io(w: &Work) -> LayerNormIo<'_> {
         beta: None,
         mean: None,
         rstd: None,
+        residual: None,
     }
 }
 

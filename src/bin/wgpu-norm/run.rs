@@ -89,6 +89,7 @@ pub fn main(args: Args) -> CliResult {
         beta: Some(&b_gpu),
         mean: None,
         rstd: None,
+        residual: None,
     };
     let started = Instant::now();
     for step in 0..args.iters {

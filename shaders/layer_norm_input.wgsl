@@ -1,0 +1,16 @@
+// Input of the plain forward pipelines: the kernels normalise x itself.
+// (layer_norm_input_residual.wgsl is the fused alternative; the host puts
+// one of the two after layer_norm_common.wgsl.)
+
+// The value at element `i` of `x`, as f32.
+fn load_x(i: u32) -> f32 {
+    return f32(x[i]);
+}
+
+// Four values from vec4 `j` of `x4` (elements 4j .. 4j+3 of `x`).
+fn load_x4(j: u32) -> vec4<f32> {
+    return vec4<f32>(x4[j]);
+}
+
+// No sum to write.
+fn store_sum(v: f32, y_row: u32, col: u32) {}

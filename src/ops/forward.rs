@@ -1,0 +1,472 @@
+//! The forward of the normalisation family, shared by [`LayerNorm`] and
+//! [`RmsNorm`](crate::RmsNorm): validation, the chunked dispatch plan, the
+//! bind groups and the (ticked) compute pass. The ops only say which
+//! normalisation and which tensors.
+
+use wgpu::util::DeviceExt;
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::kernels::{Entry, LayerNormVariant, bind, bind_optional, bind_vec4};
+use crate::ops::layer_norm::{LayerNorm, normalized_axis, shape_string};
+use crate::plan::{self, Kernel, LayerNormPlan};
+use crate::tensor::{DType, GpuTensor};
+use crate::ticks::Ticks;
+
+/// A residual added to the input before normalising (the pre-LN transformer
+/// block): `s = x + residual (+ bias)`, then `y = norm(s)`, in one pass over
+/// memory. `s` is also written to `sum` when given.
+#[derive(Clone, Copy, Debug)]
+pub struct ResidualAdd<'a> {
+    /// Same shape and type as x.
+    pub residual: &'a GpuTensor,
+    /// Optional bias, one value per normalised column (shaped like gamma).
+    pub bias: Option<&'a GpuTensor>,
+    /// Optional output of s, same shape and type as x, in its own buffer.
+    pub sum: Option<&'a GpuTensor>,
+}
+
+/// Which normalisation a forward computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Norm {
+    Layer,
+    Rms,
+}
+
+/// Every tensor a forward may touch. `y: None` computes the statistics only.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ForwardIo<'a> {
+    pub(crate) x: &'a GpuTensor,
+    pub(crate) y: Option<&'a GpuTensor>,
+    pub(crate) gamma: Option<&'a GpuTensor>,
+    pub(crate) beta: Option<&'a GpuTensor>,
+    pub(crate) mean: Option<&'a GpuTensor>,
+    pub(crate) rstd: Option<&'a GpuTensor>,
+    pub(crate) residual: Option<ResidualAdd<'a>>,
+}
+
+/// The uniform block of `shaders/layer_norm_common.wgsl` (`struct Params`).
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    rows: u32,
+    dim: u32,
+    x_base: u32,
+    y_base: u32,
+    mean_base: u32,
+    rstd_base: u32,
+    gamma_base: u32,
+    beta_base: u32,
+    epsilon: f32,
+    y_vec4: u32,
+    residual_base: u32,
+    residual_bias_base: u32,
+    sum_base: u32,
+    _pad: [u32; 3],
+}
+
+/// `what` must have x's element type (`expected`); statistics are f32.
+pub(crate) fn check_dtype(what: &'static str, t: &GpuTensor, expected: DType) -> Result<()> {
+    if t.dtype() != expected {
+        return Err(Error::DTypeMismatch {
+            what,
+            expected,
+            actual: t.dtype(),
+        });
+    }
+    Ok(())
+}
+
+/// Refuses buffer sharing wgpu forbids: an output in the buffer of an input,
+/// or two outputs that overlap.
+pub(crate) fn check_aliasing(
+    inputs: &[Option<(&'static str, &GpuTensor)>],
+    outputs: &[Option<(&'static str, &GpuTensor)>],
+) -> Result<()> {
+    for (a, ta) in outputs.iter().flatten() {
+        for (b, tb) in inputs.iter().flatten() {
+            if ta.buffer() == tb.buffer() {
+                return Err(Error::AliasedBuffers { a, b });
+            }
+        }
+    }
+    for (i, (a, ta)) in outputs.iter().flatten().enumerate() {
+        for (b, tb) in outputs.iter().flatten().skip(i + 1) {
+            let overlap = ta.offset() < tb.offset() + tb.size_bytes()
+                && tb.offset() < ta.offset() + ta.size_bytes();
+            if ta.buffer() == tb.buffer() && overlap {
+                return Err(Error::AliasedBuffers { a, b });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks that `t` holds `expected_len` values, or names its expected shape.
+pub(crate) fn check_len(
+    what: &'static str,
+    t: &GpuTensor,
+    expected_len: usize,
+    expected_shape: &[usize],
+) -> Result<()> {
+    if t.len() != expected_len {
+        return Err(Error::ShapeMismatch {
+            what,
+            expected: expected_shape.to_vec(),
+            actual: t.shape().to_vec(),
+        });
+    }
+    Ok(())
+}
+
+/// Checks shapes, element types and buffer sharing of `io`; `(rows, cols)`.
+fn validate(cfg: &LayerNorm, ctx: &Context, io: &ForwardIo<'_>) -> Result<(usize, usize)> {
+    cfg.validate_params(io.x.shape())?;
+    let (rows, cols) = cfg.rows_cols(io.x.shape())?;
+    let dtype = io.x.dtype();
+    dtype.check_supported(ctx)?;
+    let shape = io.x.shape();
+    let axis = normalized_axis(cfg.axis, shape.len())?;
+    let norm_shape = &shape[axis..];
+    let stats_shape = cfg.stats_shape(shape)?;
+    let residual = io.residual.map(|r| r.residual);
+    let bias = io.residual.and_then(|r| r.bias);
+    let sum = io.residual.and_then(|r| r.sum);
+    for (what, t) in [("y", io.y), ("residual", residual), ("sum", sum)] {
+        if let Some(t) = t {
+            if t.shape() != shape {
+                return Err(Error::ShapeMismatch {
+                    what,
+                    expected: shape.to_vec(),
+                    actual: t.shape().to_vec(),
+                });
+            }
+            check_dtype(what, t, dtype)?;
+        }
+    }
+    for (what, t) in [("gamma", io.gamma), ("beta", io.beta), ("bias", bias)] {
+        if let Some(t) = t {
+            check_len(what, t, cols, norm_shape)?;
+            check_dtype(what, t, dtype)?;
+        }
+    }
+    for (what, t) in [("mean", io.mean), ("rstd", io.rstd)] {
+        if let Some(t) = t {
+            check_len(what, t, rows, &stats_shape)?;
+            check_dtype(what, t, DType::F32)?;
+        }
+    }
+    check_aliasing(
+        &[
+            Some(("x", io.x)),
+            io.gamma.map(|t| ("gamma", t)),
+            io.beta.map(|t| ("beta", t)),
+            residual.map(|t| ("residual", t)),
+            bias.map(|t| ("bias", t)),
+        ],
+        &[
+            io.y.map(|t| ("y", t)),
+            io.mean.map(|t| ("mean", t)),
+            io.rstd.map(|t| ("rstd", t)),
+            sum.map(|t| ("sum", t)),
+        ],
+    )?;
+    Ok((rows, cols))
+}
+
+/// The pass label of a forward: `layer_norm_forward 8x512x768 (row-per-lane,
+/// 64 lanes)`, with `rms_norm`, `_residual`, `_stats` and ` f16` as they apply.
+fn label(norm: Norm, io: &ForwardIo<'_>, plan: &LayerNormPlan) -> String {
+    let op = match norm {
+        Norm::Layer => "layer_norm",
+        Norm::Rms => "rms_norm",
+    };
+    let kind = match (io.y.is_none(), io.residual.is_some()) {
+        (true, _) => "stats",
+        (false, true) => "residual_forward",
+        (false, false) => "forward",
+    };
+    let dtype = match io.x.dtype() {
+        DType::F32 => String::new(),
+        d => format!(" {d}"),
+    };
+    format!(
+        "{op}_{kind} {}{dtype} ({})",
+        shape_string(io.x.shape()),
+        plan.describe()
+    )
+}
+
+/// Encodes one forward into `encoder`: one compute pass with one dispatch
+/// per chunk of rows (per step of the split-row kernel), a single chunk
+/// unless the tensor is larger than one storage binding.
+pub(crate) fn encode_forward(
+    cfg: &LayerNorm,
+    norm: Norm,
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    io: &ForwardIo<'_>,
+    mut ticks: Option<&mut Ticks>,
+) -> Result<()> {
+    let (rows, cols) = validate(cfg, ctx, io)?;
+    let dtype = io.x.dtype();
+    let plan = cfg.plan(ctx, io.x.shape())?;
+    let limits = ctx.limits();
+    let align = limits.min_storage_buffer_offset_alignment as u64;
+    let row_bytes = cols as u64 * dtype.size_bytes();
+    let rows_per_workgroup = plan.rows_per_workgroup as u64;
+    // A dispatch holds at most 65,535² workgroups: rows per workgroup for
+    // the row-per-* kernels, pieces per row for the split-row kernel.
+    let max_rows = match plan.kernel {
+        Kernel::SplitRow(_) => plan::MAX_WORKGROUPS_PER_DISPATCH / plan.splits as u64,
+        _ => plan::MAX_WORKGROUPS_PER_DISPATCH * rows_per_workgroup,
+    };
+    let chunks = plan::chunk_rows(
+        rows as u64,
+        cols,
+        row_bytes,
+        limits.max_storage_buffer_binding_size,
+        align,
+        max_rows,
+    )?;
+    let residual = io.residual;
+    let variant = LayerNormVariant {
+        rms: norm == Norm::Rms,
+        dtype,
+        gamma: io.gamma.is_some(),
+        beta: io.beta.is_some(),
+        mean: io.mean.is_some(),
+        rstd: io.rstd.is_some(),
+        residual: residual.is_some(),
+        residual_bias: residual.is_some_and(|r| r.bias.is_some()),
+        sum: residual.is_some_and(|r| r.sum.is_some()),
+        stats_only: io.y.is_none(),
+    };
+    // The dispatches of one chunk, in order.
+    let steps: &[Entry] = match (plan.kernel, variant.stats_only) {
+        (Kernel::SplitRow(_), false) => {
+            &[Entry::SplitStats, Entry::SplitCombine, Entry::SplitApply]
+        }
+        (Kernel::SplitRow(_), true) => &[Entry::SplitStats, Entry::SplitCombine],
+        _ => &[Entry::Forward],
+    };
+    let kernels = ctx.kernels();
+    // The fused bindings need more storage buffers than WebGPU's default 8.
+    let needed = steps
+        .iter()
+        .map(|e| e.storage_buffers(variant.residual))
+        .max()
+        .unwrap_or(0);
+    let available = limits.max_storage_buffers_per_shader_stage;
+    if needed > available {
+        return Err(Error::LimitTooLow {
+            what: "the fused residual forward",
+            limit: "max_storage_buffers_per_shader_stage",
+            needed: needed as u64,
+            actual: available as u64,
+        });
+    }
+    let layouts = steps
+        .iter()
+        .map(|entry| kernels.layout(ctx, *entry, variant.residual))
+        .collect::<Result<Vec<_>>>()?;
+    let pipelines = steps
+        .iter()
+        .map(|entry| kernels.layer_norm_pipeline(ctx, plan, variant, *entry))
+        .collect::<Result<Vec<_>>>()?;
+
+    ctx.scoped("encoding a normalisation forward", || {
+        // Per-column tensors are bound whole; absent ones get a dummy that
+        // the specialised pipeline never reads.
+        let column_window =
+            |t: &GpuTensor| plan::binding_window_of(t.offset(), cols as u64, dtype, align);
+        let gamma = io.gamma.map(|t| (t.buffer(), column_window(t)));
+        let beta = io.beta.map(|t| (t.buffer(), column_window(t)));
+        let bias = residual
+            .and_then(|r| r.bias)
+            .map(|t| (t.buffer(), column_window(t)));
+        // Scratch of the split-row kernel, sized for the largest chunk and
+        // reused chunk after chunk (dispatches in a pass run in order).
+        let most_rows = chunks.iter().map(|c| c.rows).max().unwrap_or(1);
+        let scratch = |label, vec4s: u64| {
+            ctx.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: vec4s.max(1) * 16,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            })
+        };
+        let split_scratch = matches!(plan.kernel, Kernel::SplitRow(_)).then(|| {
+            (
+                scratch("split-row piece moments", most_rows * plan.splits as u64),
+                scratch("split-row row stats", most_rows),
+            )
+        });
+
+        // One uniform slot per chunk, each at an offset the device accepts.
+        let slot = (std::mem::size_of::<Params>() as u64)
+            .next_multiple_of(limits.min_uniform_buffer_offset_alignment as u64);
+        let mut uniform_bytes = vec![0u8; (slot * chunks.len() as u64) as usize];
+        let mut windows = Vec::with_capacity(chunks.len());
+        for (i, chunk) in chunks.iter().enumerate() {
+            let row_window = |t: &GpuTensor, per_row: u64| {
+                plan::binding_window_of(
+                    t.offset() + chunk.first_row * per_row * t.dtype().size_bytes(),
+                    chunk.rows * per_row,
+                    t.dtype(),
+                    align,
+                )
+            };
+            let rows_of = |t: Option<&GpuTensor>, per_row| t.map(|t| row_window(t, per_row));
+            let x = row_window(io.x, cols as u64);
+            let y = rows_of(io.y, cols as u64);
+            let mean = rows_of(io.mean, 1);
+            let rstd = rows_of(io.rstd, 1);
+            let res = rows_of(residual.map(|r| r.residual), cols as u64);
+            let sum = rows_of(residual.and_then(|r| r.sum), cols as u64);
+            let base = |w: Option<plan::BindingWindow>| w.map_or(0, |w| w.base);
+            let params = Params {
+                rows: chunk.rows as u32,
+                dim: cols as u32,
+                x_base: x.base,
+                y_base: base(y),
+                mean_base: base(mean),
+                rstd_base: base(rstd),
+                gamma_base: gamma.map_or(0, |(_, w)| w.base),
+                beta_base: beta.map_or(0, |(_, w)| w.base),
+                epsilon: cfg.epsilon,
+                y_vec4: u32::from(y.is_some_and(|y| x.base % 4 == y.base % 4)),
+                residual_base: base(res),
+                residual_bias_base: bias.map_or(0, |(_, w)| w.base),
+                sum_base: base(sum),
+                _pad: [0; 3],
+            };
+            let at = (i as u64 * slot) as usize;
+            uniform_bytes[at..at + std::mem::size_of::<Params>()]
+                .copy_from_slice(bytemuck::bytes_of(&params));
+            windows.push((x, y, mean, rstd, res, sum));
+        }
+        let uniforms = ctx
+            .device()
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("normalisation params"),
+                contents: &uniform_bytes,
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+
+        // Per chunk, one bind group per step: every binding of
+        // shaders/layer_norm_common.wgsl (0-8, 11-13) and of the split-row
+        // scratch (9, 10), of which each entry point's layout takes its own.
+        let dummy_in = &kernels.dummy_input;
+        let dummy_out = &kernels.dummy_output;
+        let mut bind_groups = Vec::with_capacity(chunks.len());
+        for (i, (x, y, mean, rstd, res, sum)) in windows.iter().enumerate() {
+            let y_buffer = io.y.map(|t| t.buffer());
+            let (moments, stats) = match &split_scratch {
+                Some((m, s)) => (m.as_entire_binding(), s.as_entire_binding()),
+                None => (dummy_out.as_entire_binding(), dummy_out.as_entire_binding()),
+            };
+            let resources = [
+                bind(io.x.buffer(), *x),
+                bind_vec4(io.x.buffer(), *x, dtype, dummy_in),
+                bind_optional(y_buffer.zip(*y), dummy_out),
+                match y_buffer.zip(*y) {
+                    Some((b, w)) => bind_vec4(b, w, dtype, dummy_out),
+                    None => dummy_out.as_entire_binding(),
+                },
+                bind_optional(gamma, dummy_in),
+                bind_optional(beta, dummy_in),
+                bind_optional(io.mean.map(|t| t.buffer()).zip(*mean), dummy_out),
+                bind_optional(io.rstd.map(|t| t.buffer()).zip(*rstd), dummy_out),
+                wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: &uniforms,
+                    offset: i as u64 * slot,
+                    size: std::num::NonZeroU64::new(std::mem::size_of::<Params>() as u64),
+                }),
+                moments,
+                stats,
+                bind_optional(residual.map(|r| r.residual.buffer()).zip(*res), dummy_in),
+                bind_optional(bias, dummy_in),
+                bind_optional(
+                    residual.and_then(|r| r.sum).map(|t| t.buffer()).zip(*sum),
+                    dummy_out,
+                ),
+            ];
+            let groups: Vec<_> = steps
+                .iter()
+                .zip(&layouts)
+                .map(|(entry, layout)| {
+                    let entries: Vec<_> = entry
+                        .bindings(variant.residual)
+                        .iter()
+                        .map(|&b| wgpu::BindGroupEntry {
+                            binding: b,
+                            resource: resources[b as usize].clone(),
+                        })
+                        .collect();
+                    ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
+                        label: Some(entry.name()),
+                        layout,
+                        entries: &entries,
+                    })
+                })
+                .collect();
+            bind_groups.push(groups);
+        }
+
+        let label = label(norm, io, &plan);
+        let args = [
+            ("shape", shape_string(io.x.shape())),
+            ("dtype", dtype.to_string()),
+            ("kernel", plan.describe()),
+            ("chunks", chunks.len().to_string()),
+        ];
+        let mut pass = match ticks.as_deref_mut() {
+            Some(t) => t.begin_compute_pass(encoder, &label, &args),
+            None => encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(&label),
+                timestamp_writes: None,
+            }),
+        };
+        for (i, (chunk, groups)) in chunks.iter().zip(&bind_groups).enumerate() {
+            for ((pipeline, bind_group), entry) in pipelines.iter().zip(groups).zip(steps) {
+                let (gx, gy) = plan::grid(workgroups(*entry, &plan, chunk.rows));
+                pass.set_pipeline(pipeline);
+                pass.set_bind_group(0, bind_group, &[]);
+                let token = ticks.as_deref_mut().and_then(|t| {
+                    let rows = format!("{}..{}", chunk.first_row, chunk.first_row + chunk.rows);
+                    let name = format!("{label} chunk {i} {}", entry.name());
+                    t.begin_dispatch(&mut pass, &name, &[("rows", rows)])
+                });
+                pass.dispatch_workgroups(gx, gy, 1);
+                if let Some(t) = ticks.as_deref_mut() {
+                    t.end_dispatch(&mut pass, token);
+                }
+            }
+        }
+    })
+}
+
+/// Workgroups of one dispatch of `entry` over `rows` rows.
+fn workgroups(entry: Entry, plan: &LayerNormPlan, rows: u64) -> u64 {
+    match entry {
+        Entry::SplitStats | Entry::SplitApply => rows * plan.splits as u64,
+        // split_combine: 64 lanes, one row each.
+        Entry::SplitCombine => rows.div_ceil(64),
+        _ => rows.div_ceil(plan.rows_per_workgroup as u64),
+    }
+}
+
+/// Encodes with `encode`, submits and waits, with every wgpu error captured.
+pub(crate) fn run(
+    ctx: &Context,
+    what: &'static str,
+    encode: impl FnOnce(&mut wgpu::CommandEncoder) -> Result<()>,
+) -> Result<()> {
+    let mut encoder = ctx
+        .device()
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(what) });
+    encode(&mut encoder)?;
+    ctx.scoped(what, || ctx.queue().submit([encoder.finish()]))?;
+    ctx.wait()
+}

@@ -1,0 +1,345 @@
+//! RMS normalisation (ONNX RMSNormalization-23), forward and backward.
+//!
+//! It runs the same kernels as [`LayerNorm`](crate::LayerNorm), specialised
+//! with the `RMS` override constant: the same plan, chunking, residual
+//! fusion, f16 storage and ticks.
+
+use crate::context::Context;
+use crate::error::Result;
+use crate::ops::backward::{BackwardIo, encode_backward};
+use crate::ops::forward::{ForwardIo, Norm, ResidualAdd, encode_forward, run};
+use crate::ops::layer_norm::{LayerNorm, ResidualOutput};
+use crate::plan::{BackwardKernel, Kernel, LayerNormPlan};
+use crate::tensor::GpuTensor;
+use crate::ticks::Ticks;
+
+/// RMS normalisation over the trailing dimensions from `axis` on:
+///
+/// `y = x / sqrt(mean(x²) + epsilon) · gamma` per row of
+/// `cols = prod(shape[axis..])` values, gamma optional; no centring, no bias.
+///
+/// ```
+/// use wgpu_norm::{Context, GpuTensor, RmsNorm};
+/// let ctx = Context::new()?;
+/// let x = GpuTensor::from_slice(&ctx, &[3.0, 4.0], &[1, 2])?;
+/// let y = RmsNorm::new().with_epsilon(0.0).forward(&ctx, &x, None)?.read(&ctx)?;
+/// // rms = sqrt((9 + 16) / 2)
+/// assert!((y[0] - 3.0 / 12.5f32.sqrt()).abs() < 1e-6);
+/// # Ok::<(), wgpu_norm::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RmsNorm {
+    /// First normalised dimension; negative counts from the end. Default −1.
+    pub axis: isize,
+    /// Added to the mean square inside the square root. Default 1e-5.
+    pub epsilon: f32,
+    /// Forces a kernel instead of the plan's choice (tests, benchmarks).
+    pub kernel: Option<Kernel>,
+    /// Forces the backward's dx kernel instead of the plan's choice.
+    pub backward_kernel: Option<BackwardKernel>,
+}
+
+impl Default for RmsNorm {
+    fn default() -> Self {
+        RmsNorm {
+            axis: -1,
+            epsilon: 1e-5,
+            kernel: None,
+            backward_kernel: None,
+        }
+    }
+}
+
+/// The tensors of one RMSNorm forward, for [`RmsNorm::encode`]. All of x's
+/// element type except `rstd` (f32).
+#[derive(Clone, Copy, Debug)]
+pub struct RmsNormIo<'a> {
+    /// Input.
+    pub x: &'a GpuTensor,
+    /// Output, same shape as `x`, in another buffer.
+    pub y: &'a GpuTensor,
+    /// Scale, `cols` values.
+    pub gamma: Option<&'a GpuTensor>,
+    /// Per-row 1/sqrt(mean(x²) + epsilon) output, `rows` values.
+    pub rstd: Option<&'a GpuTensor>,
+    /// A residual added to x first (y = rms_norm(x + residual + bias)).
+    pub residual: Option<ResidualAdd<'a>>,
+}
+
+impl<'a> RmsNormIo<'a> {
+    /// `x` in, `y` out, nothing optional.
+    pub fn new(x: &'a GpuTensor, y: &'a GpuTensor) -> Self {
+        RmsNormIo {
+            x,
+            y,
+            gamma: None,
+            rstd: None,
+            residual: None,
+        }
+    }
+
+    fn forward_io(&self) -> ForwardIo<'a> {
+        ForwardIo {
+            x: self.x,
+            y: Some(self.y),
+            gamma: self.gamma,
+            beta: None,
+            mean: None,
+            rstd: self.rstd,
+            residual: self.residual,
+        }
+    }
+}
+
+/// The tensors of one RMSNorm backward, for [`RmsNorm::encode_backward`].
+#[derive(Clone, Copy, Debug)]
+pub struct RmsNormGradIo<'a> {
+    /// The forward's input.
+    pub x: &'a GpuTensor,
+    /// Gradient of the loss with respect to y, shaped like x.
+    pub dy: &'a GpuTensor,
+    /// The forward's scale, if it had one.
+    pub gamma: Option<&'a GpuTensor>,
+    /// The forward's saved per-row rstd (f32); recomputed when absent.
+    pub rstd: Option<&'a GpuTensor>,
+    /// Output: gradient with respect to x.
+    pub dx: &'a GpuTensor,
+    /// Output: gradient with respect to gamma (`cols` values).
+    pub dgamma: Option<&'a GpuTensor>,
+}
+
+impl<'a> RmsNormGradIo<'a> {
+    fn backward_io(&self) -> BackwardIo<'a> {
+        BackwardIo {
+            x: self.x,
+            dy: self.dy,
+            gamma: self.gamma,
+            mean: None,
+            rstd: self.rstd,
+            dx: self.dx,
+            dgamma: self.dgamma,
+            dbeta: None,
+        }
+    }
+}
+
+/// What [`RmsNorm::backward`] returns.
+#[derive(Clone, Debug)]
+pub struct RmsNormGrads {
+    /// Gradient with respect to x.
+    pub dx: GpuTensor,
+    /// Gradient with respect to gamma, shaped like the normalised dims.
+    pub dgamma: GpuTensor,
+}
+
+impl RmsNorm {
+    /// axis −1, epsilon 1e-5.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the first normalised dimension (negative counts from the end).
+    pub fn with_axis(mut self, axis: isize) -> Self {
+        self.axis = axis;
+        self
+    }
+
+    /// Sets epsilon.
+    pub fn with_epsilon(mut self, epsilon: f32) -> Self {
+        self.epsilon = epsilon;
+        self
+    }
+
+    /// Forces a kernel instead of the plan's choice (see [`LayerNorm::with_kernel`]).
+    pub fn with_kernel(mut self, kernel: Kernel) -> Self {
+        self.kernel = Some(kernel);
+        self
+    }
+
+    /// Forces the backward's dx kernel (see [`LayerNorm::with_backward_kernel`]).
+    pub fn with_backward_kernel(mut self, kernel: BackwardKernel) -> Self {
+        self.backward_kernel = Some(kernel);
+        self
+    }
+
+    /// The same axis, epsilon and kernels as a [`LayerNorm`], whose plan,
+    /// shape rules and encoders RMSNorm shares.
+    fn config(&self) -> LayerNorm {
+        LayerNorm {
+            axis: self.axis,
+            epsilon: self.epsilon,
+            kernel: self.kernel,
+            backward_kernel: self.backward_kernel,
+        }
+    }
+
+    /// `(rows, cols)` of a tensor of `shape` (as [`LayerNorm::rows_cols`]).
+    pub fn rows_cols(&self, shape: &[usize]) -> Result<(usize, usize)> {
+        self.config().rows_cols(shape)
+    }
+
+    /// The kernel for a tensor of `shape` on `ctx` (as [`LayerNorm::plan`]).
+    pub fn plan(&self, ctx: &Context, shape: &[usize]) -> Result<LayerNormPlan> {
+        self.config().plan(ctx, shape)
+    }
+
+    /// Normalises `x`, submits, waits, and returns y (of x's element type).
+    pub fn forward(
+        &self,
+        ctx: &Context,
+        x: &GpuTensor,
+        gamma: Option<&GpuTensor>,
+    ) -> Result<GpuTensor> {
+        self.config().validate_params(x.shape())?;
+        let y = GpuTensor::zeros_as(ctx, x.shape(), x.dtype())?;
+        let io = RmsNormIo {
+            gamma,
+            ..RmsNormIo::new(x, &y)
+        };
+        run(ctx, "rms_norm", |e| self.encode(ctx, e, &io))?;
+        Ok(y)
+    }
+
+    /// Like [`RmsNorm::forward`], also returning the per-row rstd (f32,
+    /// shaped `[d0 … d(axis−1), 1, …, 1]`).
+    pub fn forward_with_rstd(
+        &self,
+        ctx: &Context,
+        x: &GpuTensor,
+        gamma: Option<&GpuTensor>,
+    ) -> Result<(GpuTensor, GpuTensor)> {
+        let cfg = self.config();
+        cfg.validate_params(x.shape())?;
+        let y = GpuTensor::zeros_as(ctx, x.shape(), x.dtype())?;
+        let rstd = GpuTensor::zeros(ctx, &cfg.stats_shape(x.shape())?)?;
+        let io = RmsNormIo {
+            gamma,
+            rstd: Some(&rstd),
+            ..RmsNormIo::new(x, &y)
+        };
+        run(ctx, "rms_norm", |e| self.encode(ctx, e, &io))?;
+        Ok((y, rstd))
+    }
+
+    /// The fused step `s = x + residual (+ bias)`, `y = rms_norm(s)`, in one
+    /// pass; returns both.
+    pub fn forward_residual(
+        &self,
+        ctx: &Context,
+        x: &GpuTensor,
+        residual: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        gamma: Option<&GpuTensor>,
+    ) -> Result<ResidualOutput> {
+        self.config().validate_params(x.shape())?;
+        let out = ResidualOutput {
+            y: GpuTensor::zeros_as(ctx, x.shape(), x.dtype())?,
+            sum: GpuTensor::zeros_as(ctx, x.shape(), x.dtype())?,
+        };
+        let io = RmsNormIo {
+            gamma,
+            residual: Some(ResidualAdd {
+                residual,
+                bias,
+                sum: Some(&out.sum),
+            }),
+            ..RmsNormIo::new(x, &out.y)
+        };
+        run(ctx, "rms_norm", |e| self.encode(ctx, e, &io))?;
+        Ok(out)
+    }
+
+    /// Encodes the forward into the caller's `encoder` (see [`LayerNorm::encode`]).
+    pub fn encode(
+        &self,
+        ctx: &Context,
+        encoder: &mut wgpu::CommandEncoder,
+        io: &RmsNormIo<'_>,
+    ) -> Result<()> {
+        encode_forward(
+            &self.config(),
+            Norm::Rms,
+            ctx,
+            encoder,
+            &io.forward_io(),
+            None,
+        )
+    }
+
+    /// [`RmsNorm::encode`] with the pass timed by `ticks`, labelled
+    /// `rms_norm_forward <shape> (<kernel>, <lanes> lanes)`.
+    pub fn encode_ticked(
+        &self,
+        ctx: &Context,
+        encoder: &mut wgpu::CommandEncoder,
+        io: &RmsNormIo<'_>,
+        ticks: &mut Ticks,
+    ) -> Result<()> {
+        let cfg = self.config();
+        encode_forward(&cfg, Norm::Rms, ctx, encoder, &io.forward_io(), Some(ticks))
+    }
+
+    /// The gradients dx and dgamma from `dy`, x, gamma, and the forward's
+    /// saved rstd (recomputed when `None`). Submits and waits.
+    pub fn backward(
+        &self,
+        ctx: &Context,
+        x: &GpuTensor,
+        dy: &GpuTensor,
+        gamma: Option<&GpuTensor>,
+        rstd: Option<&GpuTensor>,
+    ) -> Result<RmsNormGrads> {
+        let cfg = self.config();
+        cfg.validate_params(x.shape())?;
+        let norm_shape = &x.shape()[x.shape().len() - cfg.norm_rank(x.shape())?..];
+        let grads = RmsNormGrads {
+            dx: GpuTensor::zeros_as(ctx, x.shape(), x.dtype())?,
+            dgamma: GpuTensor::zeros_as(ctx, norm_shape, x.dtype())?,
+        };
+        let io = RmsNormGradIo {
+            x,
+            dy,
+            gamma,
+            rstd,
+            dx: &grads.dx,
+            dgamma: Some(&grads.dgamma),
+        };
+        run(ctx, "rms_norm_backward", |e| {
+            self.encode_backward(ctx, e, &io)
+        })?;
+        Ok(grads)
+    }
+
+    /// Encodes the backward into the caller's `encoder` (see
+    /// [`LayerNorm::encode_backward`]).
+    pub fn encode_backward(
+        &self,
+        ctx: &Context,
+        encoder: &mut wgpu::CommandEncoder,
+        io: &RmsNormGradIo<'_>,
+    ) -> Result<()> {
+        let cfg = self.config();
+        encode_backward(&cfg, Norm::Rms, ctx, encoder, &io.backward_io(), None)
+    }
+
+    /// [`RmsNorm::encode_backward`] with its passes timed by `ticks`:
+    /// `rms_norm_backward <shape> (…)`, and `rms_norm_stats …` when rstd is
+    /// recomputed.
+    pub fn encode_backward_ticked(
+        &self,
+        ctx: &Context,
+        encoder: &mut wgpu::CommandEncoder,
+        io: &RmsNormGradIo<'_>,
+        ticks: &mut Ticks,
+    ) -> Result<()> {
+        let cfg = self.config();
+        encode_backward(
+            &cfg,
+            Norm::Rms,
+            ctx,
+            encoder,
+            &io.backward_io(),
+            Some(ticks),
+        )
+    }
+}
