@@ -1,12 +1,16 @@
-//! A training-style loop with ticks: every step normalises a batch of
-//! [batch, time_step, dim] activations, the step counter is stamped on each
-//! record, a summary is printed at the end of every epoch, and a Chrome trace
-//! (open it in https://ui.perfetto.dev or chrome://tracing) is written at the end.
+//! A training-style loop with ticks: every step runs a pre-LN block's
+//! normalisation on a batch of [batch, time_step, dim] activations (the
+//! residual add fused with the layer norm, saving mean and rstd) and then its
+//! backward (dx, and dgamma/dbeta by the deterministic two-stage reduction).
+//! The step counter is stamped on each record, a summary is printed at the
+//! end of every epoch, and a Chrome trace (open it in https://ui.perfetto.dev
+//! or chrome://tracing) is written at the end.
 //!
 //! `cargo run --release --example training_loop [TRACE.json]`
 
 use wgpu_norm::{
-    Context, GpuTensor, LayerNorm, LayerNormIo, Report, Ticks, TicksSettings, synthetic,
+    Context, GpuTensor, LayerNorm, LayerNormGradIo, LayerNormIo, Report, ResidualAdd, Ticks,
+    TicksSettings, synthetic,
 };
 
 fn main() -> Result<(), wgpu_norm::Error> {
@@ -22,7 +26,14 @@ fn main() -> Result<(), wgpu_norm::Error> {
     let shape = [batch, time_step, dim];
     let n = batch * time_step * dim;
     let x = GpuTensor::zeros(&ctx, &shape)?;
+    let residual = GpuTensor::from_slice(&ctx, &synthetic::normal(3, n, 0.0, 1.0), &shape)?;
+    let sum = GpuTensor::zeros(&ctx, &shape)?;
     let y = GpuTensor::zeros(&ctx, &shape)?;
+    // The upstream gradient a real model's next layer would produce.
+    let dy = GpuTensor::from_slice(&ctx, &synthetic::normal(4, n, 0.0, 1.0), &shape)?;
+    let dx = GpuTensor::zeros(&ctx, &shape)?;
+    let dgamma = GpuTensor::zeros(&ctx, &[dim])?;
+    let dbeta = GpuTensor::zeros(&ctx, &[dim])?;
     let gamma = GpuTensor::from_slice(&ctx, &synthetic::normal(1, dim, 1.0, 0.1), &[dim])?;
     let beta = GpuTensor::from_slice(&ctx, &synthetic::normal(2, dim, 0.0, 0.1), &[dim])?;
     let mean = GpuTensor::zeros(&ctx, &[batch, time_step, 1])?;
@@ -41,16 +52,35 @@ fn main() -> Result<(), wgpu_norm::Error> {
             let mut encoder = ctx.device().create_command_encoder(&Default::default());
             ticks.scoped("step", |ticks| {
                 ticks.scoped("forward", |ticks| {
+                    // s = x + residual, y = layer_norm(s), in one pass.
                     let io = LayerNormIo {
-                        x: &x,
-                        y: &y,
                         gamma: Some(&gamma),
                         beta: Some(&beta),
                         mean: Some(&mean),
                         rstd: Some(&rstd),
-                        residual: None,
+                        residual: Some(ResidualAdd {
+                            residual: &residual,
+                            bias: None,
+                            sum: Some(&sum),
+                        }),
+                        ..LayerNormIo::new(&x, &y)
                     };
                     layer_norm.encode_ticked(&ctx, &mut encoder, &io, ticks)
+                })?;
+                ticks.scoped("backward", |ticks| {
+                    // The gradients with respect to the normalised input s,
+                    // from the statistics the forward saved.
+                    let io = LayerNormGradIo {
+                        x: &sum,
+                        dy: &dy,
+                        gamma: Some(&gamma),
+                        mean: Some(&mean),
+                        rstd: Some(&rstd),
+                        dx: &dx,
+                        dgamma: Some(&dgamma),
+                        dbeta: Some(&dbeta),
+                    };
+                    layer_norm.encode_backward_ticked(&ctx, &mut encoder, &io, ticks)
                 })
             })?;
             // Resolves this step's timestamps, submits, and moves on without

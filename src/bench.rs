@@ -7,7 +7,8 @@ use serde::Serialize;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::ops::copy::encode_copy;
-use crate::ops::layer_norm::{LayerNorm, LayerNormIo, shape_string};
+use crate::ops::layer_norm::{LayerNorm, LayerNormGradIo, LayerNormIo, shape_string};
+use crate::ops::rms_norm::{RmsNorm, RmsNormGradIo, RmsNormIo};
 use crate::synthetic;
 use crate::tensor::GpuTensor;
 use crate::ticks::{Report, Ticks, TicksSettings, TimingSource};
@@ -22,20 +23,69 @@ pub const DEFAULT_SHAPES: &[&[usize]] = &[
     &[1, 1, 1_048_576],
 ];
 
-/// One measured shape.
+/// The operations `wgpu-norm bench` can time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BenchOp {
+    /// LayerNorm forward with gamma and beta: reads x, writes y.
+    LayerNormForward,
+    /// RMSNorm forward with gamma: reads x, writes y.
+    RmsNormForward,
+    /// LayerNorm backward with the saved statistics, gamma, and dgamma and
+    /// dbeta: reads x and dy, writes dx.
+    LayerNormBackward,
+    /// RMSNorm backward with the saved rstd, gamma, and dgamma.
+    RmsNormBackward,
+}
+
+impl BenchOp {
+    /// All four, in the order the bench reports them.
+    pub const ALL: [BenchOp; 4] = [
+        BenchOp::LayerNormForward,
+        BenchOp::RmsNormForward,
+        BenchOp::LayerNormBackward,
+        BenchOp::RmsNormBackward,
+    ];
+
+    /// The pass label's prefix: `layer_norm_forward` etc.
+    pub fn label(self) -> &'static str {
+        match self {
+            BenchOp::LayerNormForward => "layer_norm_forward",
+            BenchOp::RmsNormForward => "rms_norm_forward",
+            BenchOp::LayerNormBackward => "layer_norm_backward",
+            BenchOp::RmsNormBackward => "rms_norm_backward",
+        }
+    }
+
+    /// Tensors of the shape's size the op must read or write at least: 2
+    /// forward (x, y), 3 backward (x, dy, dx). The copy it is compared with
+    /// moves as many bytes.
+    pub fn tensors_moved(self) -> usize {
+        match self {
+            BenchOp::LayerNormForward | BenchOp::RmsNormForward => 2,
+            BenchOp::LayerNormBackward | BenchOp::RmsNormBackward => 3,
+        }
+    }
+}
+
+/// One measured (op, shape).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct BenchRow {
+    /// `layer_norm_forward`, `rms_norm_forward`, `layer_norm_backward`, `rms_norm_backward`.
+    pub op: BenchOp,
     /// `8x512x768`.
     pub shape: String,
     /// The kernel that ran, e.g. `row-per-lane, 64 lanes`.
     pub kernel: String,
-    /// Median layer-norm forward time, µs.
+    /// Median time of the op, µs (named for the layer-norm forward, the
+    /// first op measured; it holds whichever `op` says).
     pub ln_median_us: f64,
     /// Median time of a copy of the same bytes, µs.
     pub copy_median_us: f64,
     /// `ln_median_us / copy_median_us`: 1.0 is the memory floor.
     pub ratio: f64,
-    /// Layer norm's effective bandwidth: x read once and y written once, GB/s.
+    /// The op's effective bandwidth: the bytes it must move (x read once and
+    /// y written once; for a backward x and dy read, dx written) over its time, GB/s.
     pub gbps: f64,
     /// The copy's bandwidth, GB/s.
     pub copy_gbps: f64,
@@ -54,20 +104,98 @@ pub fn bench_layer_norm(
     shape: &[usize],
     iters: usize,
 ) -> Result<BenchRow> {
+    bench_op(ctx, BenchOp::LayerNormForward, op, shape, iters)
+}
+
+/// Times `which` (configured as `op`: axis, epsilon, forced kernels) on a
+/// tensor of `shape` against a copy kernel moving the bytes the op must move
+/// ([`BenchOp::tensors_moved`]), as [`bench_layer_norm`] does. A backward
+/// runs with the statistics a forward saved, and computes dgamma (and dbeta).
+pub fn bench_op(
+    ctx: &Context,
+    which: BenchOp,
+    op: &LayerNorm,
+    shape: &[usize],
+    iters: usize,
+) -> Result<BenchRow> {
     let n: usize = shape.iter().product();
     let inputs = ScratchInputs::new(ctx, op, shape, 0)?;
     let io = inputs.io();
-    let copy_dst = GpuTensor::zeros(ctx, shape)?;
-    let plan = op.plan(ctx, shape)?;
+    let (_, cols) = op.rows_cols(shape)?;
+    // The copy moves as many bytes as the op: n/2 floats per tensor moved.
+    let copy_len = (n * which.tensors_moved()).div_ceil(2);
+    let copy_src = GpuTensor::zeros(ctx, &[copy_len])?;
+    let copy_dst = GpuTensor::zeros(ctx, &[copy_len])?;
+    let rms = RmsNorm {
+        axis: op.axis,
+        epsilon: op.epsilon,
+        kernel: op.kernel,
+        backward_kernel: op.backward_kernel,
+    };
+    let backward = matches!(which, BenchOp::LayerNormBackward | BenchOp::RmsNormBackward);
+    let describe = if backward {
+        op.backward_plan(ctx, shape)?.describe()
+    } else {
+        op.plan(ctx, shape)?.describe()
+    };
+    // Backward inputs: dy, the saved statistics, and the gradients.
+    let grads = if backward {
+        let stats = op.forward_with_stats(ctx, &inputs.x, Some(&inputs.gamma), None)?;
+        let dy = synthetic::normal(3, n, 0.0, 1.0);
+        Some((
+            GpuTensor::from_slice(ctx, &dy, shape)?,
+            stats,
+            GpuTensor::zeros(ctx, &[cols])?,
+            GpuTensor::zeros(ctx, &[cols])?,
+        ))
+    } else {
+        None
+    };
+    let mut op_pass = |encoder: &mut wgpu::CommandEncoder, ticks: &mut Ticks| -> Result<()> {
+        match (which, &grads) {
+            (BenchOp::LayerNormForward, _) => op.encode_ticked(ctx, encoder, &io, ticks),
+            (BenchOp::RmsNormForward, _) => {
+                let io = RmsNormIo {
+                    gamma: Some(&inputs.gamma),
+                    ..RmsNormIo::new(&inputs.x, &inputs.y)
+                };
+                rms.encode_ticked(ctx, encoder, &io, ticks)
+            }
+            (BenchOp::LayerNormBackward, Some((dy, stats, dgamma, dbeta))) => {
+                let io = LayerNormGradIo {
+                    x: &inputs.x,
+                    dy,
+                    gamma: Some(&inputs.gamma),
+                    mean: Some(&stats.mean),
+                    rstd: Some(&stats.rstd),
+                    dx: &inputs.y,
+                    dgamma: Some(dgamma),
+                    dbeta: Some(dbeta),
+                };
+                op.encode_backward_ticked(ctx, encoder, &io, ticks)
+            }
+            (BenchOp::RmsNormBackward, Some((dy, stats, dgamma, _))) => {
+                let io = RmsNormGradIo {
+                    x: &inputs.x,
+                    dy,
+                    gamma: Some(&inputs.gamma),
+                    rstd: Some(&stats.rstd),
+                    dx: &inputs.y,
+                    dgamma: Some(dgamma),
+                };
+                rms.encode_backward_ticked(ctx, encoder, &io, ticks)
+            }
+            _ => unreachable!("backward ops have their gradients' tensors"),
+        }
+    };
 
     let report = ticked_steps(
         ctx,
         2,
         iters as u64,
-        &mut [
-            &mut |encoder, ticks| op.encode_ticked(ctx, encoder, &io, ticks),
-            &mut |encoder, ticks| encode_copy(ctx, encoder, &inputs.x, &copy_dst, Some(ticks)),
-        ],
+        &mut [&mut op_pass, &mut |encoder, ticks| {
+            encode_copy(ctx, encoder, &copy_src, &copy_dst, Some(ticks))
+        }],
     )?
     .1;
     let median = |prefix: &str| {
@@ -81,12 +209,13 @@ pub fn bench_layer_norm(
                 message: format!("no {prefix} pass was timed"),
             })
     };
-    let ln = median("layer_norm_forward")?;
+    let ln = median(which.label())?;
     let copy = median("copy")?;
-    let bytes = 2.0 * n as f64 * 4.0;
+    let bytes = (which.tensors_moved() * n) as f64 * 4.0;
     Ok(BenchRow {
+        op: which,
         shape: shape_string(shape),
-        kernel: plan.describe(),
+        kernel: describe,
         ln_median_us: ln,
         copy_median_us: copy,
         ratio: ln / copy,

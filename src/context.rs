@@ -303,6 +303,13 @@ impl Context {
         }
     }
 
+    /// Finishes `encoder`, submits it and waits for the device to finish,
+    /// with wgpu's validation, out-of-memory and internal errors returned.
+    pub fn submit_and_wait(&self, encoder: wgpu::CommandEncoder) -> Result<()> {
+        self.scoped("submitting", || self.queue().submit([encoder.finish()]))?;
+        self.wait()
+    }
+
     /// Runs `f` inside wgpu error scopes (validation, out-of-memory, internal)
     /// and returns the first error they caught instead of its value.
     ///

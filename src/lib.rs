@@ -54,7 +54,7 @@ mod tensor;
 mod ticks;
 
 pub use autotune::Autotune;
-pub use bench::{BenchRow, DEFAULT_SHAPES, bench_layer_norm};
+pub use bench::{BenchOp, BenchRow, DEFAULT_SHAPES, bench_layer_norm, bench_op};
 pub use context::{
     Capabilities, Context, ContextOptions, OPTIONAL_FEATURES, SubgroupSizes, parse_backend,
 };

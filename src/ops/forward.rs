@@ -467,6 +467,5 @@ pub(crate) fn run(
         .device()
         .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(what) });
     encode(&mut encoder)?;
-    ctx.scoped(what, || ctx.queue().submit([encoder.finish()]))?;
-    ctx.wait()
+    ctx.submit_and_wait(encoder)
 }

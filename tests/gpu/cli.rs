@@ -257,3 +257,360 @@ fn adapters_lists_features_as_json() {
         );
     }
 }
+
+/// Runs `wgpu-norm apply` with `args` (paths relative to `dir`) and asserts success.
+fn apply_ok(dir: &Path, args: &[&str]) {
+    let mut all = vec!["apply".to_string()];
+    for a in args {
+        let is_file = a.ends_with(".npy");
+        all.push(if is_file {
+            dir.join(a).to_str().unwrap().to_string()
+        } else {
+            a.to_string()
+        });
+    }
+    let out = wgpu_norm(&all.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+}
+
+#[test]
+fn apply_rms_norm_fused_with_a_residual() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name);
+    let (rows, cols) = (6usize, 13usize);
+    let x = synthetic::normal(11, rows * cols, 0.5, 1.0);
+    let r = synthetic::normal(12, rows * cols, 0.0, 1.0);
+    let rb = synthetic::normal(13, cols, 0.0, 0.5);
+    let w = synthetic::normal(14, cols, 1.0, 0.3);
+    let shape = [2u64, 3, cols as u64];
+    write_npy(&p("x.npy"), &shape, &x);
+    write_npy(&p("r.npy"), &shape, &r);
+    write_npy(&p("rb.npy"), &[cols as u64], &rb);
+    write_npy(&p("w.npy"), &[cols as u64], &w);
+    apply_ok(
+        dir.path(),
+        &[
+            "--op",
+            "rms-norm",
+            "--input",
+            "x.npy",
+            "--scale",
+            "w.npy",
+            "--residual",
+            "r.npy",
+            "--residual-bias",
+            "rb.npy",
+            "--sum-output",
+            "s.npy",
+            "--output",
+            "y.npy",
+            "--inv-std-dev",
+            "rstd.npy",
+        ],
+    );
+    let s = reference::residual_sum(&x, &r, Some(&rb), cols);
+    let want = reference::rms_norm_f64(&s, cols, Some(&w), 1e-5);
+    let (y_shape, y) = read_npy(&p("y.npy"));
+    assert_eq!(y_shape, shape);
+    let err = reference::max_abs_error(&y, &want.y);
+    assert!(err < 4e-6 * 1.5 * 5.0, "rms-norm y error {err:.3e}");
+    let (_, sum) = read_npy(&p("s.npy"));
+    assert!(reference::max_abs_error(&sum, &s) < 1e-5);
+    let (r_shape, rstd) = read_npy(&p("rstd.npy"));
+    assert_eq!(r_shape, vec![2, 3, 1]);
+    assert!(
+        rstd.iter()
+            .zip(&want.rstd)
+            .all(|(&a, &b)| ((a as f64 - b) / b).abs() < 2e-5)
+    );
+}
+
+#[test]
+fn apply_backward_ops_with_saved_and_recomputed_statistics() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name);
+    let (rows, cols) = (5usize, 9usize);
+    let x = synthetic::normal(21, rows * cols, 2.0, 1.5);
+    let dy = synthetic::normal(22, rows * cols, 0.0, 1.0);
+    let w = synthetic::normal(23, cols, 1.0, 0.3);
+    write_npy(&p("x.npy"), &[rows as u64, cols as u64], &x);
+    write_npy(&p("dy.npy"), &[rows as u64, cols as u64], &dy);
+    write_npy(&p("w.npy"), &[cols as u64], &w);
+    // The forward's statistics, saved by a forward apply.
+    apply_ok(
+        dir.path(),
+        &[
+            "--op",
+            "layer-norm",
+            "--input",
+            "x.npy",
+            "--scale",
+            "w.npy",
+            "--output",
+            "y.npy",
+            "--mean",
+            "m.npy",
+            "--inv-std-dev",
+            "r.npy",
+        ],
+    );
+    for (op, rms) in [("layer-norm-backward", false), ("rms-norm-backward", true)] {
+        let want = reference::norm_backward(&x, &dy, cols, Some(&w), 1e-5, rms);
+        let (tol_dx, tol_dg, tol_db) = reference::norm_backward_tolerance(&dy, &want, Some(&w));
+        let saved: &[&[&str]] = if rms {
+            &[&[]]
+        } else {
+            &[&[], &["--mean", "m.npy", "--inv-std-dev", "r.npy"]]
+        };
+        for stats in saved {
+            let mut args = vec![
+                "--op",
+                op,
+                "--input",
+                "x.npy",
+                "--grad",
+                "dy.npy",
+                "--scale",
+                "w.npy",
+                "--grad-input",
+                "dx.npy",
+                "--grad-scale",
+                "dw.npy",
+            ];
+            if !rms {
+                args.extend(["--grad-bias", "db.npy"]);
+            }
+            args.extend(stats.iter());
+            apply_ok(dir.path(), &args);
+            let (dx_shape, dx) = read_npy(&p("dx.npy"));
+            assert_eq!(dx_shape, vec![rows as u64, cols as u64]);
+            assert!(
+                reference::max_abs_error(&dx, &want.dx) <= tol_dx,
+                "{op} {stats:?}: dx"
+            );
+            let (dw_shape, dw) = read_npy(&p("dw.npy"));
+            assert_eq!(dw_shape, vec![cols as u64]);
+            assert!(
+                reference::max_abs_error(&dw, &want.dgamma) <= tol_dg,
+                "{op}: dscale"
+            );
+            if !rms {
+                let (_, db) = read_npy(&p("db.npy"));
+                assert!(
+                    reference::max_abs_error(&db, &want.dbeta) <= tol_db,
+                    "{op}: dbias"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn apply_dtype_f16_reads_f16_or_f32_and_writes_f16() {
+    let _serial = crate::common::gl_serial();
+    let has_f16 = crate::common::ctx().capabilities().shader_f16;
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name);
+    let (rows, cols) = (4usize, 11usize);
+    let x = synthetic::normal(31, rows * cols, 1.0, 2.0);
+    let x16: Vec<half::f16> = x.iter().map(|&v| half::f16::from_f32(v)).collect();
+    write_npy(&p("x32.npy"), &[rows as u64, cols as u64], &x);
+    write_npy(&p("x16.npy"), &[rows as u64, cols as u64], &x16);
+    for input in ["x32.npy", "x16.npy"] {
+        let (input_path, output_path) = (p(input), p("y.npy"));
+        let args = [
+            "apply",
+            "--op",
+            "layer-norm",
+            "--dtype",
+            "f16",
+            "--input",
+            input_path.to_str().unwrap(),
+            "--output",
+            output_path.to_str().unwrap(),
+        ];
+        let out = wgpu_norm(&args);
+        if !has_f16 {
+            // llvmpipe GL: a clear refusal naming f16, and no output.
+            assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+            assert!(
+                stderr(&out).contains("f16") && stderr(&out).contains("SHADER_F16"),
+                "{}",
+                stderr(&out)
+            );
+            assert!(!p("y.npy").exists());
+            continue;
+        }
+        assert!(out.status.success(), "{}", stderr(&out));
+        let npy = npyz::NpyFile::new(std::io::BufReader::new(
+            std::fs::File::open(p("y.npy")).unwrap(),
+        ))
+        .unwrap();
+        assert_eq!(npy.dtype().descr(), "'<f2'", "an f16 output");
+        let y: Vec<f32> = npy
+            .into_vec::<half::f16>()
+            .unwrap()
+            .into_iter()
+            .map(f32::from)
+            .collect();
+        let xr: Vec<f32> = x16.iter().map(|v| v.to_f32()).collect();
+        let want = reference::layer_norm(&xr, cols, None, None, 1e-5);
+        let err = reference::max_abs_error(&y, &want.y);
+        assert!(
+            err < 1e-3 * 4.0,
+            "f16 layer-norm from {input}: error {err:.3e}"
+        );
+    }
+}
+
+#[test]
+fn apply_refuses_flags_that_do_not_fit_the_op() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    write_npy(Path::new(&p("x.npy")), &[2, 4], &[1.0f32; 8]);
+    write_npy(Path::new(&p("w.npy")), &[4], &[1.0f32; 4]);
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--op", "rms-norm", "--output", "y.npy", "--bias", "w.npy"],
+            "RMSNorm has no bias",
+        ),
+        (
+            &[
+                "--op",
+                "layer-norm",
+                "--output",
+                "y.npy",
+                "--sum-output",
+                "s.npy",
+            ],
+            "--residual",
+        ),
+        (
+            &["--op", "layer-norm-backward", "--grad-input", "dx.npy"],
+            "--grad",
+        ),
+        (
+            &[
+                "--op",
+                "layer-norm-backward",
+                "--grad",
+                "x.npy",
+                "--grad-input",
+                "dx.npy",
+                "--mean",
+                "x.npy",
+            ],
+            "--inv-std-dev",
+        ),
+        (
+            &[
+                "--op",
+                "rms-norm-backward",
+                "--grad",
+                "x.npy",
+                "--grad-input",
+                "dx.npy",
+                "--grad-bias",
+                "db.npy",
+            ],
+            "no bias",
+        ),
+        (
+            &[
+                "--op",
+                "layer-norm-backward",
+                "--grad",
+                "x.npy",
+                "--grad-input",
+                "dx.npy",
+                "--output",
+                "y.npy",
+            ],
+            "forward",
+        ),
+        (
+            &[
+                "--op",
+                "rms-norm",
+                "--output",
+                "y.npy",
+                "--residual",
+                "w.npy",
+            ],
+            "residual",
+        ),
+    ];
+    for (args, needle) in cases {
+        let mut all = vec!["apply".to_string(), "--input".into(), p("x.npy")];
+        all.extend(args.iter().map(|a| {
+            if a.ends_with(".npy") {
+                p(a)
+            } else {
+                a.to_string()
+            }
+        }));
+        let out = wgpu_norm(&all.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(needle),
+            "{args:?} should name {needle:?}: {}",
+            stderr(&out)
+        );
+        for out in ["y.npy", "s.npy", "dx.npy", "db.npy"] {
+            assert!(!Path::new(&p(out)).exists(), "{args:?} left {out}");
+        }
+    }
+}
+
+#[test]
+fn bench_measures_every_op_against_a_copy_as_json_lines() {
+    let _serial = crate::common::gl_serial();
+    let out = wgpu_norm(&[
+        "bench",
+        "--shapes",
+        "4x33x65,2x1x7",
+        "--iters",
+        "2",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ops = [
+        "layer_norm_forward",
+        "rms_norm_forward",
+        "layer_norm_backward",
+        "rms_norm_backward",
+    ];
+    assert_eq!(lines.len(), 2 * ops.len(), "{lines:?}");
+    for (line, (op, shape)) in lines
+        .iter()
+        .zip(ops.iter().flat_map(|op| [(op, "4x33x65"), (op, "2x1x7")]))
+    {
+        assert_eq!(
+            (line["op"].as_str(), line["shape"].as_str()),
+            (Some(*op), Some(shape))
+        );
+        let (t, copy, ratio) = (
+            line["ln_median_us"].as_f64().unwrap(),
+            line["copy_median_us"].as_f64().unwrap(),
+            line["ratio"].as_f64().unwrap(),
+        );
+        assert!(t > 0.0 && copy > 0.0, "{line}");
+        assert!((ratio - t / copy).abs() <= 1e-9 * ratio, "{line}");
+        let moved = if op.ends_with("backward") { 3.0 } else { 2.0 };
+        let n = if shape == "4x33x65" {
+            4.0 * 33.0 * 65.0
+        } else {
+            14.0
+        };
+        let gbps = line["gbps"].as_f64().unwrap();
+        assert!(
+            (gbps - moved * n * 4.0 / (t * 1e-6) / 1e9).abs() <= 1e-9 * gbps,
+            "{line}"
+        );
+    }
+}

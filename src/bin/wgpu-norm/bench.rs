@@ -1,8 +1,9 @@
-//! `wgpu-norm bench`: layer-norm forward against a copy of the same bytes,
-//! per shape, with GPU ticks; a progress bar on stderr, a table or JSON lines
-//! on stdout, and optionally an SVG plot.
+//! `wgpu-norm bench`: each op (layer-norm and RMSNorm, forward and backward)
+//! against a copy of the bytes it must move, per shape, with GPU ticks; a
+//! progress bar on stderr, a table or JSON lines on stdout, and optionally an
+//! SVG plot (of the layer-norm forward).
 
-use wgpu_norm::{Autotune, BenchRow, Kernel, LayerNorm, bench_layer_norm};
+use wgpu_norm::{Autotune, BenchOp, BenchRow, Kernel, LayerNorm, bench_op};
 
 use crate::common::{CliError, CliResult, Shape, adapter_label, open_with};
 
@@ -11,13 +12,17 @@ pub struct Args {
     /// Shapes, comma-separated (default: the six of BENCHMARKS.md).
     #[arg(long, value_delimiter = ',')]
     shapes: Vec<Shape>,
+    /// Ops, comma-separated (default: all four).
+    #[arg(long, value_delimiter = ',', value_enum)]
+    ops: Vec<OpArg>,
     /// vulkan, gl, metal or dx12 (default: WGPU_BACKEND, else the best adapter).
     #[arg(long)]
     backend: Option<String>,
     /// Timed steps per shape (after two warm-up steps).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     iters: u32,
-    /// Measure every kernel that can run each shape, not only the planned one.
+    /// Measure every forward kernel that can run each shape (layer-norm forward
+    /// only), not only the planned one.
     #[arg(long)]
     all_kernels: bool,
     /// One JSON object per line per measurement on stdout.
@@ -32,6 +37,30 @@ pub struct Args {
     /// Keep the autotuner's picks in this JSON file (implies --autotune).
     #[arg(long)]
     tune_file: Option<std::path::PathBuf>,
+}
+
+/// An op as `--ops` spells it.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OpArg {
+    /// LayerNorm forward.
+    LayerNorm,
+    /// RMSNorm forward.
+    RmsNorm,
+    /// LayerNorm backward.
+    LayerNormBackward,
+    /// RMSNorm backward.
+    RmsNormBackward,
+}
+
+impl From<OpArg> for BenchOp {
+    fn from(o: OpArg) -> Self {
+        match o {
+            OpArg::LayerNorm => BenchOp::LayerNormForward,
+            OpArg::RmsNorm => BenchOp::RmsNormForward,
+            OpArg::LayerNormBackward => BenchOp::LayerNormBackward,
+            OpArg::RmsNormBackward => BenchOp::RmsNormBackward,
+        }
+    }
 }
 
 pub fn main(args: Args) -> CliResult {
@@ -49,17 +78,24 @@ pub fn main(args: Args) -> CliResult {
     } else {
         args.shapes.iter().map(|s| s.0.clone()).collect()
     };
-    let mut jobs: Vec<(Vec<usize>, LayerNorm)> = Vec::new();
-    for shape in &shapes {
-        if args.all_kernels {
-            for kernel in Kernel::ALL {
-                let op = LayerNorm::new().with_kernel(kernel);
-                if op.plan(&ctx, shape).is_ok() {
-                    jobs.push((shape.clone(), op));
+    let ops: Vec<BenchOp> = if args.ops.is_empty() {
+        BenchOp::ALL.to_vec()
+    } else {
+        args.ops.iter().map(|&o| o.into()).collect()
+    };
+    let mut jobs: Vec<(Vec<usize>, BenchOp, LayerNorm)> = Vec::new();
+    for &which in &ops {
+        for shape in &shapes {
+            if args.all_kernels && which == BenchOp::LayerNormForward {
+                for kernel in Kernel::ALL {
+                    let op = LayerNorm::new().with_kernel(kernel);
+                    if op.plan(&ctx, shape).is_ok() {
+                        jobs.push((shape.clone(), which, op));
+                    }
                 }
+            } else {
+                jobs.push((shape.clone(), which, LayerNorm::new()));
             }
-        } else {
-            jobs.push((shape.clone(), LayerNorm::new()));
         }
     }
     let bar = indicatif::ProgressBar::new(jobs.len() as u64).with_style(
@@ -67,9 +103,13 @@ pub fn main(args: Args) -> CliResult {
             .expect("a valid template"),
     );
     let mut rows: Vec<BenchRow> = Vec::new();
-    for (shape, op) in &jobs {
-        bar.set_message(crate::common::shape_string(shape));
-        rows.push(bench_layer_norm(&ctx, op, shape, args.iters as usize)?);
+    for (shape, which, op) in &jobs {
+        bar.set_message(format!(
+            "{} {}",
+            which.label(),
+            crate::common::shape_string(shape)
+        ));
+        rows.push(bench_op(&ctx, *which, op, shape, args.iters as usize)?);
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -84,13 +124,20 @@ pub fn main(args: Args) -> CliResult {
     } else {
         println!("{}", adapter_label(ctx.adapter_info()));
         println!(
-            "{:<14} {:<34} {:>12} {:>12} {:>7} {:>9} {:>9}",
-            "shape", "kernel", "ln (us)", "copy (us)", "ratio", "GB/s", "copy GB/s"
+            "{:<20} {:<14} {:<46} {:>12} {:>12} {:>7} {:>9} {:>9}",
+            "op", "shape", "kernel", "op (us)", "copy (us)", "ratio", "GB/s", "copy GB/s"
         );
         for r in &rows {
             println!(
-                "{:<14} {:<34} {:>12.1} {:>12.1} {:>7.2} {:>9.2} {:>9.2}",
-                r.shape, r.kernel, r.ln_median_us, r.copy_median_us, r.ratio, r.gbps, r.copy_gbps
+                "{:<20} {:<14} {:<46} {:>12.1} {:>12.1} {:>7.2} {:>9.2} {:>9.2}",
+                r.op.label(),
+                r.shape,
+                r.kernel,
+                r.ln_median_us,
+                r.copy_median_us,
+                r.ratio,
+                r.gbps,
+                r.copy_gbps
             );
         }
         if let Some(r) = rows.first() {
@@ -101,7 +148,12 @@ pub fn main(args: Args) -> CliResult {
         }
     }
     if let Some(path) = &args.plot {
-        crate::plot::bandwidth_svg(path, ctx.adapter_info(), &rows)
+        let forward: Vec<BenchRow> = rows
+            .iter()
+            .filter(|r| r.op == BenchOp::LayerNormForward)
+            .cloned()
+            .collect();
+        crate::plot::bandwidth_svg(path, ctx.adapter_info(), &forward)
             .map_err(|e| CliError::Failed(format!("{}: {e}", path.display())))?;
     }
     Ok(())

@@ -38,6 +38,8 @@ impl From<wgpu_norm::Error> for CliError {
             | E::ShapeMismatch { .. }
             | E::AxisOutOfRange { .. }
             | E::InvalidEpsilon(_)
+            | E::DTypeMismatch { .. }
+            | E::IncompleteStats { .. }
             | E::UnknownBackend(_) => CliError::Input(e.to_string()),
             _ => CliError::Failed(e.to_string()),
         }

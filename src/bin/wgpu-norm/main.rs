@@ -1,5 +1,6 @@
-//! `wgpu-norm`: list adapters, run layer norm on the default shape, apply it
-//! to NPY files, and check every adapter against the f64 reference.
+//! `wgpu-norm`: list adapters, run layer norm on the default shape, apply the
+//! normalisation ops and their backward passes to NPY files, and check every
+//! adapter against the f64 reference.
 
 mod adapters;
 mod apply;
@@ -26,7 +27,8 @@ enum Command {
     /// Layer-norm of seeded random data, checked against the f64 reference and timed
     /// (the default command).
     Run(run::Args),
-    /// Runs an op on NPY files (f32, C order) with ONNX semantics.
+    /// Runs an op on NPY files (f32 or f16, C order) with ONNX semantics: layer-norm,
+    /// rms-norm (optionally fused with a residual add) and their backward passes.
     Apply(apply::Args),
     /// Runs the op on every adapter and compares each with the reference and the others.
     Check(check::Args),
