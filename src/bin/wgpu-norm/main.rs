@@ -29,7 +29,7 @@ enum Command {
     Run(run::Args),
     /// Runs an op on NPY files (f32 or f16, C order) with ONNX semantics: layer-norm,
     /// rms-norm (optionally fused with a residual add) and their backward passes.
-    Apply(apply::Args),
+    Apply(Box<apply::Args>),
     /// Runs the op on every adapter and compares each with the reference and the others.
     Check(check::Args),
     /// Layer-norm forward against a copy of the same bytes, per shape, with GPU ticks.
@@ -41,7 +41,7 @@ fn main() {
     let result = match cli.command.unwrap_or(Command::Run(run::Args::default())) {
         Command::Adapters(args) => adapters::main(args),
         Command::Run(args) => run::main(args),
-        Command::Apply(args) => apply::main(args),
+        Command::Apply(args) => apply::main(*args),
         Command::Check(args) => check::main(args),
         Command::Bench(args) => bench::main(args),
     };
