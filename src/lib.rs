@@ -1,8 +1,10 @@
 //! # wgpu-norm
 //!
-//! Layer normalisation as WGSL compute kernels, run through [`wgpu`] on any
-//! GPU (Vulkan, Metal, DX12, GL) — and on Mesa's software adapters where there
-//! is none.
+//! Layer normalisation and its family as WGSL compute kernels, run through
+//! [`wgpu`] on any GPU (Vulkan, Metal, DX12, GL) — and on Mesa's software
+//! adapters where there is none: [`LayerNorm`] and [`RmsNorm`], forward and
+//! backward, optionally fused with a residual add ([`ResidualAdd`]), in f32 or
+//! f16 storage ([`DType`]).
 //!
 //! Bring your own device ([`Context::from_device`]) or let the crate open one
 //! ([`Context::new`], honouring `WGPU_BACKEND` and `WGPU_ADAPTER_NAME`). Put
@@ -30,9 +32,25 @@
 //! # Ok::<(), wgpu_norm::Error>(())
 //! ```
 //!
+//! Training: the backward gives dx, dgamma and dbeta from dy and the saved
+//! statistics, with dgamma/dbeta bit-identical from run to run.
+//!
+//! ```
+//! use wgpu_norm::{Context, GpuTensor, RmsNorm, reference};
+//!
+//! let ctx = Context::new()?;
+//! let x: Vec<f32> = (0..3 * 5).map(|i| (i as f32 * 0.37).sin()).collect();
+//! let dy: Vec<f32> = (0..3 * 5).map(|i| (i as f32 * 0.11).cos()).collect();
+//! let (xg, dyg) = (GpuTensor::from_slice(&ctx, &x, &[3, 5])?, GpuTensor::from_slice(&ctx, &dy, &[3, 5])?);
+//! let grads = RmsNorm::new().backward(&ctx, &xg, &dyg, None, None)?;
+//! let want = reference::norm_backward(&x, &dy, 5, None, 1e-5, true);
+//! assert!(reference::max_abs_error(&grads.dx.read(&ctx)?, &want.dx) < 1e-5);
+//! # Ok::<(), wgpu_norm::Error>(())
+//! ```
+//!
 //! [`Ticks`] times every compute pass with GPU timestamps (the library's and
 //! your own), and reports per-label statistics and Chrome traces;
-//! [`bench_layer_norm`] measures a kernel against a copy of the same bytes.
+//! [`bench_op`] measures an op against a copy of the bytes it must move.
 //!
 //! Where things live: the kernels are `shaders/*.wgsl` (the reduction scheme
 //! is explained at the top of each); which kernel runs and how rows are cut

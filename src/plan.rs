@@ -257,13 +257,7 @@ impl LayerNormPlan {
                 ),
             });
         }
-        let device_max = limits
-            .max_compute_invocations_per_workgroup
-            .min(limits.max_compute_workgroup_size_x)
-            .max(64);
-        // The largest power of two the device allows.
-        let device_pow2 = 1u32 << (31 - device_max.leading_zeros());
-        let mut lanes = workgroup_size.min(device_pow2).max(1);
+        let mut lanes = workgroup_size.min(device_lanes(limits)).max(1);
         let mut rows_per_workgroup = 1;
         if kernel.needs_subgroups() {
             let sizes = capabilities
@@ -455,12 +449,7 @@ impl BackwardPlan {
         capabilities: Capabilities,
         limits: &wgpu::Limits,
     ) -> Self {
-        let device_max = limits
-            .max_compute_invocations_per_workgroup
-            .min(limits.max_compute_workgroup_size_x)
-            .max(64);
-        let device_pow2 = 1u32 << (31 - device_max.leading_zeros());
-        let mut lanes = rung.workgroup_size.min(device_pow2);
+        let mut lanes = rung.workgroup_size.min(device_lanes(limits));
         if let (BackwardKernel::RowPerWorkgroup(SUBGROUP), Some(sizes)) =
             (rung.kernel, capabilities.subgroups)
         {
@@ -516,6 +505,15 @@ impl BackwardPlan {
             self.rows_per_part
         )
     }
+}
+
+/// The most lanes a workgroup may have on the device, as a power of two (at least 64).
+fn device_lanes(limits: &wgpu::Limits) -> u32 {
+    let device_max = limits
+        .max_compute_invocations_per_workgroup
+        .min(limits.max_compute_workgroup_size_x)
+        .max(64);
+    1u32 << (31 - device_max.leading_zeros())
 }
 
 /// A run of consecutive rows encoded as one dispatch.

@@ -33,34 +33,8 @@ pub fn layer_norm(
     beta: Option<&[f32]>,
     epsilon: f64,
 ) -> LayerNormReference {
-    assert!(
-        cols > 0 && x.len() % cols == 0,
-        "x of {} values is not rows of {cols}",
-        x.len()
-    );
-    for p in [gamma, beta].into_iter().flatten() {
-        assert_eq!(p.len(), cols, "gamma/beta must hold cols values");
-    }
-    let rows = x.len() / cols;
-    let mut out = LayerNormReference {
-        y: Vec::with_capacity(x.len()),
-        mean: Vec::with_capacity(rows),
-        rstd: Vec::with_capacity(rows),
-    };
-    for row in x.chunks_exact(cols) {
-        let n = cols as f64;
-        let mean = row.iter().map(|&v| v as f64).sum::<f64>() / n;
-        let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
-        let rstd = 1.0 / (var + epsilon).sqrt();
-        out.mean.push(mean);
-        out.rstd.push(rstd);
-        for (c, &v) in row.iter().enumerate() {
-            let g = gamma.map_or(1.0, |g| g[c] as f64);
-            let b = beta.map_or(0.0, |b| b[c] as f64);
-            out.y.push((v as f64 - mean) * rstd * g + b);
-        }
-    }
-    out
+    let x: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+    layer_norm_f64(&x, cols, gamma, beta, epsilon)
 }
 
 /// Largest |got − want| over two equally long slices. A NaN matches a NaN and

@@ -2,11 +2,12 @@
 //! shared by both ops: validation, the statistics recomputation, the chunked
 //! dx dispatches and the two deterministic dgamma/dbeta stages.
 
-use wgpu::util::DeviceExt;
-
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::kernels::{BackwardVariant, Entry, PARAM_LANES, bind, bind_optional};
+use crate::ops::encoding::{
+    Uniforms, begin_pass, bind_group, column_window, dispatch, pass_label, row_window,
+};
 use crate::ops::forward::{
     ForwardIo, Norm, check_aliasing, check_dtype, check_len, encode_forward,
 };
@@ -208,8 +209,7 @@ pub(crate) fn encode_backward(
     };
 
     ctx.scoped("encoding a normalisation backward", || {
-        let column_window =
-            |t: &GpuTensor| plan::binding_window_of(t.offset(), cols as u64, dtype, align);
+        let column_window = |t: &GpuTensor| column_window(t, cols, align);
         let gamma = io.gamma.map(|t| (t.buffer(), column_window(t)));
         let dgamma = io.dgamma.map(|t| (t.buffer(), column_window(t)));
         let dbeta = io.dbeta.map(|t| (t.buffer(), column_window(t)));
@@ -234,27 +234,13 @@ pub(crate) fn encode_backward(
             mapped_at_creation: false,
         });
 
-        // Uniform slots: one per chunk, then one for the second stage.
-        let slot = (std::mem::size_of::<Params>() as u64)
-            .next_multiple_of(limits.min_uniform_buffer_offset_alignment as u64);
-        let mut uniform_bytes = vec![0u8; (slot * (chunks.len() as u64 + 1)) as usize];
-        let mut put = |i: usize, p: Params| {
-            let at = i * slot as usize;
-            uniform_bytes[at..at + std::mem::size_of::<Params>()]
-                .copy_from_slice(bytemuck::bytes_of(&p));
-        };
+        // Params: one block per chunk, then one for the second stage.
+        let mut params = Vec::with_capacity(chunks.len() + 1);
         let mut windows = Vec::with_capacity(chunks.len());
         let mut part_base = 0u64;
         let base = |w: Option<BindingWindow>| w.map_or(0, |w| w.base);
-        for (i, chunk) in chunks.iter().enumerate() {
-            let row_window = |t: &GpuTensor, per_row: u64| {
-                plan::binding_window_of(
-                    t.offset() + chunk.first_row * per_row * t.dtype().size_bytes(),
-                    chunk.rows * per_row,
-                    t.dtype(),
-                    align,
-                )
-            };
+        for chunk in &chunks {
+            let row_window = |t: &GpuTensor, per_row| row_window(t, chunk, per_row, align);
             let w = (
                 row_window(io.x, cols as u64),
                 row_window(io.dy, cols as u64),
@@ -262,70 +248,37 @@ pub(crate) fn encode_backward(
                 mean.map(|t| row_window(t, 1)),
                 row_window(rstd, 1),
             );
-            put(
-                i,
-                Params {
-                    rows: chunk.rows as u32,
-                    dim: cols as u32,
-                    x_base: w.0.base,
-                    dy_base: w.1.base,
-                    dx_base: w.2.base,
-                    gamma_base: gamma.map_or(0, |(_, w)| w.base),
-                    mean_base: base(w.3),
-                    rstd_base: w.4.base,
-                    part_base: part_base as u32,
-                    parts: parts as u32,
-                    rows_per_part: plan.rows_per_part,
-                    ..Params::default()
-                },
-            );
-            part_base += chunk.rows.div_ceil(plan.rows_per_part as u64);
-            windows.push(w);
-        }
-        put(
-            chunks.len(),
-            Params {
-                rows: rows as u32,
+            params.push(Params {
+                rows: chunk.rows as u32,
                 dim: cols as u32,
-                dgamma_base: dgamma.map_or(0, |(_, w)| w.base),
-                dbeta_base: dbeta.map_or(0, |(_, w)| w.base),
+                x_base: w.0.base,
+                dy_base: w.1.base,
+                dx_base: w.2.base,
+                gamma_base: gamma.map_or(0, |(_, w)| w.base),
+                mean_base: base(w.3),
+                rstd_base: w.4.base,
+                part_base: part_base as u32,
                 parts: parts as u32,
                 rows_per_part: plan.rows_per_part,
                 ..Params::default()
-            },
-        );
-        let uniforms = ctx
-            .device()
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("normalisation backward params"),
-                contents: &uniform_bytes,
-                usage: wgpu::BufferUsages::UNIFORM,
             });
-        let uniform = |i: usize| {
-            wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer: &uniforms,
-                offset: i as u64 * slot,
-                size: std::num::NonZeroU64::new(std::mem::size_of::<Params>() as u64),
-            })
-        };
+            part_base += chunk.rows.div_ceil(plan.rows_per_part as u64);
+            windows.push(w);
+        }
+        params.push(Params {
+            rows: rows as u32,
+            dim: cols as u32,
+            dgamma_base: dgamma.map_or(0, |(_, w)| w.base),
+            dbeta_base: dbeta.map_or(0, |(_, w)| w.base),
+            parts: parts as u32,
+            rows_per_part: plan.rows_per_part,
+            ..Params::default()
+        });
+        let uniforms = Uniforms::new(ctx, "normalisation backward params", &params);
+        let uniform = |i| uniforms.binding(i);
         let (dummy_in, dummy_out) = (&kernels.dummy_input, &kernels.dummy_output);
-        let group = |entry: Entry,
-                     layout: &wgpu::BindGroupLayout,
-                     resources: &[wgpu::BindingResource<'_>]| {
-            let entries: Vec<_> = entry
-                .bindings(false)
-                .iter()
-                .map(|&b| wgpu::BindGroupEntry {
-                    binding: b,
-                    resource: resources[b as usize].clone(),
-                })
-                .collect();
-            ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(entry.name()),
-                layout,
-                entries: &entries,
-            })
-        };
+        let group =
+            |entry, layout, resources: &[_]| bind_group(ctx, entry, false, layout, resources);
         // Bindings 0-9 of shaders/norm_backward.wgsl, per chunk.
         let chunk_groups: Vec<_> = windows
             .iter()
@@ -366,41 +319,16 @@ pub(crate) fn encode_backward(
             group(Entry::ParamSums, &sums_layout, &resources)
         });
 
-        let op = match norm {
-            Norm::Layer => "layer_norm",
-            Norm::Rms => "rms_norm",
-        };
-        let dtype_label = match dtype {
-            DType::F32 => String::new(),
-            d => format!(" {d}"),
-        };
         let shape = shape_string(io.x.shape());
-        let label = format!("{op}_backward {shape}{dtype_label} ({})", plan.describe());
+        let label = pass_label(norm, "backward", io.x.shape(), dtype, &plan.describe());
         let args = [
-            ("shape", shape.clone()),
+            ("shape", shape),
             ("dtype", dtype.to_string()),
             ("kernel", plan.describe()),
             ("chunks", chunks.len().to_string()),
             ("parts", parts.to_string()),
         ];
-        let mut pass = match ticks.as_deref_mut() {
-            Some(t) => t.begin_compute_pass(encoder, &label, &args),
-            None => encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(&label),
-                timestamp_writes: None,
-            }),
-        };
-        let mut dispatch =
-            |pass: &mut wgpu::ComputePass<'_>, name: String, workgroups: u64, rows: String| {
-                let (gx, gy) = plan::grid(workgroups);
-                let token = ticks
-                    .as_deref_mut()
-                    .and_then(|t| t.begin_dispatch(pass, &name, &[("rows", rows)]));
-                pass.dispatch_workgroups(gx, gy, 1);
-                if let Some(t) = ticks.as_deref_mut() {
-                    t.end_dispatch(pass, token);
-                }
-            };
+        let mut pass = begin_pass(encoder, ticks.as_deref_mut(), &label, &args);
         let column_blocks = (cols as u64).div_ceil(PARAM_LANES as u64);
         for (i, (chunk, (dx_group, params_group))) in chunks.iter().zip(&chunk_groups).enumerate() {
             let rows = format!("{}..{}", chunk.first_row, chunk.first_row + chunk.rows);
@@ -411,20 +339,28 @@ pub(crate) fn encode_backward(
             pass.set_pipeline(&dx_pipeline);
             pass.set_bind_group(0, dx_group, &[]);
             let name = format!("{label} chunk {i} {}", dx_entry.name());
-            dispatch(&mut pass, name, dx_workgroups, rows.clone());
+            dispatch(
+                &mut pass,
+                ticks.as_deref_mut(),
+                &name,
+                dx_workgroups,
+                rows.clone(),
+            );
             if let (Some((partials_pipeline, _)), Some(g)) = (&param_pipelines, params_group) {
                 pass.set_pipeline(partials_pipeline);
                 pass.set_bind_group(0, g, &[]);
                 let chunk_parts = chunk.rows.div_ceil(plan.rows_per_part as u64);
                 let name = format!("{label} chunk {i} param_partials");
-                dispatch(&mut pass, name, column_blocks * chunk_parts, rows);
+                let workgroups = column_blocks * chunk_parts;
+                dispatch(&mut pass, ticks.as_deref_mut(), &name, workgroups, rows);
             }
         }
         if let (Some((_, sums_pipeline)), Some(g)) = (&param_pipelines, &sums_group) {
             pass.set_pipeline(sums_pipeline);
             pass.set_bind_group(0, g, &[]);
             let name = format!("{label} param_sums");
-            dispatch(&mut pass, name, column_blocks, format!("0..{rows}"));
+            let all_rows = format!("0..{rows}");
+            dispatch(&mut pass, ticks, &name, column_blocks, all_rows);
         }
     })
 }

@@ -3,11 +3,12 @@
 //! bind groups and the (ticked) compute pass. The ops only say which
 //! normalisation and which tensors.
 
-use wgpu::util::DeviceExt;
-
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::kernels::{Entry, LayerNormVariant, bind, bind_optional, bind_vec4};
+use crate::ops::encoding::{
+    Uniforms, begin_pass, bind_group, column_window, dispatch, pass_label, row_window,
+};
 use crate::ops::layer_norm::{LayerNorm, normalized_axis, shape_string};
 use crate::plan::{self, Kernel, LayerNormPlan};
 use crate::tensor::{DType, GpuTensor};
@@ -174,29 +175,6 @@ fn validate(cfg: &LayerNorm, ctx: &Context, io: &ForwardIo<'_>) -> Result<(usize
     Ok((rows, cols))
 }
 
-/// The pass label of a forward: `layer_norm_forward 8x512x768 (row-per-lane,
-/// 64 lanes)`, with `rms_norm`, `_residual`, `_stats` and ` f16` as they apply.
-fn label(norm: Norm, io: &ForwardIo<'_>, plan: &LayerNormPlan) -> String {
-    let op = match norm {
-        Norm::Layer => "layer_norm",
-        Norm::Rms => "rms_norm",
-    };
-    let kind = match (io.y.is_none(), io.residual.is_some()) {
-        (true, _) => "stats",
-        (false, true) => "residual_forward",
-        (false, false) => "forward",
-    };
-    let dtype = match io.x.dtype() {
-        DType::F32 => String::new(),
-        d => format!(" {d}"),
-    };
-    format!(
-        "{op}_{kind} {}{dtype} ({})",
-        shape_string(io.x.shape()),
-        plan.describe()
-    )
-}
-
 /// Encodes one forward into `encoder`: one compute pass with one dispatch
 /// per chunk of rows (per step of the split-row kernel), a single chunk
 /// unless the tensor is larger than one storage binding.
@@ -278,8 +256,7 @@ pub(crate) fn encode_forward(
     ctx.scoped("encoding a normalisation forward", || {
         // Per-column tensors are bound whole; absent ones get a dummy that
         // the specialised pipeline never reads.
-        let column_window =
-            |t: &GpuTensor| plan::binding_window_of(t.offset(), cols as u64, dtype, align);
+        let column_window = |t: &GpuTensor| column_window(t, cols, align);
         let gamma = io.gamma.map(|t| (t.buffer(), column_window(t)));
         let beta = io.beta.map(|t| (t.buffer(), column_window(t)));
         let bias = residual
@@ -303,20 +280,11 @@ pub(crate) fn encode_forward(
             )
         });
 
-        // One uniform slot per chunk, each at an offset the device accepts.
-        let slot = (std::mem::size_of::<Params>() as u64)
-            .next_multiple_of(limits.min_uniform_buffer_offset_alignment as u64);
-        let mut uniform_bytes = vec![0u8; (slot * chunks.len() as u64) as usize];
+        // Per chunk: the windows of the row-indexed tensors, and the params.
         let mut windows = Vec::with_capacity(chunks.len());
-        for (i, chunk) in chunks.iter().enumerate() {
-            let row_window = |t: &GpuTensor, per_row: u64| {
-                plan::binding_window_of(
-                    t.offset() + chunk.first_row * per_row * t.dtype().size_bytes(),
-                    chunk.rows * per_row,
-                    t.dtype(),
-                    align,
-                )
-            };
+        let mut params = Vec::with_capacity(chunks.len());
+        for chunk in &chunks {
+            let row_window = |t: &GpuTensor, per_row| row_window(t, chunk, per_row, align);
             let rows_of = |t: Option<&GpuTensor>, per_row| t.map(|t| row_window(t, per_row));
             let x = row_window(io.x, cols as u64);
             let y = rows_of(io.y, cols as u64);
@@ -325,7 +293,7 @@ pub(crate) fn encode_forward(
             let res = rows_of(residual.map(|r| r.residual), cols as u64);
             let sum = rows_of(residual.and_then(|r| r.sum), cols as u64);
             let base = |w: Option<plan::BindingWindow>| w.map_or(0, |w| w.base);
-            let params = Params {
+            params.push(Params {
                 rows: chunk.rows as u32,
                 dim: cols as u32,
                 x_base: x.base,
@@ -340,19 +308,10 @@ pub(crate) fn encode_forward(
                 residual_bias_base: bias.map_or(0, |(_, w)| w.base),
                 sum_base: base(sum),
                 _pad: [0; 3],
-            };
-            let at = (i as u64 * slot) as usize;
-            uniform_bytes[at..at + std::mem::size_of::<Params>()]
-                .copy_from_slice(bytemuck::bytes_of(&params));
+            });
             windows.push((x, y, mean, rstd, res, sum));
         }
-        let uniforms = ctx
-            .device()
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("normalisation params"),
-                contents: &uniform_bytes,
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
+        let uniforms = Uniforms::new(ctx, "normalisation params", &params);
 
         // Per chunk, one bind group per step: every binding of
         // shaders/layer_norm_common.wgsl (0-8, 11-13) and of the split-row
@@ -378,11 +337,7 @@ pub(crate) fn encode_forward(
                 bind_optional(beta, dummy_in),
                 bind_optional(io.mean.map(|t| t.buffer()).zip(*mean), dummy_out),
                 bind_optional(io.rstd.map(|t| t.buffer()).zip(*rstd), dummy_out),
-                wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer: &uniforms,
-                    offset: i as u64 * slot,
-                    size: std::num::NonZeroU64::new(std::mem::size_of::<Params>() as u64),
-                }),
+                uniforms.binding(i),
                 moments,
                 stats,
                 bind_optional(residual.map(|r| r.residual.buffer()).zip(*res), dummy_in),
@@ -396,52 +351,33 @@ pub(crate) fn encode_forward(
                 .iter()
                 .zip(&layouts)
                 .map(|(entry, layout)| {
-                    let entries: Vec<_> = entry
-                        .bindings(variant.residual)
-                        .iter()
-                        .map(|&b| wgpu::BindGroupEntry {
-                            binding: b,
-                            resource: resources[b as usize].clone(),
-                        })
-                        .collect();
-                    ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
-                        label: Some(entry.name()),
-                        layout,
-                        entries: &entries,
-                    })
+                    bind_group(ctx, *entry, variant.residual, layout, &resources)
                 })
                 .collect();
             bind_groups.push(groups);
         }
 
-        let label = label(norm, io, &plan);
+        let kind = match (io.y.is_none(), io.residual.is_some()) {
+            (true, _) => "stats",
+            (false, true) => "residual_forward",
+            (false, false) => "forward",
+        };
+        let label = pass_label(norm, kind, io.x.shape(), dtype, &plan.describe());
         let args = [
             ("shape", shape_string(io.x.shape())),
             ("dtype", dtype.to_string()),
             ("kernel", plan.describe()),
             ("chunks", chunks.len().to_string()),
         ];
-        let mut pass = match ticks.as_deref_mut() {
-            Some(t) => t.begin_compute_pass(encoder, &label, &args),
-            None => encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(&label),
-                timestamp_writes: None,
-            }),
-        };
+        let mut pass = begin_pass(encoder, ticks.as_deref_mut(), &label, &args);
         for (i, (chunk, groups)) in chunks.iter().zip(&bind_groups).enumerate() {
-            for ((pipeline, bind_group), entry) in pipelines.iter().zip(groups).zip(steps) {
-                let (gx, gy) = plan::grid(workgroups(*entry, &plan, chunk.rows));
+            for ((pipeline, group), entry) in pipelines.iter().zip(groups).zip(steps) {
                 pass.set_pipeline(pipeline);
-                pass.set_bind_group(0, bind_group, &[]);
-                let token = ticks.as_deref_mut().and_then(|t| {
-                    let rows = format!("{}..{}", chunk.first_row, chunk.first_row + chunk.rows);
-                    let name = format!("{label} chunk {i} {}", entry.name());
-                    t.begin_dispatch(&mut pass, &name, &[("rows", rows)])
-                });
-                pass.dispatch_workgroups(gx, gy, 1);
-                if let Some(t) = ticks.as_deref_mut() {
-                    t.end_dispatch(&mut pass, token);
-                }
+                pass.set_bind_group(0, group, &[]);
+                let rows = format!("{}..{}", chunk.first_row, chunk.first_row + chunk.rows);
+                let name = format!("{label} chunk {i} {}", entry.name());
+                let workgroups = workgroups(*entry, &plan, chunk.rows);
+                dispatch(&mut pass, ticks.as_deref_mut(), &name, workgroups, rows);
             }
         }
     })

@@ -34,16 +34,7 @@ pub struct LayerNorm {
     pub backward_kernel: Option<BackwardKernel>,
 }
 
-impl Default for LayerNorm {
-    fn default() -> Self {
-        LayerNorm {
-            axis: -1,
-            epsilon: 1e-5,
-            kernel: None,
-            backward_kernel: None,
-        }
-    }
-}
+norm_config!(LayerNorm);
 
 /// The tensors of one layer-norm forward, for [`LayerNorm::encode`]. Every
 /// tensor has x's element type except `mean` and `rstd`, which are f32.
@@ -113,40 +104,6 @@ pub struct ResidualOutput {
 }
 
 impl LayerNorm {
-    /// axis −1, epsilon 1e-5.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Sets the first normalised dimension (negative counts from the end).
-    pub fn with_axis(mut self, axis: isize) -> Self {
-        self.axis = axis;
-        self
-    }
-
-    /// Sets epsilon.
-    pub fn with_epsilon(mut self, epsilon: f32) -> Self {
-        self.epsilon = epsilon;
-        self
-    }
-
-    /// Forces a kernel instead of the plan's choice. A kernel that needs
-    /// subgroups fails with `Error::MissingFeature` on an adapter without
-    /// them, and one that cannot take the row length with
-    /// `Error::KernelUnsuitable`.
-    pub fn with_kernel(mut self, kernel: Kernel) -> Self {
-        self.kernel = Some(kernel);
-        self
-    }
-
-    /// Forces the backward's dx kernel instead of the plan's choice:
-    /// `MissingFeature` where it needs subgroups the adapter lacks,
-    /// `KernelUnsuitable` where its rows are too long for it.
-    pub fn with_backward_kernel(mut self, kernel: BackwardKernel) -> Self {
-        self.backward_kernel = Some(kernel);
-        self
-    }
-
     /// The backward plan for a tensor of `shape` on `ctx`: the forced dx
     /// kernel if any, else the first fitting rung of
     /// [`BACKWARD_LADDER`](crate::plan::BACKWARD_LADDER).

@@ -1,8 +1,64 @@
 //! The operations, one file each.
 
+/// `Default` (axis −1, epsilon 1e-5, the plan's kernels) and the builder
+/// methods of a normalisation's configuration: [`LayerNorm`](crate::LayerNorm)
+/// and [`RmsNorm`](crate::RmsNorm) are both an axis, an epsilon and optional
+/// forced kernels.
+macro_rules! norm_config {
+    ($ty:ident) => {
+        impl Default for $ty {
+            fn default() -> Self {
+                $ty {
+                    axis: -1,
+                    epsilon: 1e-5,
+                    kernel: None,
+                    backward_kernel: None,
+                }
+            }
+        }
+
+        impl $ty {
+            /// axis −1, epsilon 1e-5.
+            pub fn new() -> Self {
+                Self::default()
+            }
+
+            /// Sets the first normalised dimension (negative counts from the end).
+            pub fn with_axis(mut self, axis: isize) -> Self {
+                self.axis = axis;
+                self
+            }
+
+            /// Sets epsilon.
+            pub fn with_epsilon(mut self, epsilon: f32) -> Self {
+                self.epsilon = epsilon;
+                self
+            }
+
+            /// Forces a forward kernel instead of the plan's choice. A kernel
+            /// that needs subgroups fails with `Error::MissingFeature` on an
+            /// adapter without them, and one that cannot take the row length
+            /// with `Error::KernelUnsuitable`.
+            pub fn with_kernel(mut self, kernel: crate::plan::Kernel) -> Self {
+                self.kernel = Some(kernel);
+                self
+            }
+
+            /// Forces the backward's dx kernel instead of the plan's choice:
+            /// `MissingFeature` where it needs subgroups the adapter lacks,
+            /// `KernelUnsuitable` where its rows are too long for it.
+            pub fn with_backward_kernel(mut self, kernel: crate::plan::BackwardKernel) -> Self {
+                self.backward_kernel = Some(kernel);
+                self
+            }
+        }
+    };
+}
+
 pub mod copy;
 pub mod layer_norm;
 pub mod rms_norm;
 
 pub(crate) mod backward;
+pub(crate) mod encoding;
 pub(crate) mod forward;

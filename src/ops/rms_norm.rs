@@ -39,16 +39,7 @@ pub struct RmsNorm {
     pub backward_kernel: Option<BackwardKernel>,
 }
 
-impl Default for RmsNorm {
-    fn default() -> Self {
-        RmsNorm {
-            axis: -1,
-            epsilon: 1e-5,
-            kernel: None,
-            backward_kernel: None,
-        }
-    }
-}
+norm_config!(RmsNorm);
 
 /// The tensors of one RMSNorm forward, for [`RmsNorm::encode`]. All of x's
 /// element type except `rstd` (f32).
@@ -133,35 +124,6 @@ pub struct RmsNormGrads {
 }
 
 impl RmsNorm {
-    /// axis −1, epsilon 1e-5.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Sets the first normalised dimension (negative counts from the end).
-    pub fn with_axis(mut self, axis: isize) -> Self {
-        self.axis = axis;
-        self
-    }
-
-    /// Sets epsilon.
-    pub fn with_epsilon(mut self, epsilon: f32) -> Self {
-        self.epsilon = epsilon;
-        self
-    }
-
-    /// Forces a kernel instead of the plan's choice (see [`LayerNorm::with_kernel`]).
-    pub fn with_kernel(mut self, kernel: Kernel) -> Self {
-        self.kernel = Some(kernel);
-        self
-    }
-
-    /// Forces the backward's dx kernel (see [`LayerNorm::with_backward_kernel`]).
-    pub fn with_backward_kernel(mut self, kernel: BackwardKernel) -> Self {
-        self.backward_kernel = Some(kernel);
-        self
-    }
-
     /// The same axis, epsilon and kernels as a [`LayerNorm`], whose plan,
     /// shape rules and encoders RMSNorm shares.
     fn config(&self) -> LayerNorm {

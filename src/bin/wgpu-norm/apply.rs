@@ -232,6 +232,12 @@ fn check_flags(a: &Args) -> CliResult {
         op.is_rms() && a.bias.is_some(),
         "RMSNorm has no bias",
     )?;
+    refuse(
+        op,
+        "--mean",
+        op.is_rms() && a.mean.is_some(),
+        "RMSNorm has no mean",
+    )?;
     if op.is_backward() {
         let forward_only = "it belongs to the forward ops";
         for (flag, given) in [
@@ -245,12 +251,6 @@ fn check_flags(a: &Args) -> CliResult {
         }
         need(op, "--grad", &a.grad)?;
         need(op, "--grad-input", &a.grad_input)?;
-        refuse(
-            op,
-            "--mean",
-            op.is_rms() && a.mean.is_some(),
-            "RMSNorm has no mean",
-        )?;
         refuse(
             op,
             "--grad-bias",
@@ -273,12 +273,6 @@ fn check_flags(a: &Args) -> CliResult {
             refuse(op, flag, given, backward_only)?;
         }
         need(op, "--output", &a.output)?;
-        refuse(
-            op,
-            "--mean",
-            op.is_rms() && a.mean.is_some(),
-            "RMSNorm has no mean",
-        )?;
         let no_residual = "it needs --residual";
         refuse(
             op,
