@@ -17,15 +17,26 @@
 // constant error in the saved mean. The dx kernels store mean(x̃) per row in
 // `row_centre` for the dgamma stage.
 //
-// dx needs two sums per row, Σg and Σg·x̂: `dx_row_per_lane` gives a row to one
-// lane (no barrier: the choice where lanes are CPU threads), while
-// `dx_row_per_workgroup` spreads a row over WG lanes whose partial sums meet
-// in `workgroup_sum`. Each then re-reads the row to write dx.
+// dx needs sums over its row (Σg, Σg·x̃, Σx̃), then a second walk over the row:
+//
+//   dx_four_rows_per_lane  one lane takes four consecutive rows, one in each
+//                          component of a vec4 (no barrier, gamma read once
+//                          for four rows: the choice where lanes are CPU
+//                          threads), and also writes the four rows' column
+//                          sums of dy·x̂ and dy as one dgamma/dbeta part;
+//   dx_row_per_workgroup   WG lanes per row, partial sums met in `workgroup_sum`;
+//   dx_split_sums, dx_split_combine, dx_split_apply
+//                          for few long rows: each row cut into SPLITS
+//                          pieces, a workgroup each; the pieces' sums, then
+//                          one lane per row adds them in piece order, then
+//                          each piece writes its dx.
 //
 // dgamma and dbeta are column sums over all rows, made deterministic in two
-// stages and without atomics: `param_partials` has one lane per (column, part
-// of ROWS_PER_PART consecutive rows) sum its part in row order into
-// `param_partial_sums`; `param_sums` has one lane per column add its parts in part order.
+// stages and without atomics. Stage 1 writes one partial sum per (part of
+// consecutive rows, column) into `param_partial_sums`: the four-rows kernel
+// as it goes (a part is its four rows), the others through `param_partials`
+// (one lane per column and part of `rows_per_part` rows, in row order).
+// Stage 2, `param_sums`, has one lane per column add its parts in part order.
 // The same plan gives the same additions in the same order: bit-identical
 // results from run to run.
 
@@ -35,6 +46,8 @@ override RMS: bool = false;
 override HAS_GAMMA: bool = false;
 override WRITE_DGAMMA: bool = false;
 override WRITE_DBETA: bool = false;
+// Pieces per row of the split-row entries.
+override SPLITS: u32 = 1u;
 
 struct Params {
     rows: u32,           // rows in this dispatch (param_sums: all rows)
@@ -65,6 +78,10 @@ struct Params {
 @group(0) @binding(9) var<uniform> params: Params;
 // mean(x̃) of each row of the dispatch (LayerNorm; written by the dx kernels).
 @group(0) @binding(10) var<storage, read_write> row_centre: array<f32>;
+// (Σg, Σg·x̃, Σx̃, 0) of each piece of each row: [row * SPLITS + piece].
+@group(0) @binding(11) var<storage, read_write> piece_sums: array<vec4<f32>>;
+// (Σg, Σg·x̃, Σx̃, 0) of each row, from its pieces.
+@group(0) @binding(12) var<storage, read_write> row_sums: array<vec4<f32>>;
 
 fn row_mean(row: u32) -> f32 {
     if (RMS) {
@@ -81,14 +98,14 @@ fn grad_out(dy_value: f32, col: u32) -> f32 {
     return dy_value;
 }
 
-// One lane's share of (Σg, Σg·x̃, Σx̃) over the row's columns lane,
-// lane + stride, ...
-fn lane_sums(row: u32, lane: u32, stride: u32, mean: f32, rstd: f32) -> vec3<f32> {
+// One lane's share of (Σg, Σg·x̃, Σx̃) over the row's columns first,
+// first + stride, ... below end.
+fn lane_sums(row: u32, first: u32, end: u32, stride: u32, mean: f32, rstd: f32) -> vec3<f32> {
     let dim = params.dim;
     let x_row = params.x_base + row * dim;
     let dy_row = params.dy_base + row * dim;
     var sums = vec3<f32>(0.0);
-    for (var c = lane; c < dim; c += stride) {
+    for (var c = first; c < end; c += stride) {
         let g = grad_out(f32(dy[dy_row + c]), c);
         let xt = (f32(x[x_row + c]) - mean) * rstd;
         sums += vec3<f32>(g, g * xt, xt);
@@ -97,8 +114,8 @@ fn lane_sums(row: u32, lane: u32, stride: u32, mean: f32, rstd: f32) -> vec3<f32
 }
 
 // Writes dx over the same columns from the row's means (of g, g·x̃, x̃), and
-// mean(x̃) to `row_centre` (one lane).
-fn write_dx(row: u32, lane: u32, stride: u32, mean: f32, rstd: f32, means: vec3<f32>) {
+// mean(x̃) to `row_centre` when `writes_centre` (one lane per row).
+fn write_dx(row: u32, first: u32, end: u32, stride: u32, mean: f32, rstd: f32, means: vec3<f32>, writes_centre: bool) {
     let dim = params.dim;
     let x_row = params.x_base + row * dim;
     let dy_row = params.dy_base + row * dim;
@@ -107,30 +124,100 @@ fn write_dx(row: u32, lane: u32, stride: u32, mean: f32, rstd: f32, means: vec3<
     let centre = select(means.z, 0.0, RMS);
     let mean_g = select(means.x, 0.0, RMS);
     let mean_gx = means.y - centre * means.x;
-    if (WRITE_DGAMMA && lane == 0u) {
+    if (WRITE_DGAMMA && writes_centre) {
         row_centre[row] = centre;
     }
-    for (var c = lane; c < dim; c += stride) {
+    for (var c = first; c < end; c += stride) {
         let g = grad_out(f32(dy[dy_row + c]), c);
         let xhat = (f32(x[x_row + c]) - mean) * rstd - centre;
         dx[dx_row + c] = elem(rstd * (g - mean_g - xhat * mean_gx));
     }
 }
 
+fn load4(t_base: u32, rows: vec4<u32>, col: u32, which: u32) -> vec4<f32> {
+    let dim = params.dim;
+    let at = vec4<u32>(t_base) + rows * dim + vec4<u32>(col);
+    if (which == 0u) {
+        return vec4<f32>(f32(x[at.x]), f32(x[at.y]), f32(x[at.z]), f32(x[at.w]));
+    }
+    return vec4<f32>(f32(dy[at.x]), f32(dy[at.y]), f32(dy[at.z]), f32(dy[at.w]));
+}
+
 @compute @workgroup_size(WG)
-fn dx_row_per_lane(
+fn dx_four_rows_per_lane(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let row = (wid.y * groups.x + wid.x) * WG + lid;
-    if (row >= params.rows) {
+    // Part `part` of the dgamma/dbeta sums is rows 4·part .. 4·part + 3.
+    let part = (wid.y * groups.x + wid.x) * WG + lid;
+    let first = part * 4u;
+    if (first >= params.rows) {
         return;
     }
-    let mean = row_mean(row);
-    let rstd = rstd_in[params.rstd_base + row];
-    let sums = lane_sums(row, 0u, 1u, mean, rstd);
-    write_dx(row, 0u, 1u, mean, rstd, sums / f32(params.dim));
+    let count = min(params.rows - first, 4u);
+    // Rows past the end repeat the last row; they are not written, and
+    // `valid` keeps them out of the column sums.
+    let rows = min(vec4<u32>(first) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(first + count - 1u));
+    let valid = vec4<f32>(vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(count));
+    let dim = params.dim;
+    var mean = vec4<f32>(0.0);
+    if (!RMS) {
+        mean = vec4<f32>(mean_in[params.mean_base + rows.x], mean_in[params.mean_base + rows.y],
+                         mean_in[params.mean_base + rows.z], mean_in[params.mean_base + rows.w]);
+    }
+    let rstd = vec4<f32>(rstd_in[params.rstd_base + rows.x], rstd_in[params.rstd_base + rows.y],
+                         rstd_in[params.rstd_base + rows.z], rstd_in[params.rstd_base + rows.w]);
+
+    // 1. The rows' sums of g, g·x̃ and x̃.
+    var sum_g = vec4<f32>(0.0);
+    var sum_gx = vec4<f32>(0.0);
+    var sum_x = vec4<f32>(0.0);
+    for (var c = 0u; c < dim; c += 1u) {
+        var g = load4(params.dy_base, rows, c, 1u);
+        if (HAS_GAMMA) {
+            g *= f32(gamma[params.gamma_base + c]);
+        }
+        let xt = (load4(params.x_base, rows, c, 0u) - mean) * rstd;
+        sum_g += g;
+        sum_gx += g * xt;
+        sum_x += xt;
+    }
+    let n = f32(dim);
+    // LayerNorm re-centres x̂ (see the top of this file); RMSNorm does not.
+    let centre = select(sum_x / n, vec4<f32>(0.0), RMS);
+    let mean_g = select(sum_g / n, vec4<f32>(0.0), RMS);
+    let mean_gx = sum_gx / n - centre * (sum_g / n);
+
+    // 2. dx, and this part's column sums of dy·x̂ and dy.
+    let dx_rows = vec4<u32>(params.dx_base) + rows * dim;
+    let slot = params.part_base + part;
+    for (var c = 0u; c < dim; c += 1u) {
+        let d = load4(params.dy_base, rows, c, 1u);
+        var g = d;
+        if (HAS_GAMMA) {
+            g *= f32(gamma[params.gamma_base + c]);
+        }
+        let xhat = (load4(params.x_base, rows, c, 0u) - mean) * rstd - centre;
+        let out = rstd * (g - mean_g - xhat * mean_gx);
+        // Unrolled: llvmpipe caps the loop iterations of an invocation.
+        dx[dx_rows.x + c] = elem(out.x);
+        if (count > 1u) {
+            dx[dx_rows.y + c] = elem(out.y);
+        }
+        if (count > 2u) {
+            dx[dx_rows.z + c] = elem(out.z);
+        }
+        if (count > 3u) {
+            dx[dx_rows.w + c] = elem(out.w);
+        }
+        if (WRITE_DGAMMA) {
+            param_partial_sums[slot * dim + c] = dot(d * xhat, valid);
+        }
+        if (WRITE_DBETA) {
+            param_partial_sums[(params.parts + slot) * dim + c] = dot(d, valid);
+        }
+    }
 }
 
 @compute @workgroup_size(WG)
@@ -145,14 +232,80 @@ fn dx_row_per_workgroup(
     }
     let mean = row_mean(row);
     let rstd = rstd_in[params.rstd_base + row];
-    let sums = lane_sums(row, ids.lid, WG, mean, rstd);
-    let n = f32(params.dim);
-    let means = vec3<f32>(
-        workgroup_sum(sums.x, ids),
-        workgroup_sum(sums.y, ids),
-        workgroup_sum(sums.z, ids),
-    ) / n;
-    write_dx(row, ids.lid, WG, mean, rstd, means);
+    let dim = params.dim;
+    let sums = workgroup_sum3(lane_sums(row, ids.lid, dim, WG, mean, rstd), ids);
+    write_dx(row, ids.lid, dim, WG, mean, rstd, sums / f32(dim), ids.lid == 0u);
+}
+
+fn workgroup_sum3(v: vec3<f32>, ids: LaneIds) -> vec3<f32> {
+    return vec3<f32>(workgroup_sum(v.x, ids), workgroup_sum(v.y, ids), workgroup_sum(v.z, ids));
+}
+
+// The columns of piece `piece` of a row: begin .. end.
+fn piece_columns(piece: u32) -> vec2<u32> {
+    let len = (params.dim + SPLITS - 1u) / SPLITS;
+    let begin = min(piece * len, params.dim);
+    return vec2<u32>(begin, min(begin + len, params.dim));
+}
+
+@compute @workgroup_size(WG)
+fn dx_split_sums(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    ids: LaneIds,
+) {
+    let index = wid.y * groups.x + wid.x;
+    let row = index / SPLITS;
+    if (row >= params.rows) {
+        return; // whole workgroup
+    }
+    let cols = piece_columns(index % SPLITS);
+    let mean = row_mean(row);
+    let rstd = rstd_in[params.rstd_base + row];
+    let sums = workgroup_sum3(lane_sums(row, cols.x + ids.lid, cols.y, WG, mean, rstd), ids);
+    if (ids.lid == 0u) {
+        piece_sums[index] = vec4<f32>(sums, 0.0);
+    }
+}
+
+// One lane per row: the row's sums from its pieces, in piece order, and
+// mean(x̃) for the dgamma stage.
+@compute @workgroup_size(64)
+fn dx_split_combine(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let row = (wid.y * groups.x + wid.x) * 64u + lid;
+    if (row >= params.rows) {
+        return;
+    }
+    var sums = vec4<f32>(0.0);
+    for (var s = 0u; s < SPLITS; s += 1u) {
+        sums += piece_sums[row * SPLITS + s];
+    }
+    row_sums[row] = sums;
+    if (WRITE_DGAMMA) {
+        row_centre[row] = select(sums.z / f32(params.dim), 0.0, RMS);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn dx_split_apply(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let index = wid.y * groups.x + wid.x;
+    let row = index / SPLITS;
+    if (row >= params.rows) {
+        return;
+    }
+    let cols = piece_columns(index % SPLITS);
+    let mean = row_mean(row);
+    let rstd = rstd_in[params.rstd_base + row];
+    let means = row_sums[row].xyz / f32(params.dim);
+    write_dx(row, cols.x + lid, cols.y, WG, mean, rstd, means, false);
 }
 
 // Stage 1 of dgamma/dbeta: workgroup (column block, part); lane = one column.

@@ -79,10 +79,16 @@ pub struct LayerNormVariant {
 /// The entry points of the kernels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Entry {
-    /// `dx_row_per_lane` of the backward.
-    DxRowPerLane,
+    /// `dx_four_rows_per_lane` of the backward.
+    DxFourRowsPerLane,
     /// `dx_row_per_workgroup` of the backward.
     DxRowPerWorkgroup,
+    /// `dx_split_sums` of the backward.
+    DxSplitSums,
+    /// `dx_split_combine` of the backward.
+    DxSplitCombine,
+    /// `dx_split_apply` of the backward.
+    DxSplitApply,
     /// `param_partials` of the backward (dgamma/dbeta stage 1).
     ParamPartials,
     /// `param_sums` of the backward (dgamma/dbeta stage 2).
@@ -110,7 +116,11 @@ impl Entry {
             (Entry::SplitCombine, true) => &[0, 6, 7, 8, 9, 10, 11, 12],
             (Entry::SplitApply, false) => &[0, 1, 2, 3, 4, 5, 8, 10],
             (Entry::SplitApply, true) => &[0, 1, 2, 3, 4, 5, 8, 10, 11, 12, 13],
-            (Entry::DxRowPerLane | Entry::DxRowPerWorkgroup, _) => &[0, 1, 2, 3, 4, 5, 9, 10],
+            (Entry::DxFourRowsPerLane, _) => &[0, 1, 2, 3, 4, 5, 6, 9],
+            (Entry::DxRowPerWorkgroup, _) => &[0, 1, 2, 3, 4, 5, 9, 10],
+            (Entry::DxSplitSums, _) => &[0, 1, 2, 3, 4, 9, 11],
+            (Entry::DxSplitCombine, _) => &[9, 10, 11, 12],
+            (Entry::DxSplitApply, _) => &[0, 1, 2, 3, 4, 5, 9, 10, 12],
             (Entry::ParamPartials, _) => &[0, 1, 3, 4, 6, 9, 10],
             (Entry::ParamSums, _) => &[6, 7, 8, 9],
         }
@@ -135,8 +145,11 @@ impl Entry {
     fn is_backward(self) -> bool {
         matches!(
             self,
-            Entry::DxRowPerLane
+            Entry::DxFourRowsPerLane
                 | Entry::DxRowPerWorkgroup
+                | Entry::DxSplitSums
+                | Entry::DxSplitCombine
+                | Entry::DxSplitApply
                 | Entry::ParamPartials
                 | Entry::ParamSums
         )
@@ -147,7 +160,8 @@ impl Entry {
         use wgpu::BufferBindingType::{Storage, Uniform};
         let ty = if self.is_backward() {
             // shaders/norm_backward.wgsl: x, dy, gamma, mean, rstd are read;
-            // dx, partials, dgamma, dbeta, row_centre written; 9 is params.
+            // dx, partials, dgamma, dbeta, row_centre, piece_sums, row_sums written;
+            // 9 is params.
             match binding {
                 0..=4 => Storage { read_only: true },
                 9 => Uniform,
@@ -178,8 +192,11 @@ impl Entry {
 
     pub(crate) fn name(self) -> &'static str {
         match self {
-            Entry::DxRowPerLane => "dx_row_per_lane",
+            Entry::DxFourRowsPerLane => "dx_four_rows_per_lane",
             Entry::DxRowPerWorkgroup => "dx_row_per_workgroup",
+            Entry::DxSplitSums => "dx_split_sums",
+            Entry::DxSplitCombine => "dx_split_combine",
+            Entry::DxSplitApply => "dx_split_apply",
             Entry::ParamPartials => "param_partials",
             Entry::ParamSums => "param_sums",
             Entry::Forward => "layer_norm_forward",
@@ -466,12 +483,14 @@ impl Kernels {
     ) -> Result<wgpu::ComputePipeline> {
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
         let reduction = match plan.kernel {
-            BackwardKernel::RowPerWorkgroup(r) => r,
+            BackwardKernel::RowPerWorkgroup(r) | BackwardKernel::SplitRow(r) => r,
             // The row-per-lane entry reduces nothing: the tree file compiles anywhere.
             BackwardKernel::RowPerLane => Reduction::Workgroup,
         };
         let lanes = match entry {
             Entry::ParamPartials | Entry::ParamSums => PARAM_LANES,
+            // Declares its own 64.
+            Entry::DxSplitCombine => 64,
             _ => plan.workgroup_size,
         };
         let key = PipelineKey::Backward {
@@ -487,6 +506,7 @@ impl Kernels {
                 ("HAS_GAMMA", flag(variant.gamma)),
                 ("WRITE_DGAMMA", flag(variant.dgamma)),
                 ("WRITE_DBETA", flag(variant.dbeta)),
+                ("SPLITS", plan.splits as f64),
             ]
         })
     }
@@ -570,7 +590,7 @@ impl Kernels {
 }
 
 /// Lanes of the dgamma/dbeta stages (one column each).
-pub(crate) const PARAM_LANES: u32 = 64;
+pub(crate) const PARAM_LANES: u32 = 256;
 
 /// A storage binding of `w` in `buffer`.
 pub(crate) fn bind(buffer: &wgpu::Buffer, w: BindingWindow) -> wgpu::BindingResource<'_> {

@@ -328,42 +328,70 @@ impl LayerNormPlan {
 /// Which dx kernel of `shaders/norm_backward.wgsl` runs the backward.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BackwardKernel {
-    /// `dx_row_per_lane`: one invocation per row, no barriers. For CPU adapters.
+    /// `dx_four_rows_per_lane`: one invocation per four rows, no barriers,
+    /// the dgamma/dbeta partial sums written in the same pass. For CPU adapters.
     RowPerLane,
     /// `dx_row_per_workgroup`: one workgroup per row, with the given reduction.
     RowPerWorkgroup(Reduction),
+    /// `dx_split_sums` then `dx_split_apply`: each row cut into pieces, a
+    /// workgroup each, so that few long rows still fill the device.
+    SplitRow(Reduction),
 }
 
 impl BackwardKernel {
-    /// `row-per-lane`, `row-per-workgroup/subgroup`, `row-per-workgroup/workgroup`.
+    /// Every dx kernel.
+    pub const ALL: [BackwardKernel; 5] = [
+        BackwardKernel::RowPerLane,
+        BackwardKernel::RowPerWorkgroup(Reduction::Subgroup),
+        BackwardKernel::RowPerWorkgroup(Reduction::Workgroup),
+        BackwardKernel::SplitRow(Reduction::Subgroup),
+        BackwardKernel::SplitRow(Reduction::Workgroup),
+    ];
+
+    /// `row-per-lane`, `row-per-workgroup/subgroup`, `split-row/workgroup` etc.
     pub fn name(self) -> &'static str {
         match self {
             BackwardKernel::RowPerLane => "row-per-lane",
             BackwardKernel::RowPerWorkgroup(Reduction::Subgroup) => "row-per-workgroup/subgroup",
             BackwardKernel::RowPerWorkgroup(Reduction::Workgroup) => "row-per-workgroup/workgroup",
+            BackwardKernel::SplitRow(Reduction::Subgroup) => "split-row/subgroup",
+            BackwardKernel::SplitRow(Reduction::Workgroup) => "split-row/workgroup",
         }
+    }
+
+    /// Whether the kernel needs subgroup operations.
+    pub fn needs_subgroups(self) -> bool {
+        matches!(
+            self,
+            BackwardKernel::RowPerWorkgroup(SUBGROUP) | BackwardKernel::SplitRow(SUBGROUP)
+        )
     }
 }
 
 /// What the plan picked for a backward (LayerNorm or RMSNorm) of rows of
-/// `dim` values: the dx kernel, its lanes, and how many rows each
-/// dgamma/dbeta partial sums.
+/// `dim` values: the dx kernel, its lanes, its pieces per row, and how many
+/// rows each dgamma/dbeta partial sums.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct BackwardPlan {
     /// The dx kernel.
     pub kernel: BackwardKernel,
     /// Lanes per workgroup of the dx kernel.
     pub workgroup_size: u32,
+    /// Pieces each row is cut into (split-row kernel; 1 otherwise).
+    pub splits: u32,
     /// Rows summed by one lane of the first dgamma/dbeta stage.
     pub rows_per_part: u32,
 }
 
-/// One rung of [`BACKWARD_LADDER`]: rows of up to `max_dim` values on an
-/// adapter of `class` (`None`: any) run `kernel` with `workgroup_size` lanes.
+/// One rung of [`BACKWARD_LADDER`]: up to `max_rows` rows of up to `max_dim`
+/// values on an adapter of `class` (`None`: any) run `kernel` with
+/// `workgroup_size` lanes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BackwardRung {
     /// The adapter class, or any.
     pub class: Option<AdapterClass>,
+    /// The most rows the rung takes.
+    pub max_rows: usize,
     /// The longest row the rung takes.
     pub max_dim: usize,
     /// The dx kernel.
@@ -374,12 +402,14 @@ pub struct BackwardRung {
 
 const fn back(
     class: Option<AdapterClass>,
+    max_rows: usize,
     max_dim: usize,
     kernel: BackwardKernel,
     workgroup_size: u32,
 ) -> BackwardRung {
     BackwardRung {
         class,
+        max_rows,
         max_dim,
         kernel,
         workgroup_size,
@@ -387,37 +417,80 @@ const fn back(
 }
 
 /// The backward's ladder: the first rung that matches the adapter's class,
-/// takes the row length, and whose kernel the adapter can run. A lane walks
-/// its share of a row twice (sums, then dx), and llvmpipe stops an
-/// invocation after 65,535 loop iterations: hence a lane per row only up to
-/// 4,096 values and 1,024 lanes for the longest rows.
+/// takes the shape, and whose kernel the adapter can run. A lane walks its
+/// share of a row twice (sums, then dx), and llvmpipe stops an invocation
+/// after 65,535 loop iterations: hence four rows per lane only up to 16,384
+/// values (and [`FUSED_MAX_ROWS`] rows: its dgamma parts are four rows),
+/// pieces of [`SPLIT_PIECE`] values, and 1,024 lanes for the longest rows.
+/// As in the forward's [`LADDER`], a few long rows are split so that they
+/// fill the device. On lavapipe the four-rows kernel beat a workgroup per
+/// row even at 16 rows of 16,384 (6.0 against 7.1 times a copy), and
+/// splitting 32 rows of 65,536 did not beat it (8.9 against 8.2).
 ///
-/// | class | dim up to | dx kernel                   | lanes |
-/// |-------|-----------|-----------------------------|-------|
-/// | CPU   | 4,096     | row per lane                | 64    |
-/// | any   | 1,024     | row per workgroup, subgroup | 64    |
-/// | any   | 1,024     | row per workgroup, tree     | 64    |
-/// | any   | 4,194,304 | row per workgroup, subgroup | 256   |
-/// | any   | 4,194,304 | row per workgroup, tree     | 256   |
-/// | any   | larger    | row per workgroup, subgroup | 1,024 |
-/// | any   | larger    | row per workgroup, tree     | 1,024 |
+/// | class | rows up to | dim up to | dx kernel                   | lanes |
+/// |-------|------------|-----------|-----------------------------|-------|
+/// | CPU   | 240,000    | 16,384    | four rows per lane          | 64    |
+/// | any   | any        | 1,024     | row per workgroup, subgroup | 64    |
+/// | any   | any        | 1,024     | row per workgroup, tree     | 64    |
+/// | CPU   | 7          | any       | split row, subgroup         | 256   |
+/// | CPU   | 7          | any       | split row, tree             | 256   |
+/// | GPU   | 63         | any       | split row, subgroup         | 256   |
+/// | GPU   | 63         | any       | split row, tree             | 256   |
+/// | any   | any        | 4,194,304 | row per workgroup, subgroup | 256   |
+/// | any   | any        | 4,194,304 | row per workgroup, tree     | 256   |
+/// | any   | any        | larger    | row per workgroup, subgroup | 1,024 |
+/// | any   | any        | larger    | row per workgroup, tree     | 1,024 |
 pub const BACKWARD_LADDER: &[BackwardRung] = &[
-    back(Some(Cpu), 4096, BackwardKernel::RowPerLane, 64),
-    back(None, 1024, BackwardKernel::RowPerWorkgroup(SUBGROUP), 64),
-    back(None, 1024, BackwardKernel::RowPerWorkgroup(TREE), 64),
+    back(
+        Some(Cpu),
+        FUSED_MAX_ROWS,
+        16384,
+        BackwardKernel::RowPerLane,
+        64,
+    ),
     back(
         None,
+        ANY,
+        1024,
+        BackwardKernel::RowPerWorkgroup(SUBGROUP),
+        64,
+    ),
+    back(None, ANY, 1024, BackwardKernel::RowPerWorkgroup(TREE), 64),
+    back(Some(Cpu), 7, ANY, BackwardKernel::SplitRow(SUBGROUP), 256),
+    back(Some(Cpu), 7, ANY, BackwardKernel::SplitRow(TREE), 256),
+    back(Some(Gpu), 63, ANY, BackwardKernel::SplitRow(SUBGROUP), 256),
+    back(Some(Gpu), 63, ANY, BackwardKernel::SplitRow(TREE), 256),
+    back(
+        None,
+        ANY,
         1 << 22,
         BackwardKernel::RowPerWorkgroup(SUBGROUP),
         256,
     ),
-    back(None, 1 << 22, BackwardKernel::RowPerWorkgroup(TREE), 256),
-    back(None, ANY, BackwardKernel::RowPerWorkgroup(SUBGROUP), 1024),
-    back(None, ANY, BackwardKernel::RowPerWorkgroup(TREE), 1024),
+    back(
+        None,
+        ANY,
+        1 << 22,
+        BackwardKernel::RowPerWorkgroup(TREE),
+        256,
+    ),
+    back(
+        None,
+        ANY,
+        ANY,
+        BackwardKernel::RowPerWorkgroup(SUBGROUP),
+        1024,
+    ),
+    back(None, ANY, ANY, BackwardKernel::RowPerWorkgroup(TREE), 1024),
 ];
 
 /// The most partial sums per column the dgamma/dbeta stages aim for.
 pub const MAX_PARTS: usize = 1024;
+
+/// The most rows of the four-rows-per-lane backward: its dgamma/dbeta parts
+/// are four rows each, and the second stage's lanes loop over all of them
+/// (under llvmpipe's 65,535 iterations).
+pub const FUSED_MAX_ROWS: usize = 240_000;
 
 impl BackwardPlan {
     /// The plan for `rows` rows of `dim` values: the first rung of
@@ -435,37 +508,47 @@ impl BackwardPlan {
             .iter()
             .find(|r| {
                 r.class.is_none_or(|c| c == class)
+                    && rows <= r.max_rows
                     && dim <= r.max_dim
-                    && (r.kernel != BackwardKernel::RowPerWorkgroup(SUBGROUP)
-                        || capabilities.subgroups.is_some())
+                    && (!r.kernel.needs_subgroups() || capabilities.subgroups.is_some())
             })
-            .expect("the backward ladder ends with a rung for any dim without subgroups");
-        Self::from_rung(*rung, rows, capabilities, limits)
+            .expect("the backward ladder ends with a rung for any shape without subgroups");
+        Self::from_rung(*rung, rows, dim, capabilities, limits)
     }
 
     fn from_rung(
         rung: BackwardRung,
         rows: usize,
+        dim: usize,
         capabilities: Capabilities,
         limits: &wgpu::Limits,
     ) -> Self {
         let mut lanes = rung.workgroup_size.min(device_lanes(limits));
-        if let (BackwardKernel::RowPerWorkgroup(SUBGROUP), Some(sizes)) =
-            (rung.kernel, capabilities.subgroups)
-        {
+        if let (true, Some(sizes)) = (rung.kernel.needs_subgroups(), capabilities.subgroups) {
             lanes = lanes.max(sizes.max);
         }
+        let splits = match rung.kernel {
+            BackwardKernel::SplitRow(_) => dim.div_ceil(SPLIT_PIECE).clamp(1, 1024) as u32,
+            _ => 1,
+        };
+        let rows_per_part = match rung.kernel {
+            // Each lane's four rows are a part.
+            BackwardKernel::RowPerLane => 4,
+            _ => rows.div_ceil(MAX_PARTS).clamp(64, 32_768) as u32,
+        };
         BackwardPlan {
             kernel: rung.kernel,
             workgroup_size: lanes,
-            rows_per_part: rows.div_ceil(MAX_PARTS).clamp(64, 32_768) as u32,
+            splits,
+            rows_per_part,
         }
     }
 
     /// The plan for a dx kernel chosen explicitly, with the lanes of its
     /// narrowest rung that takes `dim`. `MissingFeature` without subgroups
-    /// for the subgroup reduction; `KernelUnsuitable` for rows of over
-    /// 16,384 values on the lane-per-row kernel (llvmpipe's loop cap).
+    /// for the subgroup reductions; `KernelUnsuitable` for rows of over
+    /// 16,384 values or over [`FUSED_MAX_ROWS`] rows on the lane-per-row
+    /// kernel (llvmpipe's loop cap).
     pub fn with_kernel(
         kernel: BackwardKernel,
         rows: usize,
@@ -474,13 +557,15 @@ impl BackwardPlan {
         info: &wgpu::AdapterInfo,
         limits: &wgpu::Limits,
     ) -> Result<Self> {
-        if kernel == BackwardKernel::RowPerLane && dim > 16_384 {
+        if kernel == BackwardKernel::RowPerLane && (dim > 16_384 || rows > FUSED_MAX_ROWS) {
             return Err(Error::KernelUnsuitable {
                 kernel: kernel.name(),
-                reason: format!("rows of {dim} values exceed its maximum of 16384"),
+                reason: format!(
+                    "{rows} rows of {dim} values exceed its maximum of {FUSED_MAX_ROWS} rows of 16384"
+                ),
             });
         }
-        if kernel == BackwardKernel::RowPerWorkgroup(SUBGROUP) && capabilities.subgroups.is_none() {
+        if kernel.needs_subgroups() && capabilities.subgroups.is_none() {
             return Err(Error::MissingFeature {
                 op: kernel.name(),
                 feature: "SUBGROUP",
@@ -492,14 +577,19 @@ impl BackwardPlan {
             .filter(|r| r.kernel == kernel && dim <= r.max_dim)
             .min_by_key(|r| r.max_dim)
             .copied()
-            .unwrap_or(back(None, ANY, kernel, 64));
-        Ok(Self::from_rung(rung, rows, capabilities, limits))
+            .unwrap_or(back(None, ANY, ANY, kernel, 64));
+        Ok(Self::from_rung(rung, rows, dim, capabilities, limits))
     }
 
-    /// `row-per-lane, 64 lanes, 64 rows per part` etc.
+    /// `row-per-lane, 64 lanes, 64 rows per part`,
+    /// `split-row/subgroup, 256 lanes, 128 pieces, 64 rows per part` etc.
     pub fn describe(&self) -> String {
+        let pieces = match self.kernel {
+            BackwardKernel::SplitRow(_) => format!(", {} pieces", self.splits),
+            _ => String::new(),
+        };
         format!(
-            "{}, {} lanes, {} rows per part",
+            "{}, {} lanes{pieces}, {} rows per part",
             self.kernel.name(),
             self.workgroup_size,
             self.rows_per_part

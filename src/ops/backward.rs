@@ -158,9 +158,10 @@ pub(crate) fn encode_backward(
     let max_binding = limits.max_storage_buffer_binding_size;
     let max_rows = match plan.kernel {
         BackwardKernel::RowPerLane => {
-            plan::MAX_WORKGROUPS_PER_DISPATCH * plan.workgroup_size as u64
+            plan::MAX_WORKGROUPS_PER_DISPATCH * 4 * plan.workgroup_size as u64
         }
         BackwardKernel::RowPerWorkgroup(_) => plan::MAX_WORKGROUPS_PER_DISPATCH,
+        BackwardKernel::SplitRow(_) => plan::MAX_WORKGROUPS_PER_DISPATCH / plan.splits as u64,
     };
     let chunks = plan::chunk_rows(
         rows as u64,
@@ -178,6 +179,26 @@ pub(crate) fn encode_backward(
             .map(|c| c.rows.div_ceil(plan.rows_per_part as u64))
             .sum()
     };
+    // The four-rows kernel's parts are fixed at four rows: where their sums
+    // would not fit one binding, the workgroup-per-row kernel takes over.
+    let fused = plan.kernel == BackwardKernel::RowPerLane;
+    if fused && wants_params && 2 * parts_of(&plan) * cols as u64 * 4 > max_binding {
+        if cfg.backward_kernel.is_some() {
+            return Err(Error::KernelUnsuitable {
+                kernel: plan.kernel.name(),
+                reason: format!(
+                    "its dgamma/dbeta parts for {rows} rows of {cols} exceed one binding"
+                ),
+            });
+        }
+        let reduction = match ctx.capabilities().subgroups {
+            Some(_) => plan::Reduction::Subgroup,
+            None => plan::Reduction::Workgroup,
+        };
+        let fallback = cfg.with_backward_kernel(BackwardKernel::RowPerWorkgroup(reduction));
+        plan = fallback.backward_plan(ctx, io.x.shape())?;
+    }
+    let fused = plan.kernel == BackwardKernel::RowPerLane;
     while wants_params && 2 * parts_of(&plan) * cols as u64 * 4 > max_binding {
         plan.rows_per_part *= 2;
     }
@@ -189,19 +210,24 @@ pub(crate) fn encode_backward(
         dgamma: io.dgamma.is_some(),
         dbeta: io.dbeta.is_some(),
     };
-    let dx_entry = match plan.kernel {
-        BackwardKernel::RowPerLane => Entry::DxRowPerLane,
-        BackwardKernel::RowPerWorkgroup(_) => Entry::DxRowPerWorkgroup,
+    // The dx dispatches of one chunk, in order.
+    let dx_steps: &[Entry] = match plan.kernel {
+        BackwardKernel::RowPerLane => &[Entry::DxFourRowsPerLane],
+        BackwardKernel::RowPerWorkgroup(_) => &[Entry::DxRowPerWorkgroup],
+        BackwardKernel::SplitRow(_) => &[
+            Entry::DxSplitSums,
+            Entry::DxSplitCombine,
+            Entry::DxSplitApply,
+        ],
     };
     let kernels = ctx.kernels();
     let pipeline = |entry| kernels.backward_pipeline(ctx, plan, variant, entry);
-    let dx_pipeline = pipeline(dx_entry)?;
     let layout = |entry| kernels.layout(ctx, entry, false);
-    let (dx_layout, partials_layout, sums_layout) = (
-        layout(dx_entry)?,
-        layout(Entry::ParamPartials)?,
-        layout(Entry::ParamSums)?,
-    );
+    let dx_pipelines = dx_steps
+        .iter()
+        .map(|&e| Ok((e, pipeline(e)?, layout(e)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let (partials_layout, sums_layout) = (layout(Entry::ParamPartials)?, layout(Entry::ParamSums)?);
     let param_pipelines = if wants_params {
         Some((pipeline(Entry::ParamPartials)?, pipeline(Entry::ParamSums)?))
     } else {
@@ -279,6 +305,17 @@ pub(crate) fn encode_backward(
         let (dummy_in, dummy_out) = (&kernels.dummy_input, &kernels.dummy_output);
         let group =
             |entry, layout, resources: &[_]| bind_group(ctx, entry, false, layout, resources);
+        // The split-row kernel's piece and row sums, sized for the largest chunk.
+        let vec4s = |label, n: u64| {
+            ctx.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: n.max(1) * 16,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            })
+        };
+        let piece_sums = vec4s("backward piece sums", most_rows * plan.splits as u64);
+        let row_sums = vec4s("backward row sums", most_rows);
         // Bindings 0-9 of shaders/norm_backward.wgsl, per chunk.
         let chunk_groups: Vec<_> = windows
             .iter()
@@ -296,10 +333,16 @@ pub(crate) fn encode_backward(
                     dummy_out.as_entire_binding(),
                     uniform(i),
                     row_centre.as_entire_binding(),
+                    piece_sums.as_entire_binding(),
+                    row_sums.as_entire_binding(),
                 ];
-                let params =
-                    wants_params.then(|| group(Entry::ParamPartials, &partials_layout, &resources));
-                (group(dx_entry, &dx_layout, &resources), params)
+                let params = (wants_params && !fused)
+                    .then(|| group(Entry::ParamPartials, &partials_layout, &resources));
+                let dx_groups: Vec<_> = dx_pipelines
+                    .iter()
+                    .map(|(entry, _, layout)| group(*entry, layout, &resources))
+                    .collect();
+                (dx_groups, params)
             })
             .collect();
         let sums_group = wants_params.then(|| {
@@ -314,6 +357,8 @@ pub(crate) fn encode_backward(
                 bind_optional(dgamma, dummy_out),
                 bind_optional(dbeta, dummy_out),
                 uniform(chunks.len()),
+                dummy_out.as_entire_binding(),
+                dummy_out.as_entire_binding(),
                 dummy_out.as_entire_binding(),
             ];
             group(Entry::ParamSums, &sums_layout, &resources)
@@ -330,22 +375,22 @@ pub(crate) fn encode_backward(
         ];
         let mut pass = begin_pass(encoder, ticks.as_deref_mut(), &label, &args);
         let column_blocks = (cols as u64).div_ceil(PARAM_LANES as u64);
-        for (i, (chunk, (dx_group, params_group))) in chunks.iter().zip(&chunk_groups).enumerate() {
+        for (i, (chunk, (dx_groups, params_group))) in chunks.iter().zip(&chunk_groups).enumerate()
+        {
             let rows = format!("{}..{}", chunk.first_row, chunk.first_row + chunk.rows);
-            let dx_workgroups = match plan.kernel {
-                BackwardKernel::RowPerLane => chunk.rows.div_ceil(plan.workgroup_size as u64),
-                BackwardKernel::RowPerWorkgroup(_) => chunk.rows,
-            };
-            pass.set_pipeline(&dx_pipeline);
-            pass.set_bind_group(0, dx_group, &[]);
-            let name = format!("{label} chunk {i} {}", dx_entry.name());
-            dispatch(
-                &mut pass,
-                ticks.as_deref_mut(),
-                &name,
-                dx_workgroups,
-                rows.clone(),
-            );
+            for ((entry, pipeline, _), g) in dx_pipelines.iter().zip(dx_groups) {
+                let dx_workgroups = match entry {
+                    Entry::DxFourRowsPerLane => chunk.rows.div_ceil(4 * plan.workgroup_size as u64),
+                    Entry::DxRowPerWorkgroup => chunk.rows,
+                    Entry::DxSplitCombine => chunk.rows.div_ceil(64),
+                    _ => chunk.rows * plan.splits as u64,
+                };
+                pass.set_pipeline(pipeline);
+                pass.set_bind_group(0, g, &[]);
+                let name = format!("{label} chunk {i} {}", entry.name());
+                let rows = rows.clone();
+                dispatch(&mut pass, ticks.as_deref_mut(), &name, dx_workgroups, rows);
+            }
             if let (Some((partials_pipeline, _)), Some(g)) = (&param_pipelines, params_group) {
                 pass.set_pipeline(partials_pipeline);
                 pass.set_bind_group(0, g, &[]);

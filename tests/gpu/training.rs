@@ -13,8 +13,8 @@
 
 use wgpu_norm::{
     BackwardKernel, Context, ContextOptions, DType, Error, GpuTensor, Kernel, LayerNorm,
-    LayerNormGradIo, RecordKind, Reduction, RmsNorm, RmsNormGradIo, Ticks, TicksSettings,
-    reference, synthetic,
+    LayerNormGradIo, RecordKind, RmsNorm, RmsNormGradIo, Ticks, TicksSettings, reference,
+    synthetic,
 };
 
 use crate::common::{backend, ctx, gl_serial, kernels};
@@ -380,14 +380,10 @@ fn check_backward(
 
 /// Every dx kernel this adapter can run.
 fn backward_kernels(ctx: &Context) -> Vec<BackwardKernel> {
-    let mut ks = vec![
-        BackwardKernel::RowPerLane,
-        BackwardKernel::RowPerWorkgroup(Reduction::Workgroup),
-    ];
-    if ctx.capabilities().subgroups.is_some() {
-        ks.push(BackwardKernel::RowPerWorkgroup(Reduction::Subgroup));
-    }
-    ks
+    BackwardKernel::ALL
+        .into_iter()
+        .filter(|k| !k.needs_subgroups() || ctx.capabilities().subgroups.is_some())
+        .collect()
 }
 
 #[test]
@@ -397,7 +393,7 @@ fn backward_every_kernel_and_dim_matches_analytic_gradients() {
     for kernel in backward_kernels(ctx) {
         for op in [Op::layer(), Op::rms()] {
             let op = op.with_backward_kernel(kernel);
-            for (i, &dim) in [1usize, 2, 3, 5, 7, 33, 255, 256, 1025, 4097]
+            for (i, &dim) in [1usize, 2, 3, 5, 7, 33, 255, 256, 1025, 4097, 16_384]
                 .iter()
                 .enumerate()
             {
@@ -418,6 +414,15 @@ fn backward_every_kernel_and_dim_matches_analytic_gradients() {
                     i % 3 == 0,
                     DType::F32,
                 );
+            }
+            // Rows of several pieces for the split-row kernels (8,192 values a piece).
+            if matches!(kernel, BackwardKernel::SplitRow(_)) {
+                for dim in [20_000usize, 65_537] {
+                    let x = synthetic::normal(dim as u64, 2 * dim, 0.5, 2.0);
+                    let dy = synthetic::normal(dim as u64 + 1, 2 * dim, 0.3, 1.0);
+                    let shape = [2, dim];
+                    check_backward("pieces", ctx, op, &shape, &x, &dy, None, false, DType::F32);
+                }
             }
         }
     }
