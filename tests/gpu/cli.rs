@@ -220,10 +220,26 @@ fn run_rejects_a_bad_shape() {
 
 #[test]
 fn check_compares_every_adapter() {
-    let out = wgpu_norm(&["check", "--shape", "3x5x67"]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", stderr(&out));
-    assert!(stdout.contains(" ok "), "{stdout}");
+    for op in [
+        "layer-norm",
+        "rms-norm",
+        "layer-norm-backward",
+        "rms-norm-backward",
+    ] {
+        let out = wgpu_norm(&["check", "--shape", "3x5x67", "--op", op]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{op}: {stdout}\n{}", stderr(&out));
+        assert!(stdout.starts_with(op), "{stdout}");
+        // Every adapter's line says ok (at least the one WGPU_BACKEND names).
+        let adapter_lines: Vec<_> = stdout
+            .lines()
+            .filter(|l| l.contains("llvmpipe") || l.contains(" ok "))
+            .collect();
+        assert!(
+            !adapter_lines.is_empty() && !stdout.contains("FAILED"),
+            "{op}: {stdout}"
+        );
+    }
 }
 
 #[test]

@@ -2,8 +2,8 @@
 //! sharing across threads, composing with the caller's command encoder.
 
 use wgpu_norm::{
-    Context, ContextOptions, GpuTensor, Kernel, LayerNorm, LayerNormIo, Reduction, reference,
-    synthetic,
+    BackwardKernel, Context, ContextOptions, Error, GpuTensor, Kernel, LayerNorm, LayerNormIo,
+    Reduction, RmsNorm, reference, synthetic,
 };
 
 use crate::common::{check, ctx};
@@ -149,6 +149,44 @@ fn wraps_a_device_the_application_already_has() {
         &x,
         None,
         None,
+    );
+    // WebGPU's default limits allow 8 storage buffers per stage: RMSNorm and
+    // both backwards (every dx kernel) fit; the fused residual forward needs
+    // more and is refused with the numbers.
+    assert_eq!(wrapped.limits().max_storage_buffers_per_shader_stage, 8);
+    let dy = synthetic::normal(3, 5 * 100, 0.0, 1.0);
+    let xt = GpuTensor::from_slice(&wrapped, &x, &[5, 100]).unwrap();
+    let dyt = GpuTensor::from_slice(&wrapped, &dy, &[5, 100]).unwrap();
+    let want = reference::norm_backward(&x, &dy, 100, None, 1e-5, false);
+    for kernel in [
+        BackwardKernel::RowPerLane,
+        BackwardKernel::RowPerWorkgroup(Reduction::Workgroup),
+        BackwardKernel::SplitRow(Reduction::Workgroup),
+    ] {
+        let op = LayerNorm::new().with_backward_kernel(kernel);
+        let grads = op.backward(&wrapped, &xt, &dyt, None, None).unwrap();
+        let err = reference::max_abs_error(&grads.dx.read(&wrapped).unwrap(), &want.dx);
+        assert!(
+            err < 1e-5,
+            "{kernel:?} on a default device: dx error {err:.3e}"
+        );
+    }
+    let y = RmsNorm::new().forward(&wrapped, &xt, None).unwrap();
+    let want = reference::rms_norm(&x, 100, None, 1e-5);
+    assert!(reference::max_abs_error(&y.read(&wrapped).unwrap(), &want.y) < 1e-5);
+    let e = LayerNorm::new()
+        .forward_residual(&wrapped, &xt, &dyt, None, None, None)
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::LimitTooLow {
+                needed: 11,
+                actual: 8,
+                ..
+            }
+        ),
+        "{e}"
     );
 }
 

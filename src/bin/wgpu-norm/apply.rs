@@ -34,13 +34,13 @@ pub enum Op {
 }
 
 impl Op {
-    fn is_backward(self) -> bool {
+    pub fn is_backward(self) -> bool {
         matches!(self, Op::LayerNormBackward | Op::RmsNormBackward)
     }
     fn is_rms(self) -> bool {
         matches!(self, Op::RmsNorm | Op::RmsNormBackward)
     }
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Op::LayerNorm => "layer-norm",
             Op::RmsNorm => "rms-norm",
