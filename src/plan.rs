@@ -144,11 +144,19 @@ const TREE: Reduction = Reduction::Workgroup;
 /// lanes the longer the row; a few long rows are split across workgroups so
 /// that they still fill the device.
 ///
+/// On CPU adapters the workgroup kernels run 8 lanes: llvmpipe runs 8 lanes
+/// as one SIMD group, so a workgroup of 8 passes its barriers without the
+/// coroutine switch that each group of 8 lanes costs at every barrier in a
+/// larger workgroup. On lavapipe that took 1x1x1048576 from 7.0 to 3.0 times
+/// a copy (256, 64, 32, 16, 8 lanes: 7.0, 5.4, 4.5, 3.7, 3.0) and
+/// 1x32x65536 from 5.7 to 3.0. The 8-lane rungs stop where a lane's two
+/// walks over its share of a row would near llvmpipe's 65,535 iterations.
+///
 /// | class | rows up to | dim up to | kernel                      | lanes |
 /// |-------|------------|-----------|-----------------------------|-------|
 /// | CPU   | any        | 4,096     | row per lane (4 rows/lane)  | 64    |
-/// | CPU   | 7          | any       | split row, subgroup         | 256   |
-/// | CPU   | 7          | any       | split row, tree             | 256   |
+/// | CPU   | 63         | any       | split row, subgroup         | 8     |
+/// | CPU   | 63         | any       | split row, tree             | 8     |
 /// | GPU   | any        | 1,024     | row per subgroup            | 128   |
 /// | GPU   | any        | 256       | row per workgroup, tree     | 32    |
 /// | GPU   | any        | 2,048     | row per workgroup, subgroup | 64    |
@@ -157,14 +165,16 @@ const TREE: Reduction = Reduction::Workgroup;
 /// | GPU   | any        | 8,192     | row per workgroup, tree     | 128   |
 /// | GPU   | 63         | any       | split row, subgroup         | 256   |
 /// | GPU   | 63         | any       | split row, tree             | 256   |
+/// | CPU   | any        | 262,144   | row per workgroup, subgroup | 8     |
+/// | CPU   | any        | 262,144   | row per workgroup, tree     | 8     |
 /// | any   | any        | 4,194,304 | row per workgroup, subgroup | 256   |
 /// | any   | any        | 4,194,304 | row per workgroup, tree     | 256   |
 /// | any   | any        | larger    | row per workgroup, subgroup | 1,024 |
 /// | any   | any        | larger    | row per workgroup, tree     | 1,024 |
 pub const LADDER: &[Rung] = &[
     rung(Cpu, ANY, 4096, Kernel::RowPerLane, 64),
-    rung(Cpu, 7, ANY, Kernel::SplitRow(SUBGROUP), 256),
-    rung(Cpu, 7, ANY, Kernel::SplitRow(TREE), 256),
+    rung(Cpu, 63, ANY, Kernel::SplitRow(SUBGROUP), 8),
+    rung(Cpu, 63, ANY, Kernel::SplitRow(TREE), 8),
     rung(Gpu, ANY, 1024, Kernel::RowPerSubgroup, 128),
     rung(Gpu, ANY, 256, Kernel::RowPerWorkgroup(TREE), 32),
     rung(Gpu, ANY, 2048, Kernel::RowPerWorkgroup(SUBGROUP), 64),
@@ -173,6 +183,8 @@ pub const LADDER: &[Rung] = &[
     rung(Gpu, ANY, 8192, Kernel::RowPerWorkgroup(TREE), 128),
     rung(Gpu, 63, ANY, Kernel::SplitRow(SUBGROUP), 256),
     rung(Gpu, 63, ANY, Kernel::SplitRow(TREE), 256),
+    rung(Cpu, ANY, 1 << 18, Kernel::RowPerWorkgroup(SUBGROUP), 8),
+    rung(Cpu, ANY, 1 << 18, Kernel::RowPerWorkgroup(TREE), 8),
     rung(Cpu, ANY, 1 << 22, Kernel::RowPerWorkgroup(SUBGROUP), 256),
     rung(Cpu, ANY, 1 << 22, Kernel::RowPerWorkgroup(TREE), 256),
     rung(Gpu, ANY, 1 << 22, Kernel::RowPerWorkgroup(SUBGROUP), 256),
@@ -283,7 +295,7 @@ impl LayerNormPlan {
             // No more lanes than a piece has vec4s (short pieces idle less),
             // but whole subgroups.
             let piece4 = dim.div_ceil(splits as usize).div_ceil(4) as u32;
-            let floor = capabilities.subgroups.map_or(32, |s| s.max.max(32));
+            let floor = capabilities.subgroups.map_or(8, |s| s.max.max(8));
             lanes = lanes.min(piece4.next_power_of_two().max(floor));
         }
         Ok(LayerNormPlan {
@@ -295,7 +307,8 @@ impl LayerNormPlan {
     }
 
     /// The plan for a kernel chosen explicitly, with the lane count of its
-    /// narrowest ladder rung that takes `dim` (of any adapter class).
+    /// narrowest ladder rung that takes `dim`, of the adapter's class if it
+    /// has one (else of any class).
     pub fn forced(
         kernel: Kernel,
         dim: usize,
@@ -303,10 +316,12 @@ impl LayerNormPlan {
         info: &wgpu::AdapterInfo,
         limits: &wgpu::Limits,
     ) -> Result<Self> {
+        // The adapter's own class first (its lane counts suit it), then any.
+        let class = AdapterClass::of(info);
         let lanes = LADDER
             .iter()
             .filter(|r| r.kernel == kernel && dim <= r.max_dim)
-            .min_by_key(|r| r.max_dim)
+            .min_by_key(|r| (r.class != class, r.max_dim))
             .map_or(256, |r| r.workgroup_size);
         Self::with_kernel(kernel, lanes, dim, capabilities, info, limits)
     }
@@ -419,23 +434,27 @@ const fn back(
 /// The backward's ladder: the first rung that matches the adapter's class,
 /// takes the shape, and whose kernel the adapter can run. A lane walks its
 /// share of a row twice (sums, then dx), and llvmpipe stops an invocation
-/// after 65,535 loop iterations: hence four rows per lane only up to 16,384
-/// values (and [`FUSED_MAX_ROWS`] rows: its dgamma parts are four rows),
-/// pieces of [`SPLIT_PIECE`] values, and 1,024 lanes for the longest rows.
-/// As in the forward's [`LADDER`], a few long rows are split so that they
-/// fill the device. On lavapipe the four-rows kernel beat a workgroup per
-/// row even at 16 rows of 16,384 (6.0 against 7.1 times a copy), and
-/// splitting 32 rows of 65,536 did not beat it (8.9 against 8.2).
+/// after 65,535 loop iterations: hence 8-lane workgroups only up to 131,072
+/// values (the backward walks scalars), four rows per lane at most
+/// [`FUSED_MAX_ROWS`] rows (its dgamma parts are four rows), pieces of
+/// [`SPLIT_PIECE`] values, and 1,024 lanes for the longest rows. As in the
+/// forward's [`LADDER`], few long rows are split so that they fill the
+/// device, and CPU adapters run 8-lane workgroups (the forward's reason).
+/// On lavapipe that took 1x32x65536 from 8.1 to 6.5 times a copy and
+/// 1x1x1048576 from 11 to 8.6; four rows per lane and 8-lane workgroups were
+/// within noise of each other on rows of 8,192–16,384 values.
 ///
 /// | class | rows up to | dim up to | dx kernel                   | lanes |
 /// |-------|------------|-----------|-----------------------------|-------|
-/// | CPU   | 240,000    | 16,384    | four rows per lane          | 64    |
+/// | CPU   | 240,000    | 4,096     | four rows per lane          | 64    |
 /// | any   | any        | 1,024     | row per workgroup, subgroup | 64    |
 /// | any   | any        | 1,024     | row per workgroup, tree     | 64    |
-/// | CPU   | 7          | any       | split row, subgroup         | 256   |
-/// | CPU   | 7          | any       | split row, tree             | 256   |
+/// | CPU   | 63         | any       | split row, subgroup         | 8     |
+/// | CPU   | 63         | any       | split row, tree             | 8     |
 /// | GPU   | 63         | any       | split row, subgroup         | 256   |
 /// | GPU   | 63         | any       | split row, tree             | 256   |
+/// | CPU   | any        | 131,072   | row per workgroup, subgroup | 8     |
+/// | CPU   | any        | 131,072   | row per workgroup, tree     | 8     |
 /// | any   | any        | 4,194,304 | row per workgroup, subgroup | 256   |
 /// | any   | any        | 4,194,304 | row per workgroup, tree     | 256   |
 /// | any   | any        | larger    | row per workgroup, subgroup | 1,024 |
@@ -444,7 +463,7 @@ pub const BACKWARD_LADDER: &[BackwardRung] = &[
     back(
         Some(Cpu),
         FUSED_MAX_ROWS,
-        16384,
+        4096,
         BackwardKernel::RowPerLane,
         64,
     ),
@@ -456,8 +475,22 @@ pub const BACKWARD_LADDER: &[BackwardRung] = &[
         64,
     ),
     back(None, ANY, 1024, BackwardKernel::RowPerWorkgroup(TREE), 64),
-    back(Some(Cpu), 7, ANY, BackwardKernel::SplitRow(SUBGROUP), 256),
-    back(Some(Cpu), 7, ANY, BackwardKernel::SplitRow(TREE), 256),
+    back(Some(Cpu), 63, ANY, BackwardKernel::SplitRow(SUBGROUP), 8),
+    back(Some(Cpu), 63, ANY, BackwardKernel::SplitRow(TREE), 8),
+    back(
+        Some(Cpu),
+        ANY,
+        1 << 17,
+        BackwardKernel::RowPerWorkgroup(SUBGROUP),
+        8,
+    ),
+    back(
+        Some(Cpu),
+        ANY,
+        1 << 17,
+        BackwardKernel::RowPerWorkgroup(TREE),
+        8,
+    ),
     back(Some(Gpu), 63, ANY, BackwardKernel::SplitRow(SUBGROUP), 256),
     back(Some(Gpu), 63, ANY, BackwardKernel::SplitRow(TREE), 256),
     back(
@@ -572,10 +605,12 @@ impl BackwardPlan {
                 adapter: info.name.clone(),
             });
         }
+        let class = AdapterClass::of(info);
         let rung = BACKWARD_LADDER
             .iter()
             .filter(|r| r.kernel == kernel && dim <= r.max_dim)
-            .min_by_key(|r| r.max_dim)
+            // The adapter's own class first, then any.
+            .min_by_key(|r| (r.class.is_some_and(|c| c != class), r.max_dim))
             .copied()
             .unwrap_or(back(None, ANY, ANY, kernel, 64));
         Ok(Self::from_rung(rung, rows, dim, capabilities, limits))
@@ -802,11 +837,14 @@ mod tests {
         let cpu = info(wgpu::DeviceType::Cpu);
         let p = LayerNormPlan::new(1, 1 << 20, caps(Some((8, 8))), &cpu, &limits);
         assert_eq!((p.kernel, p.splits), (Kernel::SplitRow(SUBGROUP), 128));
+        assert_eq!(p.workgroup_size, 8, "one SIMD group of llvmpipe");
         let p = LayerNormPlan::new(32, 65_536, caps(None), &cpu, &limits);
+        assert_eq!((p.kernel, p.splits), (Kernel::SplitRow(TREE), 8));
+        // 64 rows or more: a workgroup of 8 lanes per row.
+        let p = LayerNormPlan::new(64, 65_536, caps(None), &cpu, &limits);
         assert_eq!(
-            p.kernel,
-            Kernel::RowPerWorkgroup(TREE),
-            "32 rows fill two cores"
+            (p.kernel, p.workgroup_size),
+            (Kernel::RowPerWorkgroup(TREE), 8)
         );
     }
 
