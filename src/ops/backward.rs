@@ -11,7 +11,7 @@ use crate::ops::encoding::{
 use crate::ops::forward::{
     ForwardIo, Norm, check_aliasing, check_dtype, check_len, encode_forward,
 };
-use crate::ops::layer_norm::{LayerNorm, normalized_axis, shape_string};
+use crate::ops::layer_norm::{LayerNorm, shape_string};
 use crate::plan::{self, BackwardKernel, BackwardPlan, BindingWindow};
 use crate::tensor::{DType, GpuTensor};
 use crate::ticks::Ticks;
@@ -61,7 +61,7 @@ fn validate(
     let dtype = io.x.dtype();
     dtype.check_supported(ctx)?;
     let shape = io.x.shape();
-    let norm_shape = &shape[normalized_axis(cfg.axis, shape.len())?..];
+    let norm_shape = &cfg.norm_shape(shape)?;
     let stats_shape = cfg.stats_shape(shape)?;
     for (what, t) in [("dy", io.dy), ("dx", io.dx)] {
         if t.shape() != shape {
@@ -181,8 +181,10 @@ pub(crate) fn encode_backward(
     };
     // The four-rows kernel's parts are fixed at four rows: where their sums
     // would not fit one binding, the workgroup-per-row kernel takes over.
-    let fused = plan.kernel == BackwardKernel::RowPerLane;
-    if fused && wants_params && 2 * parts_of(&plan) * cols as u64 * 4 > max_binding {
+    if plan.kernel == BackwardKernel::RowPerLane
+        && wants_params
+        && 2 * parts_of(&plan) * cols as u64 * 4 > max_binding
+    {
         if cfg.backward_kernel.is_some() {
             return Err(Error::KernelUnsuitable {
                 kernel: plan.kernel.name(),
@@ -198,6 +200,7 @@ pub(crate) fn encode_backward(
         let fallback = cfg.with_backward_kernel(BackwardKernel::RowPerWorkgroup(reduction));
         plan = fallback.backward_plan(ctx, io.x.shape())?;
     }
+    // The four-rows kernel writes its dgamma/dbeta parts itself.
     let fused = plan.kernel == BackwardKernel::RowPerLane;
     while wants_params && 2 * parts_of(&plan) * cols as u64 * 4 > max_binding {
         plan.rows_per_part *= 2;
@@ -227,12 +230,16 @@ pub(crate) fn encode_backward(
         .iter()
         .map(|&e| Ok((e, pipeline(e)?, layout(e)?)))
         .collect::<Result<Vec<_>>>()?;
-    let (partials_layout, sums_layout) = (layout(Entry::ParamPartials)?, layout(Entry::ParamSums)?);
-    let param_pipelines = if wants_params {
-        Some((pipeline(Entry::ParamPartials)?, pipeline(Entry::ParamSums)?))
-    } else {
-        None
+    // The dgamma/dbeta stages that run: the first only without the fused kernel.
+    let stage = |run: bool, entry| -> Result<_> {
+        Ok(if run {
+            Some((pipeline(entry)?, layout(entry)?))
+        } else {
+            None
+        })
     };
+    let partials_stage = stage(wants_params && !fused, Entry::ParamPartials)?;
+    let sums_stage = stage(wants_params, Entry::ParamSums)?;
 
     ctx.scoped("encoding a normalisation backward", || {
         let column_window = |t: &GpuTensor| column_window(t, cols, align);
@@ -336,8 +343,9 @@ pub(crate) fn encode_backward(
                     piece_sums.as_entire_binding(),
                     row_sums.as_entire_binding(),
                 ];
-                let params = (wants_params && !fused)
-                    .then(|| group(Entry::ParamPartials, &partials_layout, &resources));
+                let params = partials_stage
+                    .as_ref()
+                    .map(|(_, layout)| group(Entry::ParamPartials, layout, &resources));
                 let dx_groups: Vec<_> = dx_pipelines
                     .iter()
                     .map(|(entry, _, layout)| group(*entry, layout, &resources))
@@ -345,7 +353,7 @@ pub(crate) fn encode_backward(
                 (dx_groups, params)
             })
             .collect();
-        let sums_group = wants_params.then(|| {
+        let sums_group = sums_stage.as_ref().map(|(_, layout)| {
             let resources = [
                 dummy_in.as_entire_binding(),
                 dummy_in.as_entire_binding(),
@@ -361,7 +369,7 @@ pub(crate) fn encode_backward(
                 dummy_out.as_entire_binding(),
                 dummy_out.as_entire_binding(),
             ];
-            group(Entry::ParamSums, &sums_layout, &resources)
+            group(Entry::ParamSums, layout, &resources)
         });
 
         let shape = shape_string(io.x.shape());
@@ -391,7 +399,7 @@ pub(crate) fn encode_backward(
                 let rows = rows.clone();
                 dispatch(&mut pass, ticks.as_deref_mut(), &name, dx_workgroups, rows);
             }
-            if let (Some((partials_pipeline, _)), Some(g)) = (&param_pipelines, params_group) {
+            if let (Some((partials_pipeline, _)), Some(g)) = (&partials_stage, params_group) {
                 pass.set_pipeline(partials_pipeline);
                 pass.set_bind_group(0, g, &[]);
                 let chunk_parts = chunk.rows.div_ceil(plan.rows_per_part as u64);
@@ -400,7 +408,7 @@ pub(crate) fn encode_backward(
                 dispatch(&mut pass, ticks.as_deref_mut(), &name, workgroups, rows);
             }
         }
-        if let (Some((_, sums_pipeline)), Some(g)) = (&param_pipelines, &sums_group) {
+        if let (Some((sums_pipeline, _)), Some(g)) = (&sums_stage, &sums_group) {
             pass.set_pipeline(sums_pipeline);
             pass.set_bind_group(0, g, &[]);
             let name = format!("{label} param_sums");

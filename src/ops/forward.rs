@@ -9,7 +9,7 @@ use crate::kernels::{Entry, LayerNormVariant, bind, bind_optional, bind_vec4};
 use crate::ops::encoding::{
     Uniforms, begin_pass, bind_group, column_window, dispatch, pass_label, row_window,
 };
-use crate::ops::layer_norm::{LayerNorm, normalized_axis, shape_string};
+use crate::ops::layer_norm::{LayerNorm, shape_string};
 use crate::plan::{self, Kernel, LayerNormPlan};
 use crate::tensor::{DType, GpuTensor};
 use crate::ticks::Ticks;
@@ -127,8 +127,7 @@ fn validate(cfg: &LayerNorm, ctx: &Context, io: &ForwardIo<'_>) -> Result<(usize
     let dtype = io.x.dtype();
     dtype.check_supported(ctx)?;
     let shape = io.x.shape();
-    let axis = normalized_axis(cfg.axis, shape.len())?;
-    let norm_shape = &shape[axis..];
+    let norm_shape = &cfg.norm_shape(shape)?;
     let stats_shape = cfg.stats_shape(shape)?;
     let residual = io.residual.map(|r| r.residual);
     let bias = io.residual.and_then(|r| r.bias);

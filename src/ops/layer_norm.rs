@@ -127,6 +127,12 @@ impl LayerNorm {
         ))
     }
 
+    /// The normalised dims, `shape[axis..]`: the shape of gamma, beta and
+    /// their gradients.
+    pub fn norm_shape(&self, shape: &[usize]) -> Result<Vec<usize>> {
+        Ok(shape[normalized_axis(self.axis, shape.len())?..].to_vec())
+    }
+
     /// The shape of the mean and rstd outputs: `[d0 … d(axis−1), 1, …, 1]`.
     pub fn stats_shape(&self, shape: &[usize]) -> Result<Vec<usize>> {
         let axis = normalized_axis(self.axis, shape.len())?;
@@ -305,13 +311,12 @@ impl LayerNorm {
         gamma: Option<&GpuTensor>,
         stats: Option<(&GpuTensor, &GpuTensor)>,
     ) -> Result<LayerNormGrads> {
-        let (_, cols) = self.rows_cols(x.shape())?;
-        let norm_shape = &x.shape()[x.shape().len() - self.norm_rank(x.shape())?..];
-        debug_assert_eq!(norm_shape.iter().product::<usize>(), cols);
+        self.validate_params(x.shape())?;
+        let norm_shape = self.norm_shape(x.shape())?;
         let grads = LayerNormGrads {
             dx: GpuTensor::zeros_as(ctx, x.shape(), x.dtype())?,
-            dgamma: GpuTensor::zeros_as(ctx, norm_shape, x.dtype())?,
-            dbeta: GpuTensor::zeros_as(ctx, norm_shape, x.dtype())?,
+            dgamma: GpuTensor::zeros_as(ctx, &norm_shape, x.dtype())?,
+            dbeta: GpuTensor::zeros_as(ctx, &norm_shape, x.dtype())?,
         };
         let io = LayerNormGradIo {
             x,
@@ -359,11 +364,6 @@ impl LayerNorm {
             &io.backward_io(),
             Some(ticks),
         )
-    }
-
-    /// How many trailing dimensions are normalised.
-    pub(crate) fn norm_rank(&self, shape: &[usize]) -> Result<usize> {
-        Ok(shape.len() - normalized_axis(self.axis, shape.len())?)
     }
 }
 

@@ -253,10 +253,9 @@ impl RmsNorm {
     ) -> Result<RmsNormGrads> {
         let cfg = self.config();
         cfg.validate_params(x.shape())?;
-        let norm_shape = &x.shape()[x.shape().len() - cfg.norm_rank(x.shape())?..];
         let grads = RmsNormGrads {
             dx: GpuTensor::zeros_as(ctx, x.shape(), x.dtype())?,
-            dgamma: GpuTensor::zeros_as(ctx, norm_shape, x.dtype())?,
+            dgamma: GpuTensor::zeros_as(ctx, &cfg.norm_shape(x.shape())?, x.dtype())?,
         };
         let io = RmsNormGradIo {
             x,

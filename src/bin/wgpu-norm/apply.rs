@@ -306,12 +306,7 @@ pub fn main(args: Args) -> CliResult {
         .with_epsilon(args.epsilon);
     let (rows, _cols) = config.rows_cols(&x.shape)?;
     let stats_shape = config.stats_shape(&x.shape)?;
-    let axis = if args.axis < 0 {
-        args.axis + x.shape.len() as isize
-    } else {
-        args.axis
-    } as usize;
-    let norm_shape = x.shape[axis..].to_vec();
+    let norm_shape = config.norm_shape(&x.shape)?;
     let load_shaped = |path: &Option<PathBuf>, what: &str, shape: &[usize], like: &str| {
         let Some(path) = path else { return Ok(None) };
         let a = read_npy(path)?;
