@@ -3,10 +3,12 @@
 // constants, its bindings and uniform block, the loads and stores, and the
 // Welford/Chan helpers. The host puts a storage prelude first
 // (storage_f32.wgsl or storage_f16.wgsl, which defines `elem`), then this
-// file, then an input file (layer_norm_input.wgsl, or
-// layer_norm_input_residual.wgsl for the fused residual add: it defines
-// `load_x`, `load_x4` and `store_sum`), then a kernel file
-// (layer_norm_row_per_*.wgsl, layer_norm_split_row.wgsl).
+// file, then a view of gamma and beta (layer_norm_params.wgsl, or
+// layer_norm_params_vec4.wgsl where every row is vec4-aligned: both define
+// `gamma_at`, `beta_at`, `gamma4_at` and `beta4_at`), then an input file
+// (layer_norm_input.wgsl, or layer_norm_input_residual.wgsl for the fused
+// residual add: it defines `load_x`, `load_x4` and `store_sum`), then a
+// kernel file (layer_norm_row_per_*.wgsl, layer_norm_split_row.wgsl).
 //
 // Memory layout: a row is `dim` consecutive `elem`s starting at element
 // `x_base + row * dim` of the `x` binding (which starts 256-byte aligned, so
@@ -29,6 +31,11 @@ override WRITE_RSTD: bool = false;
 override RMS: bool = false;
 // Write y; false for a statistics-only pass (the backward's recomputation).
 override WRITE_Y: bool = true;
+// Every row starts on a vec4 boundary of x and y, and gamma and beta do too
+// (dim % 4 == 0 and vec4-aligned tensors): gamma and beta are bound as vec4s
+// (layer_norm_params_vec4.wgsl) and the row-per-lane kernel reads whole rows
+// as vec4s.
+override VEC4_ROWS: bool = false;
 
 struct Params {
     rows: u32,        // rows in this dispatch
@@ -50,8 +57,7 @@ struct Params {
 @group(0) @binding(1) var<storage, read> x4: array<vec4<elem>>;           // the same bytes as `x`
 @group(0) @binding(2) var<storage, read_write> y: array<elem>;
 @group(0) @binding(3) var<storage, read_write> y4: array<vec4<elem>>;     // the same bytes as `y`
-@group(0) @binding(4) var<storage, read> gamma: array<elem>;
-@group(0) @binding(5) var<storage, read> beta: array<elem>;
+// (4 and 5, gamma and beta, are declared by the params file.)
 @group(0) @binding(6) var<storage, read_write> mean_out: array<f32>;
 @group(0) @binding(7) var<storage, read_write> rstd_out: array<f32>;
 @group(0) @binding(8) var<uniform> params: Params;
@@ -94,30 +100,29 @@ fn block_moments(v: vec4<f32>) -> vec3<f32> {
     return vec3<f32>(4.0, m, dot(d, d));
 }
 
+// gamma[col] * v + beta[col] (either left out where the pipeline has none).
 fn affine(v: f32, col: u32) -> f32 {
     var out = v;
     if (HAS_GAMMA) {
-        out = out * f32(gamma[params.gamma_base + col]);
+        out = out * gamma_at(col);
     }
     if (HAS_BETA) {
-        out = out + f32(beta[params.beta_base + col]);
+        out = out + beta_at(col);
     }
     return out;
 }
 
+// The same for the four columns col .. col + 3.
 fn affine4(v: vec4<f32>, col: u32) -> vec4<f32> {
     var out = v;
     if (HAS_GAMMA) {
-        let g = params.gamma_base + col;
-        out = out * vec4<f32>(f32(gamma[g]), f32(gamma[g + 1u]), f32(gamma[g + 2u]), f32(gamma[g + 3u]));
+        out = out * gamma4_at(col);
     }
     if (HAS_BETA) {
-        let b = params.beta_base + col;
-        out = out + vec4<f32>(f32(beta[b]), f32(beta[b + 1u]), f32(beta[b + 2u]), f32(beta[b + 3u]));
+        out = out + beta4_at(col);
     }
     return out;
 }
-
 
 // Writes y (and s when asked) for the four values `v` starting at row-relative
 // column `col` (a vec4 of the body): (v - pivot - shifted_mean) * rstd, then

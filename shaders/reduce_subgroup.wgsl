@@ -1,7 +1,8 @@
 // Workgroup sum with subgroup operations: the reduction for adapters with SUBGROUP.
 //
-// Appended by the host to a kernel file (layer_norm_row_per_workgroup.wgsl or
-// layer_norm_split_row.wgsl, after layer_norm_common.wgsl), which declares
+// Appended by the host to a kernel file (layer_norm_row_per_workgroup.wgsl,
+// layer_norm_row_block.wgsl or layer_norm_split_row.wgsl, after
+// layer_norm_common.wgsl), which declares
 // `override WG: u32` (a multiple of the adapter's largest subgroup size, so every
 // subgroup is full).
 //
@@ -33,4 +34,11 @@ fn workgroup_sum(v: f32, ids: LaneIds) -> f32 {
     }
     workgroupBarrier();
     return total;
+}
+
+// The sum of `v` over a workgroup that is one subgroup (the row-block
+// kernel's plan makes sure: its lanes are the adapter's one subgroup size):
+// `subgroupAdd` alone, no barrier.
+fn block_sum4(v: vec4<f32>, ids: LaneIds) -> vec4<f32> {
+    return subgroupAdd(v);
 }

@@ -22,6 +22,12 @@ use crate::tensor::DType;
 pub const STORAGE_F32_WGSL: &str = include_str!("../shaders/storage_f32.wgsl");
 /// `shaders/storage_f16.wgsl`: the prelude of f16 kernels (`enable f16;`).
 pub const STORAGE_F16_WGSL: &str = include_str!("../shaders/storage_f16.wgsl");
+/// `shaders/layer_norm_params.wgsl`: gamma and beta as arrays of values.
+pub const LAYER_NORM_PARAMS_WGSL: &str = include_str!("../shaders/layer_norm_params.wgsl");
+/// `shaders/layer_norm_params_vec4.wgsl`: gamma and beta as vec4s, for
+/// pipelines whose rows are all vec4-aligned.
+pub const LAYER_NORM_PARAMS_VEC4_WGSL: &str =
+    include_str!("../shaders/layer_norm_params_vec4.wgsl");
 /// `shaders/layer_norm_input.wgsl`: the plain forward's loads.
 pub const LAYER_NORM_INPUT_WGSL: &str = include_str!("../shaders/layer_norm_input.wgsl");
 /// `shaders/layer_norm_input_residual.wgsl`: the fused residual forward's loads.
@@ -41,6 +47,11 @@ pub const LAYER_NORM_ROW_PER_SUBGROUP_WGSL: &str =
 /// `shaders/layer_norm_row_per_workgroup.wgsl`: one workgroup per row.
 pub const LAYER_NORM_ROW_PER_WORKGROUP_WGSL: &str =
     include_str!("../shaders/layer_norm_row_per_workgroup.wgsl");
+/// `shaders/layer_norm_eight_rows.wgsl`: eight rows in step, shared by the
+/// row-per-lane and row-block kernels.
+pub const LAYER_NORM_EIGHT_ROWS_WGSL: &str = include_str!("../shaders/layer_norm_eight_rows.wgsl");
+/// `shaders/layer_norm_row_block.wgsl`: a workgroup per block of eight rows.
+pub const LAYER_NORM_ROW_BLOCK_WGSL: &str = include_str!("../shaders/layer_norm_row_block.wgsl");
 /// `shaders/layer_norm_split_row.wgsl`: long rows cut into pieces.
 pub const LAYER_NORM_SPLIT_ROW_WGSL: &str = include_str!("../shaders/layer_norm_split_row.wgsl");
 /// `shaders/copy.wgsl`: the copy kernel benchmarks compare against.
@@ -74,6 +85,10 @@ pub struct LayerNormVariant {
     pub mean: bool,
     /// Write the per-row rstd.
     pub rstd: bool,
+    /// Every row of x and y, and gamma and beta, start on a vec4 boundary
+    /// (dim % 4 == 0 and vec4-aligned tensors): gamma and beta are bound as
+    /// vec4s, and the row-per-lane kernel reads and writes rows as vec4s.
+    pub vec4_rows: bool,
 }
 
 /// The entry points of the kernels.
@@ -233,8 +248,9 @@ enum PipelineKey {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum ModuleKey {
-    /// A forward kernel, its storage type, and whether it is fused with the residual.
-    Forward(Kernel, DType, bool),
+    /// A forward kernel, its storage type, whether it is fused with the
+    /// residual, and whether gamma and beta are read as vec4s.
+    Forward(Kernel, DType, bool, bool),
     Backward(Reduction, DType),
 }
 
@@ -252,9 +268,10 @@ fn reduction_file(reduction: Reduction) -> &'static str {
     }
 }
 
-/// The WGSL source of a plain f32 forward kernel: see [`layer_norm_source_as`].
+/// The WGSL source of a plain f32 forward kernel for any alignment: see
+/// [`layer_norm_source_as`].
 pub fn layer_norm_source(kernel: Kernel) -> String {
-    layer_norm_source_as(kernel, DType::F32, false)
+    layer_norm_source_as(kernel, DType::F32, false, false)
 }
 
 /// The WGSL source of the backward kernels, for f32 or f16 storage: the
@@ -269,16 +286,37 @@ pub fn norm_backward_source(reduction: Reduction, dtype: DType) -> String {
 }
 
 /// The WGSL source of a forward kernel (LayerNorm and RMSNorm alike) for f32
-/// or f16 storage, fused with a residual add or not: the storage prelude,
-/// the common file, the input file, the kernel file, and (where lanes reduce
-/// together) the reduction file.
-pub fn layer_norm_source_as(kernel: Kernel, dtype: DType, residual: bool) -> String {
+/// or f16 storage, fused with a residual add or not, with gamma and beta
+/// read as vec4s (`vec4_rows`, see [`LayerNormVariant::vec4_rows`]) or value
+/// by value: the storage prelude, the common file, the gamma/beta view, the
+/// input file, the kernel file, and (where lanes reduce together) the
+/// reduction file.
+pub fn layer_norm_source_as(
+    kernel: Kernel,
+    dtype: DType,
+    residual: bool,
+    vec4_rows: bool,
+) -> String {
+    let params = match vec4_rows {
+        false => LAYER_NORM_PARAMS_WGSL,
+        true => LAYER_NORM_PARAMS_VEC4_WGSL,
+    };
     let input = match residual {
         false => LAYER_NORM_INPUT_WGSL,
         true => LAYER_NORM_INPUT_RESIDUAL_WGSL,
     };
     let parts: &[&str] = match kernel {
-        Kernel::RowPerLane => &[LAYER_NORM_COMMON_WGSL, LAYER_NORM_ROW_PER_LANE_WGSL],
+        Kernel::RowPerLane => &[
+            LAYER_NORM_COMMON_WGSL,
+            LAYER_NORM_EIGHT_ROWS_WGSL,
+            LAYER_NORM_ROW_PER_LANE_WGSL,
+        ],
+        Kernel::RowBlock(reduction) => &[
+            LAYER_NORM_COMMON_WGSL,
+            LAYER_NORM_EIGHT_ROWS_WGSL,
+            LAYER_NORM_ROW_BLOCK_WGSL,
+            reduction_file(reduction),
+        ],
         Kernel::RowPerSubgroup => &[LAYER_NORM_COMMON_WGSL, LAYER_NORM_ROW_PER_SUBGROUP_WGSL],
         Kernel::RowPerWorkgroup(Reduction::Subgroup) => &[
             LAYER_NORM_COMMON_WGSL,
@@ -301,8 +339,8 @@ pub fn layer_norm_source_as(kernel: Kernel, dtype: DType, residual: bool) -> Str
             REDUCE_WORKGROUP_WGSL,
         ],
     };
-    // The input file goes right after the common file.
-    [prelude(dtype), parts[0], input]
+    // The gamma/beta view and the input file go right after the common file.
+    [prelude(dtype), parts[0], params, input]
         .into_iter()
         .chain(parts[1..].iter().copied())
         .collect::<Vec<_>>()
@@ -445,7 +483,12 @@ impl Kernels {
             variant,
             entry,
         };
-        let module = ModuleKey::Forward(plan.kernel, variant.dtype, variant.residual);
+        let module = ModuleKey::Forward(
+            plan.kernel,
+            variant.dtype,
+            variant.residual,
+            variant.vec4_rows,
+        );
         self.pipeline(ctx, key, module, entry, variant.residual, || {
             let mut constants = vec![
                 ("WG", plan.workgroup_size as f64),
@@ -455,6 +498,7 @@ impl Kernels {
                 ("WRITE_RSTD", flag(variant.rstd)),
                 ("RMS", flag(variant.rms)),
                 ("WRITE_Y", flag(!variant.stats_only)),
+                ("VEC4_ROWS", flag(variant.vec4_rows)),
             ];
             if variant.residual {
                 // Declared by layer_norm_input_residual.wgsl only.
@@ -566,9 +610,10 @@ impl Kernels {
             return Ok(m.clone());
         }
         let (source, dtype) = match key {
-            ModuleKey::Forward(kernel, dtype, residual) => {
-                (layer_norm_source_as(kernel, dtype, residual), dtype)
-            }
+            ModuleKey::Forward(kernel, dtype, residual, vec4_rows) => (
+                layer_norm_source_as(kernel, dtype, residual, vec4_rows),
+                dtype,
+            ),
             ModuleKey::Backward(reduction, dtype) => {
                 (norm_backward_source(reduction, dtype), dtype)
             }

@@ -21,8 +21,9 @@ pub enum Reduction {
 /// Which layer-norm kernel runs (each is a file in `shaders/`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
-    /// `layer_norm_row_per_lane.wgsl`: one invocation per row, no barriers,
-    /// x read once for rows of up to 1,024 values. For CPU adapters.
+    /// `layer_norm_row_per_lane.wgsl`: one invocation per block of
+    /// [`ROWS_PER_BLOCK`] rows, no barriers; whole vec4s where the rows are
+    /// vec4-aligned. For CPU adapters.
     RowPerLane,
     /// `layer_norm_row_per_subgroup.wgsl`: one subgroup per row, reduced with
     /// `subgroupAdd`, no barriers. Needs `Features::SUBGROUP`.
@@ -30,6 +31,11 @@ pub enum Kernel {
     /// `layer_norm_row_per_workgroup.wgsl`: one workgroup per row, with the
     /// given reduction across its lanes.
     RowPerWorkgroup(Reduction),
+    /// `layer_norm_row_block.wgsl`: one workgroup per block of
+    /// [`ROWS_PER_BLOCK`] rows, its lanes sharing the columns, with the given
+    /// reduction (with subgroups, the workgroup is one subgroup and has no
+    /// barrier). For CPU adapters' medium and long rows.
+    RowBlock(Reduction),
     /// `layer_norm_split_row.wgsl`: each row cut into pieces, one workgroup
     /// per piece (moments, combine, apply), for long rows and few of them.
     SplitRow(Reduction),
@@ -37,11 +43,13 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every kernel, in the order the autotuner tries them.
-    pub const ALL: [Kernel; 6] = [
+    pub const ALL: [Kernel; 8] = [
         Kernel::RowPerLane,
         Kernel::RowPerSubgroup,
         Kernel::RowPerWorkgroup(Reduction::Subgroup),
         Kernel::RowPerWorkgroup(Reduction::Workgroup),
+        Kernel::RowBlock(Reduction::Subgroup),
+        Kernel::RowBlock(Reduction::Workgroup),
         Kernel::SplitRow(Reduction::Subgroup),
         Kernel::SplitRow(Reduction::Workgroup),
     ];
@@ -54,6 +62,8 @@ impl Kernel {
             Kernel::RowPerSubgroup => "row-per-subgroup",
             Kernel::RowPerWorkgroup(Reduction::Subgroup) => "row-per-workgroup/subgroup",
             Kernel::RowPerWorkgroup(Reduction::Workgroup) => "row-per-workgroup/workgroup",
+            Kernel::RowBlock(Reduction::Subgroup) => "row-block/subgroup",
+            Kernel::RowBlock(Reduction::Workgroup) => "row-block/workgroup",
             Kernel::SplitRow(Reduction::Subgroup) => "split-row/subgroup",
             Kernel::SplitRow(Reduction::Workgroup) => "split-row/workgroup",
         }
@@ -65,6 +75,7 @@ impl Kernel {
             self,
             Kernel::RowPerSubgroup
                 | Kernel::RowPerWorkgroup(Reduction::Subgroup)
+                | Kernel::RowBlock(Reduction::Subgroup)
                 | Kernel::SplitRow(Reduction::Subgroup)
         )
     }
@@ -76,6 +87,7 @@ impl Kernel {
         match self {
             Kernel::RowPerLane => 16_384,
             Kernel::RowPerSubgroup => 65_536,
+            Kernel::RowBlock(_) => 131_072,
             Kernel::RowPerWorkgroup(_) | Kernel::SplitRow(_) => usize::MAX,
         }
     }
@@ -152,11 +164,24 @@ const TREE: Reduction = Reduction::Workgroup;
 /// 1x32x65536 from 5.7 to 3.0. The 8-lane rungs stop where a lane's two
 /// walks over its share of a row would near llvmpipe's 65,535 iterations.
 ///
+/// On CPU adapters, rows are taken eight at a time where they are many, so
+/// that gamma and beta are read once for eight rows: up to 1,024 values
+/// each lane walks its own eight rows (row per lane); beyond, the lanes of
+/// an 8-lane workgroup walk the same eight rows side by side, which keeps the
+/// block in cache between the two passes (row block; with subgroups it has no
+/// barrier at all). On lavapipe / GL (`wgpu-norm bench --all-kernels`), row
+/// per lane against row block: 1.70 / 1.87 and 1.77 / 2.04 at 4096x768,
+/// 1.95 / 1.79 and 2.08 / 1.94 at 1024x2048. Fewer than 32 rows (four
+/// blocks: two per core) go to the split-row kernel, which spreads one row
+/// over many workgroups.
+///
 /// | class | rows up to | dim up to | kernel                      | lanes |
 /// |-------|------------|-----------|-----------------------------|-------|
-/// | CPU   | any        | 4,096     | row per lane (4 rows/lane)  | 64    |
-/// | CPU   | 63         | any       | split row, subgroup         | 8     |
-/// | CPU   | 63         | any       | split row, tree             | 8     |
+/// | CPU   | any        | 1,024     | row per lane (8 rows/lane)  | 32    |
+/// | CPU   | 31         | any       | split row, subgroup         | 8     |
+/// | CPU   | 31         | any       | split row, tree             | 8     |
+/// | CPU   | any        | 131,072   | row block, subgroup         | 8     |
+/// | CPU   | any        | 131,072   | row block, tree             | 8     |
 /// | GPU   | any        | 1,024     | row per subgroup            | 128   |
 /// | GPU   | any        | 256       | row per workgroup, tree     | 32    |
 /// | GPU   | any        | 2,048     | row per workgroup, subgroup | 64    |
@@ -172,9 +197,11 @@ const TREE: Reduction = Reduction::Workgroup;
 /// | any   | any        | larger    | row per workgroup, subgroup | 1,024 |
 /// | any   | any        | larger    | row per workgroup, tree     | 1,024 |
 pub const LADDER: &[Rung] = &[
-    rung(Cpu, ANY, 4096, Kernel::RowPerLane, 64),
-    rung(Cpu, 63, ANY, Kernel::SplitRow(SUBGROUP), 8),
-    rung(Cpu, 63, ANY, Kernel::SplitRow(TREE), 8),
+    rung(Cpu, ANY, 1024, Kernel::RowPerLane, 32),
+    rung(Cpu, 31, ANY, Kernel::SplitRow(SUBGROUP), 8),
+    rung(Cpu, 31, ANY, Kernel::SplitRow(TREE), 8),
+    rung(Cpu, ANY, 131_072, Kernel::RowBlock(SUBGROUP), 8),
+    rung(Cpu, ANY, 131_072, Kernel::RowBlock(TREE), 8),
     rung(Gpu, ANY, 1024, Kernel::RowPerSubgroup, 128),
     rung(Gpu, ANY, 256, Kernel::RowPerWorkgroup(TREE), 32),
     rung(Gpu, ANY, 2048, Kernel::RowPerWorkgroup(SUBGROUP), 64),
@@ -196,6 +223,11 @@ pub const LADDER: &[Rung] = &[
 ];
 
 const ANY: usize = usize::MAX;
+
+/// Rows one lane of the row-per-lane kernel, or one workgroup of the
+/// row-block kernel, normalises in step (`ROWS_PER_BLOCK` of
+/// `shaders/layer_norm_eight_rows.wgsl`): gamma and beta are read once for them.
+pub const ROWS_PER_BLOCK: u32 = 8;
 
 /// Values per piece the split-row kernel aims for (so a piece keeps one
 /// workgroup busy, and no lane loops long).
@@ -227,24 +259,13 @@ impl LayerNormPlan {
         limits: &wgpu::Limits,
     ) -> Self {
         let class = AdapterClass::of(info);
-        let rung = LADDER
+        LADDER
             .iter()
-            .find(|r| {
-                r.class == class
-                    && rows <= r.max_rows
-                    && dim <= r.max_dim
-                    && (!r.kernel.needs_subgroups() || capabilities.subgroups.is_some())
+            .filter(|r| r.class == class && rows <= r.max_rows && dim <= r.max_dim)
+            .find_map(|r| {
+                Self::with_kernel(r.kernel, r.workgroup_size, dim, capabilities, info, limits).ok()
             })
-            .expect("the ladder ends with rungs for any dim, with and without subgroups");
-        Self::with_kernel(
-            rung.kernel,
-            rung.workgroup_size,
-            dim,
-            capabilities,
-            info,
-            limits,
-        )
-        .expect("ladder rungs only name kernels the adapter can run")
+            .expect("the ladder ends with rungs for any dim that any adapter can run")
     }
 
     /// A plan for `kernel` with (about) `workgroup_size` lanes: the size is
@@ -283,9 +304,27 @@ impl LayerNormPlan {
             if kernel == Kernel::RowPerSubgroup {
                 rows_per_workgroup = lanes / sizes.min;
             }
+            if kernel == Kernel::RowBlock(Reduction::Subgroup) {
+                // Its sums are one subgroupAdd: the workgroup must be one subgroup.
+                if sizes.min != sizes.max {
+                    return Err(Error::KernelUnsuitable {
+                        kernel: kernel.name(),
+                        reason: format!(
+                            "it needs one subgroup size, and adapter {} has {} to {}",
+                            info.name, sizes.min, sizes.max
+                        ),
+                    });
+                }
+                lanes = sizes.max;
+            }
+        }
+        if let Kernel::RowBlock(_) = kernel {
+            // Lanes 0-2 take the dim % 4 last columns; `partials` holds 256 lanes' vec4s.
+            lanes = lanes.clamp(4, 256);
+            rows_per_workgroup = ROWS_PER_BLOCK;
         }
         if kernel == Kernel::RowPerLane {
-            rows_per_workgroup = 4 * lanes;
+            rows_per_workgroup = ROWS_PER_BLOCK * lanes;
         }
         let splits = match kernel {
             Kernel::SplitRow(_) => dim.div_ceil(SPLIT_PIECE).clamp(1, 1024) as u32,
@@ -320,8 +359,8 @@ impl LayerNormPlan {
         let class = AdapterClass::of(info);
         let lanes = LADDER
             .iter()
-            .filter(|r| r.kernel == kernel && dim <= r.max_dim)
-            .min_by_key(|r| (r.class != class, r.max_dim))
+            .filter(|r| r.kernel == kernel)
+            .min_by_key(|r| (r.class != class, dim > r.max_dim, r.max_dim))
             .map_or(256, |r| r.workgroup_size);
         Self::with_kernel(kernel, lanes, dim, capabilities, info, limits)
     }
@@ -796,6 +835,28 @@ mod tests {
         let lavapipe = caps(Some((8, 8)));
         assert_eq!(plan(768, lavapipe, &cpu).kernel, Kernel::RowPerLane);
         assert_eq!(plan(768, lavapipe, &cpu).rows_per_workgroup, 256);
+        // Longer rows: a block of eight rows per 8-lane workgroup.
+        let p = plan(4096, lavapipe, &cpu);
+        assert_eq!(
+            (p.kernel, p.workgroup_size, p.rows_per_workgroup),
+            (Kernel::RowBlock(SUBGROUP), 8, 8)
+        );
+        assert_eq!(plan(4096, caps(None), &cpu).kernel, Kernel::RowBlock(TREE));
+        // Fewer than 32 long rows: split across workgroups.
+        let few = LayerNormPlan::new(31, 65_536, lavapipe, &cpu, &limits);
+        assert_eq!(few.kernel, Kernel::SplitRow(SUBGROUP));
+        let many = LayerNormPlan::new(32, 65_536, lavapipe, &cpu, &limits);
+        assert_eq!(many.kernel, Kernel::RowBlock(SUBGROUP));
+        // The subgroup row block sums with one subgroupAdd: it needs a single
+        // subgroup size.
+        let intel = caps(Some((8, 32)));
+        assert!(matches!(
+            LayerNormPlan::with_kernel(Kernel::RowBlock(SUBGROUP), 8, 4096, intel, &cpu, &limits),
+            Err(Error::KernelUnsuitable { .. })
+        ));
+        // A forced kernel takes its adapter class's lanes even past its rung's dims.
+        let forced = LayerNormPlan::forced(Kernel::RowPerLane, 4096, lavapipe, &cpu, &limits);
+        assert_eq!(forced.unwrap().workgroup_size, 32);
         assert_eq!(
             plan(1 << 20, lavapipe, &cpu).kernel,
             Kernel::RowPerWorkgroup(SUBGROUP)
@@ -838,10 +899,13 @@ mod tests {
         let p = LayerNormPlan::new(1, 1 << 20, caps(Some((8, 8))), &cpu, &limits);
         assert_eq!((p.kernel, p.splits), (Kernel::SplitRow(SUBGROUP), 128));
         assert_eq!(p.workgroup_size, 8, "one SIMD group of llvmpipe");
-        let p = LayerNormPlan::new(32, 65_536, caps(None), &cpu, &limits);
+        let p = LayerNormPlan::new(31, 65_536, caps(None), &cpu, &limits);
         assert_eq!((p.kernel, p.splits), (Kernel::SplitRow(TREE), 8));
-        // 64 rows or more: a workgroup of 8 lanes per row.
-        let p = LayerNormPlan::new(64, 65_536, caps(None), &cpu, &limits);
+        // 32 rows or more: a workgroup of 8 lanes per block of eight rows,
+        // then (past the row block's 131,072 values) per row.
+        let p = LayerNormPlan::new(32, 65_536, caps(None), &cpu, &limits);
+        assert_eq!((p.kernel, p.workgroup_size), (Kernel::RowBlock(TREE), 8));
+        let p = LayerNormPlan::new(64, 262_144, caps(None), &cpu, &limits);
         assert_eq!(
             (p.kernel, p.workgroup_size),
             (Kernel::RowPerWorkgroup(TREE), 8)

@@ -207,6 +207,20 @@ pub(crate) fn encode_forward(
         max_rows,
     )?;
     let residual = io.residual;
+    // Whether every row of x and y, and gamma and beta, start on a vec4
+    // boundary of their bindings: then gamma and beta are read as vec4s, and
+    // the row-per-lane kernel reads and writes whole vec4s.
+    let vec4_rows = cols % 4 == 0
+        && [io.gamma, io.beta]
+            .into_iter()
+            .flatten()
+            .all(|t| column_window(t, cols, align).base % 4 == 0)
+        && chunks.iter().all(|chunk| {
+            [Some(io.x), io.y]
+                .into_iter()
+                .flatten()
+                .all(|t| row_window(t, chunk, cols as u64, align).base % 4 == 0)
+        });
     let variant = LayerNormVariant {
         rms: norm == Norm::Rms,
         dtype,
@@ -218,6 +232,7 @@ pub(crate) fn encode_forward(
         residual_bias: residual.is_some_and(|r| r.bias.is_some()),
         sum: residual.is_some_and(|r| r.sum.is_some()),
         stats_only: io.y.is_none(),
+        vec4_rows,
     };
     // The dispatches of one chunk, in order.
     let steps: &[Entry] = match (plan.kernel, variant.stats_only) {
@@ -332,8 +347,8 @@ pub(crate) fn encode_forward(
                     Some((b, w)) => bind_vec4(b, w, dtype, dummy_out),
                     None => dummy_out.as_entire_binding(),
                 },
-                bind_optional(gamma, dummy_in),
-                bind_optional(beta, dummy_in),
+                bind_param(gamma, vec4_rows, dtype, dummy_in),
+                bind_param(beta, vec4_rows, dtype, dummy_in),
                 bind_optional(io.mean.map(|t| t.buffer()).zip(*mean), dummy_out),
                 bind_optional(io.rstd.map(|t| t.buffer()).zip(*rstd), dummy_out),
                 uniforms.binding(i),
@@ -380,6 +395,20 @@ pub(crate) fn encode_forward(
             }
         }
     })
+}
+
+/// A binding of gamma or beta: as values, or as vec4s where the pipeline
+/// reads them so (`vec4_rows`, layer_norm_params_vec4.wgsl).
+fn bind_param<'a>(
+    param: Option<(&'a wgpu::Buffer, plan::BindingWindow)>,
+    vec4_rows: bool,
+    dtype: DType,
+    dummy: &'a wgpu::Buffer,
+) -> wgpu::BindingResource<'a> {
+    match param {
+        Some((buffer, w)) if vec4_rows => bind_vec4(buffer, w, dtype, dummy),
+        param => bind_optional(param, dummy),
+    }
 }
 
 /// Workgroups of one dispatch of `entry` over `rows` rows.

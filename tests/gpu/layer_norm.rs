@@ -1,6 +1,6 @@
 //! Layer-norm forward against the f64 reference, on data that hurts.
 
-use wgpu_norm::{GpuTensor, Kernel, LayerNorm, reference, synthetic};
+use wgpu_norm::{Context, ContextOptions, GpuTensor, Kernel, LayerNorm, reference, synthetic};
 
 use crate::common::{check, ctx, forward, kernels};
 
@@ -24,7 +24,14 @@ fn every_dim_and_small_row_count_matches_the_reference() {
     for kernel in kernels(ctx) {
         let op = LayerNorm::new().with_kernel(kernel);
         for (i, &dim) in DIMS.iter().enumerate() {
-            for rows in [1usize, 2, 3] {
+            // 7, 12 and 14 rows end in blocks of 7, 4 and 6 of the kernels
+            // that take eight rows at a time.
+            let row_counts: &[usize] = if dim < 65_536 {
+                &[1, 2, 3, 7, 12, 14]
+            } else {
+                &[1, 2, 3]
+            };
+            for &rows in row_counts {
                 let seed = (i * 10 + rows) as u64;
                 let x = synthetic::normal(seed, rows * dim, 0.5, 2.0);
                 let (g, b) = params(seed + 100, dim);
@@ -252,14 +259,21 @@ fn tensor_over_the_binding_limit_is_chunked() {
 fn caller_buffers_at_odd_offsets() {
     let _serial = crate::common::gl_serial();
     // Tensors wrapped in a caller's buffer at offsets that are not 16-byte
-    // (nor 256-byte) aligned: the kernel's head/vec4/tail split and the
-    // binding windows must cope, also when x and y differ in phase.
-    let ctx = ctx();
-    let (rows, dim) = (9usize, 37usize);
-    let x = synthetic::normal(61, rows * dim, 1.0, 1.0);
-    let want = reference::layer_norm(&x, dim, None, None, 1e-5);
-    let tol = reference::layer_norm_tolerance(&x, &want, None, None);
-    for (x_off, y_off) in [(4u64, 4u64), (4, 8), (260, 0), (12, 1028)] {
+    // (nor 256-byte) aligned: the kernels' head/vec4/tail split and the
+    // binding windows must cope, also when x and y differ in phase. With a
+    // dim of whole vec4s, a misaligned x, y, gamma or beta turns the vec4
+    // paths (VEC4_ROWS) off; the aligned cases (16, 32, 0 or 16) keep them
+    // on. On a device whose storage bindings must start at multiples of 256
+    // bytes, a tensor then starts inside its binding window (a non-zero base).
+    let mut limits = ctx().limits().clone();
+    limits.min_storage_buffer_offset_alignment = 256;
+    let strict = pollster::block_on(Context::with_options(ContextOptions {
+        limits: Some(limits),
+        ..Default::default()
+    }))
+    .unwrap();
+    let rows = 9usize;
+    for ctx in [ctx(), &strict] {
         let make = |len: usize| {
             ctx.device().create_buffer(&wgpu::BufferDescriptor {
                 label: None,
@@ -268,28 +282,51 @@ fn caller_buffers_at_odd_offsets() {
                 mapped_at_creation: false,
             })
         };
-        let xb = make(x.len());
-        ctx.queue()
-            .write_buffer(&xb, x_off, bytemuck::cast_slice(&x));
-        let xt = GpuTensor::from_buffer(xb, x_off, &[rows, dim]).unwrap();
-        let yt = GpuTensor::from_buffer(make(x.len()), y_off, &[rows, dim]).unwrap();
-        let mut encoder = ctx.device().create_command_encoder(&Default::default());
-        let io = wgpu_norm::LayerNormIo {
-            x: &xt,
-            y: &yt,
-            gamma: None,
-            beta: None,
-            mean: None,
-            rstd: None,
-            residual: None,
+        let upload = |values: &[f32], offset: u64, shape: &[usize]| {
+            let buffer = make(values.len());
+            ctx.queue()
+                .write_buffer(&buffer, offset, bytemuck::cast_slice(values));
+            GpuTensor::from_buffer(buffer, offset, shape).unwrap()
         };
-        LayerNorm::new().encode(ctx, &mut encoder, &io).unwrap();
-        ctx.queue().submit([encoder.finish()]);
-        let err = reference::max_abs_error(&yt.read(ctx).unwrap(), &want.y);
-        assert!(
-            err <= tol,
-            "offsets x {x_off} y {y_off}: {err:.3e} > {tol:.3e}"
-        );
+        let alignment = ctx.limits().min_storage_buffer_offset_alignment;
+        for kernel in kernels(ctx) {
+            let op = LayerNorm::new().with_kernel(kernel);
+            for dim in [36usize, 37] {
+                let x = synthetic::normal(61, rows * dim, 1.0, 1.0);
+                let (g, b) = params(62, dim);
+                let want = reference::layer_norm(&x, dim, Some(&g), Some(&b), 1e-5);
+                let tol = reference::layer_norm_tolerance(&x, &want, Some(&g), Some(&b));
+                for (x_off, y_off, param_off) in [
+                    (4u64, 4u64, 0u64),
+                    (4, 8, 0),
+                    (260, 0, 0),
+                    (12, 1028, 0),
+                    (16, 32, 0),
+                    (16, 32, 16),
+                    (16, 32, 4),
+                ] {
+                    let xt = upload(&x, x_off, &[rows, dim]);
+                    let yt = GpuTensor::from_buffer(make(x.len()), y_off, &[rows, dim]).unwrap();
+                    let gt = upload(&g, param_off, &[dim]);
+                    let bt = upload(&b, 2 * param_off, &[dim]);
+                    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+                    let io = wgpu_norm::LayerNormIo {
+                        gamma: Some(&gt),
+                        beta: Some(&bt),
+                        ..wgpu_norm::LayerNormIo::new(&xt, &yt)
+                    };
+                    op.encode(ctx, &mut encoder, &io).unwrap();
+                    ctx.queue().submit([encoder.finish()]);
+                    let err = reference::max_abs_error(&yt.read(ctx).unwrap(), &want.y);
+                    assert!(
+                        err <= tol,
+                        "{} dim {dim}, offsets x {x_off} y {y_off} gamma/beta {param_off}, \
+                         binding alignment {alignment}: {err:.3e} > {tol:.3e}",
+                        kernel.name()
+                    );
+                }
+            }
+        }
     }
 }
 

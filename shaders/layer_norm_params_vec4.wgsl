@@ -1,0 +1,30 @@
+// gamma and beta as arrays of vec4s, for pipelines whose rows are all
+// vec4-aligned (VEC4_ROWS: dim % 4 == 0, and params.gamma_base and
+// params.beta_base are multiples of 4). Four columns cost one load instead of
+// four: on Mesa's llvmpipe a load is a loop over the lanes, and a vec4 shares
+// one trip of that loop between its four values. `col` is a row-relative
+// column; `gamma4_at` and `beta4_at` take a multiple of 4.
+
+@group(0) @binding(4) var<storage, read> gamma4: array<vec4<elem>>;
+@group(0) @binding(5) var<storage, read> beta4: array<vec4<elem>>;
+
+// One column. Where VEC4_ROWS no row has a scalar head or tail column, so the
+// kernels' one-value helpers that call these are not reached; they are here
+// so that those helpers compile.
+fn gamma_at(col: u32) -> f32 {
+    let g = params.gamma_base + col;
+    return f32(gamma4[g / 4u][g % 4u]);
+}
+
+fn beta_at(col: u32) -> f32 {
+    let b = params.beta_base + col;
+    return f32(beta4[b / 4u][b % 4u]);
+}
+
+fn gamma4_at(col: u32) -> vec4<f32> {
+    return vec4<f32>(gamma4[(params.gamma_base + col) / 4u]);
+}
+
+fn beta4_at(col: u32) -> vec4<f32> {
+    return vec4<f32>(beta4[(params.beta_base + col) / 4u]);
+}
