@@ -13,9 +13,10 @@
 //   reduce_workgroup.wgsl - workgroup memory and two barriers
 //
 // Why: the row-per-lane kernel gives each lane eight rows, so the lanes of a
-// SIMD group walk 64 rows at once; for long rows that spreads the accesses
-// over hundreds of pages and the rows fall out of cache between the two
-// passes. Here the lanes of a workgroup walk the same eight rows side by side:
+// SIMD group walk 64 rows at once: at 4,096 values a row that is 1 MiB of x
+// between the two passes, and there it measured 2.1-2.4 times a copy on
+// lavapipe against this kernel's 1.8-1.9. Here the lanes of a workgroup walk
+// the same eight rows side by side:
 // lane k takes quads (four columns) k, k + WG, k + 2 WG, ... of each row.
 // gamma and beta are still read once for the eight rows, and on llvmpipe a
 // workgroup of 8 lanes is one SIMD group: with subgroups it needs no barrier

@@ -171,15 +171,16 @@ const TREE: Reduction = Reduction::Workgroup;
 /// block in cache between the two passes (row block; with subgroups it has no
 /// barrier at all). On lavapipe / GL (`wgpu-norm bench --all-kernels`), row
 /// per lane against row block: 1.70 / 1.87 and 1.77 / 2.04 at 4096x768,
-/// 1.95 / 1.79 and 2.08 / 1.94 at 1024x2048. Fewer than 32 rows (four
-/// blocks: two per core) go to the split-row kernel, which spreads one row
-/// over many workgroups.
+/// 1.95 / 1.79 and 2.08 / 1.94 at 1024x2048. Fewer than 16 rows (under two
+/// blocks, one per core) go to the split-row kernel, which spreads a row over
+/// many workgroups: at 16x65536 the row block measured 1.85–2.05 and split
+/// row 2.91–3.06, at 8x65536 3.35–3.50 against 2.79–3.00.
 ///
 /// | class | rows up to | dim up to | kernel                      | lanes |
 /// |-------|------------|-----------|-----------------------------|-------|
 /// | CPU   | any        | 1,024     | row per lane (8 rows/lane)  | 32    |
-/// | CPU   | 31         | any       | split row, subgroup         | 8     |
-/// | CPU   | 31         | any       | split row, tree             | 8     |
+/// | CPU   | 15         | any       | split row, subgroup         | 8     |
+/// | CPU   | 15         | any       | split row, tree             | 8     |
 /// | CPU   | any        | 131,072   | row block, subgroup         | 8     |
 /// | CPU   | any        | 131,072   | row block, tree             | 8     |
 /// | GPU   | any        | 1,024     | row per subgroup            | 128   |
@@ -198,8 +199,8 @@ const TREE: Reduction = Reduction::Workgroup;
 /// | any   | any        | larger    | row per workgroup, tree     | 1,024 |
 pub const LADDER: &[Rung] = &[
     rung(Cpu, ANY, 1024, Kernel::RowPerLane, 32),
-    rung(Cpu, 31, ANY, Kernel::SplitRow(SUBGROUP), 8),
-    rung(Cpu, 31, ANY, Kernel::SplitRow(TREE), 8),
+    rung(Cpu, 15, ANY, Kernel::SplitRow(SUBGROUP), 8),
+    rung(Cpu, 15, ANY, Kernel::SplitRow(TREE), 8),
     rung(Cpu, ANY, 131_072, Kernel::RowBlock(SUBGROUP), 8),
     rung(Cpu, ANY, 131_072, Kernel::RowBlock(TREE), 8),
     rung(Gpu, ANY, 1024, Kernel::RowPerSubgroup, 128),
@@ -842,10 +843,10 @@ mod tests {
             (Kernel::RowBlock(SUBGROUP), 8, 8)
         );
         assert_eq!(plan(4096, caps(None), &cpu).kernel, Kernel::RowBlock(TREE));
-        // Fewer than 32 long rows: split across workgroups.
-        let few = LayerNormPlan::new(31, 65_536, lavapipe, &cpu, &limits);
+        // Fewer than 16 long rows: split across workgroups.
+        let few = LayerNormPlan::new(15, 65_536, lavapipe, &cpu, &limits);
         assert_eq!(few.kernel, Kernel::SplitRow(SUBGROUP));
-        let many = LayerNormPlan::new(32, 65_536, lavapipe, &cpu, &limits);
+        let many = LayerNormPlan::new(16, 65_536, lavapipe, &cpu, &limits);
         assert_eq!(many.kernel, Kernel::RowBlock(SUBGROUP));
         // The subgroup row block sums with one subgroupAdd: it needs a single
         // subgroup size.
@@ -899,11 +900,11 @@ mod tests {
         let p = LayerNormPlan::new(1, 1 << 20, caps(Some((8, 8))), &cpu, &limits);
         assert_eq!((p.kernel, p.splits), (Kernel::SplitRow(SUBGROUP), 128));
         assert_eq!(p.workgroup_size, 8, "one SIMD group of llvmpipe");
-        let p = LayerNormPlan::new(31, 65_536, caps(None), &cpu, &limits);
+        let p = LayerNormPlan::new(15, 65_536, caps(None), &cpu, &limits);
         assert_eq!((p.kernel, p.splits), (Kernel::SplitRow(TREE), 8));
-        // 32 rows or more: a workgroup of 8 lanes per block of eight rows,
+        // 16 rows or more: a workgroup of 8 lanes per block of eight rows,
         // then (past the row block's 131,072 values) per row.
-        let p = LayerNormPlan::new(32, 65_536, caps(None), &cpu, &limits);
+        let p = LayerNormPlan::new(16, 65_536, caps(None), &cpu, &limits);
         assert_eq!((p.kernel, p.workgroup_size), (Kernel::RowBlock(TREE), 8));
         let p = LayerNormPlan::new(64, 262_144, caps(None), &cpu, &limits);
         assert_eq!(
