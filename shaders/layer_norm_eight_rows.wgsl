@@ -129,7 +129,7 @@ struct RowStats {
 
 // From whole-row moments: rstd = 1 / sqrt(M2 / dim + epsilon); for RMSNorm
 // the mean square is var + mean^2. Writes mean and rstd where asked.
-fn row_stats(rows: EightRows, shifted_lo: vec4<f32>, shifted_hi: vec4<f32>, m2_lo: vec4<f32>, m2_hi: vec4<f32>, write: bool) -> RowStats {
+fn row_stats_of(rows: EightRows, shifted_lo: vec4<f32>, shifted_hi: vec4<f32>, m2_lo: vec4<f32>, m2_hi: vec4<f32>, write: bool) -> RowStats {
     let n = f32(params.dim);
     var ms_lo = max(m2_lo / n, vec4<f32>(0.0));
     var ms_hi = max(m2_hi / n, vec4<f32>(0.0));

@@ -57,7 +57,7 @@ fn layer_norm_forward(
     }
 
     // 2. rstd (and mean and rstd written where asked).
-    let s = row_stats(rows, m.mean_lo, m.mean_hi, m.m2_lo, m.m2_hi, true);
+    let s = row_stats_of(rows, m.mean_lo, m.mean_hi, m.m2_lo, m.m2_hi, true);
     if (!WRITE_Y) {
         return;
     }

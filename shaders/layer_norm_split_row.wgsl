@@ -13,20 +13,14 @@
 //   split_apply    one workgroup per (row, piece): normalises the piece.
 //
 // x is read twice and y written once, as in the one-workgroup-per-row kernel.
-// The host prepends layer_norm_common.wgsl and appends a reduction file
-// (reduce_subgroup.wgsl or reduce_workgroup.wgsl), which provides `LaneIds`
-// and `workgroup_sum`.
+// The host prepends layer_norm_common.wgsl (and the gamma/beta view and input
+// file), then layer_norm_pieces.wgsl (`SPLITS`, the scratch bindings and
+// split_combine), and appends a reduction file (reduce_subgroup.wgsl or
+// reduce_workgroup.wgsl), which provides `LaneIds` and `workgroup_sum`.
 //
 // Pieces: the row's vec4 body (after the scalar head that reaches a 16-byte
 // boundary) is cut into SPLITS runs of `piece4` vec4s; the head goes with the
 // first piece and the tail with the last.
-
-override SPLITS: u32 = 8u;
-
-// (count, shifted mean, M2) of each piece, row-major: [row * SPLITS + piece].
-@group(0) @binding(9) var<storage, read_write> piece_moments: array<vec4<f32>>;
-// (pivot, shifted mean, rstd) of each row.
-@group(0) @binding(10) var<storage, read_write> row_stats: array<vec4<f32>>;
 
 struct Piece {
     row: u32,
@@ -71,32 +65,6 @@ fn split_stats(
     let m2 = workgroup_sum(acc.z + acc.x * dev * dev, ids);
     if (lid == 0u) {
         piece_moments[p.row * SPLITS + p.piece] = vec4<f32>(n, mean, m2, 0.0);
-    }
-}
-
-@compute @workgroup_size(64)
-fn split_combine(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) groups: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let row = (wid.y * groups.x + wid.x) * 64u + lid;
-    if (row >= params.rows) {
-        return;
-    }
-    var acc = vec3<f32>(0.0);
-    for (var s = 0u; s < SPLITS; s += 1u) {
-        acc = chan_merge(acc, piece_moments[row * SPLITS + s].xyz);
-    }
-    let pivot = load_x(params.x_base + row * params.dim);
-    let rstd = row_rstd(pivot, acc.y, acc.z, f32(params.dim));
-    let c = centre(pivot, acc.y);
-    row_stats[row] = vec4<f32>(c.x, c.y, rstd, 0.0);
-    if (WRITE_MEAN) {
-        mean_out[params.mean_base + row] = pivot + acc.y;
-    }
-    if (WRITE_RSTD) {
-        rstd_out[params.rstd_base + row] = rstd;
     }
 }
 

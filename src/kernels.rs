@@ -52,6 +52,16 @@ pub const LAYER_NORM_ROW_PER_WORKGROUP_WGSL: &str =
 pub const LAYER_NORM_EIGHT_ROWS_WGSL: &str = include_str!("../shaders/layer_norm_eight_rows.wgsl");
 /// `shaders/layer_norm_row_block.wgsl`: a workgroup per block of eight rows.
 pub const LAYER_NORM_ROW_BLOCK_WGSL: &str = include_str!("../shaders/layer_norm_row_block.wgsl");
+/// `shaders/layer_norm_row_block_subgroup.wgsl`: the row block's entry point
+/// with subgroups.
+pub const LAYER_NORM_ROW_BLOCK_SUBGROUP_WGSL: &str =
+    include_str!("../shaders/layer_norm_row_block_subgroup.wgsl");
+/// `shaders/layer_norm_row_block_pieces.wgsl`: the row block's entry points
+/// without subgroups.
+pub const LAYER_NORM_ROW_BLOCK_PIECES_WGSL: &str =
+    include_str!("../shaders/layer_norm_row_block_pieces.wgsl");
+/// `shaders/layer_norm_pieces.wgsl`: pieces of rows and their combination.
+pub const LAYER_NORM_PIECES_WGSL: &str = include_str!("../shaders/layer_norm_pieces.wgsl");
 /// `shaders/layer_norm_split_row.wgsl`: long rows cut into pieces.
 pub const LAYER_NORM_SPLIT_ROW_WGSL: &str = include_str!("../shaders/layer_norm_split_row.wgsl");
 /// `shaders/copy.wgsl`: the copy kernel benchmarks compare against.
@@ -116,6 +126,10 @@ pub(crate) enum Entry {
     SplitCombine,
     /// `split_apply` of the split-row kernel.
     SplitApply,
+    /// `row_block_moments` of the row-block kernel without subgroups.
+    RowBlockMoments,
+    /// `row_block_apply` of the row-block kernel without subgroups.
+    RowBlockApply,
 }
 
 impl Entry {
@@ -131,6 +145,10 @@ impl Entry {
             (Entry::SplitCombine, true) => &[0, 6, 7, 8, 9, 10, 11, 12],
             (Entry::SplitApply, false) => &[0, 1, 2, 3, 4, 5, 8, 10],
             (Entry::SplitApply, true) => &[0, 1, 2, 3, 4, 5, 8, 10, 11, 12, 13],
+            (Entry::RowBlockMoments, false) => &[0, 1, 8, 9],
+            (Entry::RowBlockMoments, true) => &[0, 1, 8, 9, 11, 12],
+            (Entry::RowBlockApply, false) => &[0, 1, 2, 3, 4, 5, 8, 10],
+            (Entry::RowBlockApply, true) => &[0, 1, 2, 3, 4, 5, 8, 10, 11, 12, 13],
             (Entry::DxFourRowsPerLane, _) => &[0, 1, 2, 3, 4, 5, 6, 9],
             (Entry::DxRowPerWorkgroup, _) => &[0, 1, 2, 3, 4, 5, 9, 10],
             (Entry::DxSplitSums, _) => &[0, 1, 2, 3, 4, 9, 11],
@@ -183,8 +201,9 @@ impl Entry {
                 _ => Storage { read_only: false },
             }
         } else {
-            // shaders/layer_norm_common.wgsl (0-8, 11-13) and
-            // layer_norm_split_row.wgsl (9, 10).
+            // shaders/layer_norm_common.wgsl (0-8), the gamma/beta view
+            // (4, 5), layer_norm_pieces.wgsl (9, 10) and
+            // layer_norm_input_residual.wgsl (11-13).
             match binding {
                 // x, x4, gamma, beta, residual, residual_bias
                 0 | 1 | 4 | 5 | 11 | 12 => Storage { read_only: true },
@@ -218,6 +237,8 @@ impl Entry {
             Entry::SplitStats => "split_stats",
             Entry::SplitCombine => "split_combine",
             Entry::SplitApply => "split_apply",
+            Entry::RowBlockMoments => "row_block_moments",
+            Entry::RowBlockApply => "row_block_apply",
         }
     }
 }
@@ -311,11 +332,18 @@ pub fn layer_norm_source_as(
             LAYER_NORM_EIGHT_ROWS_WGSL,
             LAYER_NORM_ROW_PER_LANE_WGSL,
         ],
-        Kernel::RowBlock(reduction) => &[
+        Kernel::RowBlock(Reduction::Subgroup) => &[
             LAYER_NORM_COMMON_WGSL,
             LAYER_NORM_EIGHT_ROWS_WGSL,
             LAYER_NORM_ROW_BLOCK_WGSL,
-            reduction_file(reduction),
+            LAYER_NORM_ROW_BLOCK_SUBGROUP_WGSL,
+        ],
+        Kernel::RowBlock(Reduction::Workgroup) => &[
+            LAYER_NORM_COMMON_WGSL,
+            LAYER_NORM_EIGHT_ROWS_WGSL,
+            LAYER_NORM_ROW_BLOCK_WGSL,
+            LAYER_NORM_PIECES_WGSL,
+            LAYER_NORM_ROW_BLOCK_PIECES_WGSL,
         ],
         Kernel::RowPerSubgroup => &[LAYER_NORM_COMMON_WGSL, LAYER_NORM_ROW_PER_SUBGROUP_WGSL],
         Kernel::RowPerWorkgroup(Reduction::Subgroup) => &[
@@ -330,11 +358,13 @@ pub fn layer_norm_source_as(
         ],
         Kernel::SplitRow(Reduction::Subgroup) => &[
             LAYER_NORM_COMMON_WGSL,
+            LAYER_NORM_PIECES_WGSL,
             LAYER_NORM_SPLIT_ROW_WGSL,
             REDUCE_SUBGROUP_WGSL,
         ],
         Kernel::SplitRow(Reduction::Workgroup) => &[
             LAYER_NORM_COMMON_WGSL,
+            LAYER_NORM_PIECES_WGSL,
             LAYER_NORM_SPLIT_ROW_WGSL,
             REDUCE_WORKGROUP_WGSL,
         ],
@@ -509,7 +539,9 @@ impl Kernels {
                 Kernel::RowPerSubgroup => {
                     constants.push(("ROWS_PER_WG", plan.rows_per_workgroup as f64))
                 }
-                Kernel::SplitRow(_) => constants.push(("SPLITS", plan.splits as f64)),
+                Kernel::SplitRow(_) | Kernel::RowBlock(Reduction::Workgroup) => {
+                    constants.push(("SPLITS", plan.splits as f64))
+                }
                 _ => {}
             }
             constants

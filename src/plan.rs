@@ -320,8 +320,8 @@ impl LayerNormPlan {
             }
         }
         if let Kernel::RowBlock(_) = kernel {
-            // Lanes 0-2 take the dim % 4 last columns; `partials` holds 256 lanes' vec4s.
-            lanes = lanes.clamp(4, 256);
+            // Lanes 0-2 take the dim % 4 last columns.
+            lanes = lanes.max(4);
             rows_per_workgroup = ROWS_PER_BLOCK;
         }
         if kernel == Kernel::RowPerLane {
@@ -329,6 +329,8 @@ impl LayerNormPlan {
         }
         let splits = match kernel {
             Kernel::SplitRow(_) => dim.div_ceil(SPLIT_PIECE).clamp(1, 1024) as u32,
+            // Without subgroups every lane's share of a row is a piece.
+            Kernel::RowBlock(Reduction::Workgroup) => lanes,
             _ => 1,
         };
         if let Kernel::SplitRow(_) = kernel {

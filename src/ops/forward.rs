@@ -10,7 +10,7 @@ use crate::ops::encoding::{
     Uniforms, begin_pass, bind_group, column_window, dispatch, pass_label, row_window,
 };
 use crate::ops::layer_norm::{LayerNorm, shape_string};
-use crate::plan::{self, Kernel, LayerNormPlan};
+use crate::plan::{self, Kernel, LayerNormPlan, Reduction};
 use crate::tensor::{DType, GpuTensor};
 use crate::ticks::Ticks;
 
@@ -240,6 +240,14 @@ pub(crate) fn encode_forward(
             &[Entry::SplitStats, Entry::SplitCombine, Entry::SplitApply]
         }
         (Kernel::SplitRow(_), true) => &[Entry::SplitStats, Entry::SplitCombine],
+        (Kernel::RowBlock(Reduction::Workgroup), false) => &[
+            Entry::RowBlockMoments,
+            Entry::SplitCombine,
+            Entry::RowBlockApply,
+        ],
+        (Kernel::RowBlock(Reduction::Workgroup), true) => {
+            &[Entry::RowBlockMoments, Entry::SplitCombine]
+        }
         _ => &[Entry::Forward],
     };
     let kernels = ctx.kernels();
@@ -276,8 +284,9 @@ pub(crate) fn encode_forward(
         let bias = residual
             .and_then(|r| r.bias)
             .map(|t| (t.buffer(), column_window(t)));
-        // Scratch of the split-row kernel, sized for the largest chunk and
-        // reused chunk after chunk (dispatches in a pass run in order).
+        // Scratch of the kernels that combine pieces of rows (split-row, the
+        // row block without subgroups), sized for the largest chunk and reused
+        // chunk after chunk (dispatches in a pass run in order).
         let most_rows = chunks.iter().map(|c| c.rows).max().unwrap_or(1);
         let scratch = |label, vec4s: u64| {
             ctx.device().create_buffer(&wgpu::BufferDescriptor {
@@ -287,10 +296,10 @@ pub(crate) fn encode_forward(
                 mapped_at_creation: false,
             })
         };
-        let split_scratch = matches!(plan.kernel, Kernel::SplitRow(_)).then(|| {
+        let split_scratch = steps.contains(&Entry::SplitCombine).then(|| {
             (
-                scratch("split-row piece moments", most_rows * plan.splits as u64),
-                scratch("split-row row stats", most_rows),
+                scratch("piece moments", most_rows * plan.splits as u64),
+                scratch("row stats", most_rows),
             )
         });
 
@@ -415,6 +424,10 @@ fn bind_param<'a>(
 fn workgroups(entry: Entry, plan: &LayerNormPlan, rows: u64) -> u64 {
     match entry {
         Entry::SplitStats | Entry::SplitApply => rows * plan.splits as u64,
+        // A block of eight rows per workgroup.
+        Entry::RowBlockMoments | Entry::RowBlockApply => {
+            rows.div_ceil(plan.rows_per_workgroup as u64)
+        }
         // split_combine: 64 lanes, one row each.
         Entry::SplitCombine => rows.div_ceil(64),
         _ => rows.div_ceil(plan.rows_per_workgroup as u64),
