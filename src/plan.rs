@@ -12,9 +12,13 @@ use crate::tensor::DType;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Reduction {
     /// `subgroupAdd` within each subgroup, then one workgroup-memory slot per
-    /// subgroup (`shaders/reduce_subgroup.wgsl`). Needs `Features::SUBGROUP`.
+    /// subgroup (`shaders/reduce_subgroup.wgsl`; the row block's workgroup is
+    /// one subgroup and sums with `subgroupAdd` alone). Needs `Features::SUBGROUP`.
     Subgroup,
-    /// A tree in workgroup memory (`shaders/reduce_workgroup.wgsl`). Runs everywhere.
+    /// Without subgroups: a tree in workgroup memory
+    /// (`shaders/reduce_workgroup.wgsl`; the row block instead writes its
+    /// lanes' moments to a buffer and combines them in a dispatch of their
+    /// own). Runs everywhere.
     Workgroup,
 }
 
@@ -32,9 +36,10 @@ pub enum Kernel {
     /// given reduction across its lanes.
     RowPerWorkgroup(Reduction),
     /// `layer_norm_row_block.wgsl`: one workgroup per block of
-    /// [`ROWS_PER_BLOCK`] rows, its lanes sharing the columns, with the given
-    /// reduction (with subgroups, the workgroup is one subgroup and has no
-    /// barrier). For CPU adapters' medium and long rows.
+    /// [`ROWS_PER_BLOCK`] rows, its lanes sharing the columns, no barriers:
+    /// with subgroups the workgroup is one subgroup and sums with
+    /// `subgroupAdd`; without, the lanes' moments are combined in a dispatch
+    /// of their own. For CPU adapters' medium and long rows.
     RowBlock(Reduction),
     /// `layer_norm_split_row.wgsl`: each row cut into pieces, one workgroup
     /// per piece (moments, combine, apply), for long rows and few of them.
@@ -167,11 +172,13 @@ const TREE: Reduction = Reduction::Workgroup;
 /// On CPU adapters, rows are taken eight at a time where they are many, so
 /// that gamma and beta are read once for eight rows: up to 1,024 values
 /// each lane walks its own eight rows (row per lane); beyond, the lanes of
-/// an 8-lane workgroup walk the same eight rows side by side, which keeps the
-/// block in cache between the two passes (row block; with subgroups it has no
-/// barrier at all). On lavapipe / GL (`wgpu-norm bench --all-kernels`), row
-/// per lane against row block: 1.70 / 1.87 and 1.77 / 2.04 at 4096x768,
-/// 1.95 / 1.79 and 2.08 / 1.94 at 1024x2048. Fewer than 16 rows (under two
+/// an 8-lane workgroup walk the same eight rows side by side (row block),
+/// which measured better on long rows; neither has a barrier (the row block
+/// sums its lanes with `subgroupAdd`, or without subgroups in a dispatch of
+/// its own). On lavapipe / GL (`wgpu-norm bench --all-kernels`), row per lane
+/// against row block (the latter still with workgroup-memory sums on GL):
+/// 1.70 / 1.87 and 1.77 / 2.04 at 4096x768, 1.95 / 1.79 and 2.08 / 1.94 at
+/// 1024x2048. Fewer than 16 rows (under two
 /// blocks, one per core) go to the split-row kernel, which spreads a row over
 /// many workgroups: at 16x65536 the row block measured 1.85–2.05 and split
 /// row 2.91–3.06, at 8x65536 3.35–3.50 against 2.79–3.00.
@@ -182,7 +189,7 @@ const TREE: Reduction = Reduction::Workgroup;
 /// | CPU   | 15         | any       | split row, subgroup         | 8     |
 /// | CPU   | 15         | any       | split row, tree             | 8     |
 /// | CPU   | any        | 131,072   | row block, subgroup         | 8     |
-/// | CPU   | any        | 131,072   | row block, tree             | 8     |
+/// | CPU   | any        | 131,072   | row block, no subgroups     | 8     |
 /// | GPU   | any        | 1,024     | row per subgroup            | 128   |
 /// | GPU   | any        | 256       | row per workgroup, tree     | 32    |
 /// | GPU   | any        | 2,048     | row per workgroup, subgroup | 64    |
