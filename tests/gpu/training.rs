@@ -207,14 +207,14 @@ fn rms_norm_every_kernel_and_dim() {
     let _serial = gl_serial();
     let ctx = ctx();
     for kernel in kernels(ctx) {
-        for (i, &dim) in [1usize, 2, 3, 5, 7, 33, 64, 257, 1025, 4097]
+        for (i, &dim) in [1usize, 2, 3, 5, 7, 33, 64, 257, 1025, 2048, 4097]
             .iter()
             .enumerate()
         {
             if dim > kernel.max_dim() {
                 continue;
             }
-            for rows in [1usize, 3] {
+            for rows in [1usize, 3, 13] {
                 let seed = 1000 + (i * 10 + rows) as u64;
                 let x = synthetic::normal(seed, rows * dim, 0.5, 2.0);
                 let g = synthetic::normal(seed + 1, dim, 1.0, 0.5);
@@ -237,11 +237,16 @@ fn fused_residual_every_kernel_both_norms() {
     let ctx = ctx();
     for kernel in kernels(ctx) {
         for op in [Op::layer(), Op::rms()] {
-            for (i, &dim) in [1usize, 3, 33, 257, 1025, 4097].iter().enumerate() {
+            // 64 and 2048 are whole vec4s: the vec4 paths (VEC4_ROWS), with
+            // 11 rows for a block of 3 at the end.
+            for (i, &dim) in [1usize, 3, 33, 257, 1025, 4097, 64, 2048]
+                .iter()
+                .enumerate()
+            {
                 if dim > kernel.max_dim() {
                     continue;
                 }
-                let rows = 3;
+                let rows = if dim % 4 == 0 { 11 } else { 3 };
                 let seed = 2000 + i as u64;
                 let x = synthetic::normal(seed, rows * dim, 0.0, 1.0);
                 let r = synthetic::normal(seed + 1, rows * dim, 1.0, 2.0);
@@ -755,7 +760,17 @@ fn f16_storage_where_offered_and_a_clear_refusal_elsewhere() {
     }
     for kernel in kernels(ctx) {
         for op in [Op::layer(), Op::rms()] {
-            for (rows, dim) in [(3usize, 1usize), (3, 7), (2, 1027), (5, 4099)] {
+            // 64 and 2048: whole vec4s, so the vec4 paths (VEC4_ROWS) run
+            // on f16 too, with blocks of 1 and 3 rows left at the end.
+            let shapes = [
+                (3usize, 1usize),
+                (3, 7),
+                (2, 1027),
+                (5, 4099),
+                (9, 64),
+                (11, 2048),
+            ];
+            for (rows, dim) in shapes {
                 if dim > kernel.max_dim() {
                     continue;
                 }
