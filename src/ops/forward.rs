@@ -296,7 +296,7 @@ pub(crate) fn encode_forward(
                 mapped_at_creation: false,
             })
         };
-        let split_scratch = steps.contains(&Entry::SplitCombine).then(|| {
+        let piece_scratch = steps.contains(&Entry::SplitCombine).then(|| {
             (
                 scratch("piece moments", most_rows * plan.splits as u64),
                 scratch("row stats", most_rows),
@@ -344,7 +344,7 @@ pub(crate) fn encode_forward(
         let mut bind_groups = Vec::with_capacity(chunks.len());
         for (i, (x, y, mean, rstd, res, sum)) in windows.iter().enumerate() {
             let y_buffer = io.y.map(|t| t.buffer());
-            let (moments, stats) = match &split_scratch {
+            let (moments, stats) = match &piece_scratch {
                 Some((m, s)) => (m.as_entire_binding(), s.as_entire_binding()),
                 None => (dummy_out.as_entire_binding(), dummy_out.as_entire_binding()),
             };
@@ -424,12 +424,9 @@ fn bind_param<'a>(
 fn workgroups(entry: Entry, plan: &LayerNormPlan, rows: u64) -> u64 {
     match entry {
         Entry::SplitStats | Entry::SplitApply => rows * plan.splits as u64,
-        // A block of eight rows per workgroup.
-        Entry::RowBlockMoments | Entry::RowBlockApply => {
-            rows.div_ceil(plan.rows_per_workgroup as u64)
-        }
         // split_combine: 64 lanes, one row each.
         Entry::SplitCombine => rows.div_ceil(64),
+        // The row-per-* kernels and the row block's two passes.
         _ => rows.div_ceil(plan.rows_per_workgroup as u64),
     }
 }
