@@ -8,7 +8,7 @@
 //!
 //! `cargo run --release --example training_loop [TRACE.json]`
 
-use wgpu_norm::{
+use wgpu_norm::{NormOp, 
     Context, GpuTensor, LayerNorm, LayerNormGradIo, LayerNormIo, Report, ResidualAdd, Ticks,
     TicksSettings, synthetic,
 };
@@ -50,8 +50,11 @@ fn main() -> Result<(), wgpu_norm::Error> {
             // New activations for this step (a real model would produce them on the GPU).
             x.write(&ctx, &synthetic::normal(epoch * 1000 + step, n, 0.0, 1.0))?;
             let mut encoder = ctx.device().create_command_encoder(&Default::default());
-            ticks.scoped("step", |ticks| {
-                ticks.scoped("forward", |ticks| {
+            {
+                // Scopes close when their guards are dropped.
+                let mut step = ticks.scope("step");
+                {
+                    let mut forward = step.scope("forward");
                     // s = x + residual, y = layer_norm(s), in one pass.
                     let io = LayerNormIo {
                         gamma: Some(&gamma),
@@ -65,24 +68,23 @@ fn main() -> Result<(), wgpu_norm::Error> {
                         }),
                         ..LayerNormIo::new(&x, &y)
                     };
-                    layer_norm.encode_ticked(&ctx, &mut encoder, &io, ticks)
-                })?;
-                ticks.scoped("backward", |ticks| {
-                    // The gradients with respect to the normalised input s,
-                    // from the statistics the forward saved.
-                    let io = LayerNormGradIo {
-                        x: &sum,
-                        dy: &dy,
-                        gamma: Some(&gamma),
-                        mean: Some(&mean),
-                        rstd: Some(&rstd),
-                        dx: &dx,
-                        dgamma: Some(&dgamma),
-                        dbeta: Some(&dbeta),
-                    };
-                    layer_norm.encode_backward_ticked(&ctx, &mut encoder, &io, ticks)
-                })
-            })?;
+                    layer_norm.encode_ticked(&ctx, &mut encoder, &io, &mut forward)?;
+                }
+                let mut backward = step.scope("backward");
+                // The gradients with respect to the normalised input s,
+                // from the statistics the forward saved.
+                let io = LayerNormGradIo {
+                    x: &sum,
+                    dy: &dy,
+                    gamma: Some(&gamma),
+                    mean: Some(&mean),
+                    rstd: Some(&rstd),
+                    dx: &dx,
+                    dgamma: Some(&dgamma),
+                    dbeta: Some(&dbeta),
+                };
+                layer_norm.encode_backward_ticked(&ctx, &mut encoder, &io, &mut backward)?;
+            }
             // Resolves this step's timestamps, submits, and moves on without
             // waiting: results are read back a few steps later.
             ticks.submit(encoder)?;

@@ -4,7 +4,9 @@
 //
 // Grid-stride loop over vec4s: a fixed number of invocations walks the array,
 // which on Mesa's llvmpipe is faster than one vec4 per invocation. The last
-// n % 4 values are copied as scalars by the first lanes.
+// n % 4 values are copied one by one by the first lanes, into components of
+// dst's last vec4: dst has this one (vec4) binding, since browsers' WebGPU
+// refuses two writable bindings of the same bytes.
 
 override WG: u32 = 256u;
 
@@ -16,7 +18,6 @@ struct Params {
 @group(0) @binding(0) var<storage, read> src4: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst4: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(4) var<uniform> params: Params;
 
 @compute @workgroup_size(WG)
@@ -27,6 +28,6 @@ fn copy(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let tail = params.n % 4u;
     if (gid.x < tail) {
-        dst[n4 * 4u + gid.x] = src[n4 * 4u + gid.x];
+        dst4[n4][gid.x] = src[n4 * 4u + gid.x];
     }
 }

@@ -1,27 +1,33 @@
 // Shared by every forward kernel of the normalisation family (LayerNorm,
 // RMSNorm, each optionally fused with a residual add): its specialisation
-// constants, its bindings and uniform block, the loads and stores, and the
-// Welford/Chan helpers. The host puts a storage prelude first
-// (storage_f32.wgsl or storage_f16.wgsl, which defines `elem`), then this
-// file, then a view of gamma and beta (layer_norm_params.wgsl, or
-// layer_norm_params_vec4.wgsl where every row is vec4-aligned: both define
-// `gamma_at`, `beta_at`, `gamma4_at` and `beta4_at`), then an input file
-// (layer_norm_input.wgsl, or layer_norm_input_residual.wgsl for the fused
-// residual add: it defines `load_x`, `load_x4` and `store_sum`), then a
-// kernel file (layer_norm_row_per_*.wgsl, layer_norm_split_row.wgsl).
+// constants, its uniform block, and the Welford/Chan helpers. The host joins,
+// in order: a storage prelude (storage_f32.wgsl or storage_f16.wgsl, which
+// defines `elem`), this file, a view of x (layer_norm_x.wgsl: x and x4;
+// layer_norm_x_scalar.wgsl: x alone; layer_norm_x_vec4.wgsl: x4 alone), a
+// view of the outputs (layer_norm_out.wgsl: y, gamma, beta as values;
+// layer_norm_out_vec4.wgsl: as vec4s where every row is vec4-aligned), a
+// view of the statistics (layer_norm_stats.wgsl: mean and rstd outputs;
+// layer_norm_stats_packed.wgsl: one packed scratch, for the fused residual),
+// an input file (layer_norm_input.wgsl, or layer_norm_input_residual.wgsl for
+// the fused residual add: `load_x`, `load_x4` and `store_sum`), then the
+// kernel's files (see src/plan/specs.rs).
+//
+// Each buffer has one binding per dispatch where it is written (browsers'
+// WebGPU refuses overlapping writable bindings), and no pipeline binds more
+// than 8 storage buffers (WebGPU's default limit): the views are chosen per
+// pipeline for that.
 //
 // Memory layout: a row is `dim` consecutive `elem`s starting at element
 // `x_base + row * dim` of the `x` binding (which starts 256-byte aligned, so
-// `x_base` absorbs the tensor's offset). `x4` and `y4` are second bindings of
-// the same bytes as `x` and `y`, for vec4 access. Every value is loaded
-// through `load_x` / `load_x4`, which in the fused pipelines also add the
-// residual (and its bias): the kernels then normalise s = x + residual + bias
-// without knowing it. The fused bindings live in their own file so that the
-// plain pipelines stay within 8 storage buffers (WebGPU's default limit).
+// `x_base` absorbs the tensor's offset). Every value is loaded through
+// `load_x` / `load_x4`, which in the fused pipelines also add the residual
+// (and its bias): the kernels then normalise s = x + residual + bias without
+// knowing it.
 
-// Lanes per workgroup: a power of two, at most MAX_WG; chosen by the host's plan.
+// Lanes per workgroup: a power of two; chosen by the host's plan.
 override WG: u32 = 64u;
-const MAX_WG: u32 = 1024u;
+// Lanes of the one-lane-per-row helpers (split_combine, unpack_stats).
+override COMBINE_WG: u32 = 64u;
 // Which optional inputs and outputs this pipeline has.
 override HAS_GAMMA: bool = false;
 override HAS_BETA: bool = false;
@@ -47,22 +53,14 @@ struct Params {
     gamma_base: u32,  // element index of gamma[0] in `gamma`
     beta_base: u32,   // element index of beta[0] in `beta`
     epsilon: f32,
-    y_vec4: u32,      // 1 when y's rows have the same 16-byte phase as x's (vec4 stores)
     residual_base: u32, // element index of row 0 in `residual` (fused only)
     residual_bias_base: u32, // element index of bias[0] in `residual_bias` (fused only)
     sum_base: u32,    // element index of row 0 in `sum_out` (fused only)
 }
 
-@group(0) @binding(0) var<storage, read> x: array<elem>;
-@group(0) @binding(1) var<storage, read> x4: array<vec4<elem>>;           // the same bytes as `x`
-@group(0) @binding(2) var<storage, read_write> y: array<elem>;
-@group(0) @binding(3) var<storage, read_write> y4: array<vec4<elem>>;     // the same bytes as `y`
-// (4 and 5, gamma and beta, are declared by the params file.)
-@group(0) @binding(6) var<storage, read_write> mean_out: array<f32>;
-@group(0) @binding(7) var<storage, read_write> rstd_out: array<f32>;
 @group(0) @binding(8) var<uniform> params: Params;
-// (9 and 10 are the split-row kernel's scratch; 11-13 the residual's, in
-// layer_norm_input_residual.wgsl.)
+// (0-5 are x, y, gamma and beta in their views; 6, 7 and 14 the statistics'
+// view; 9 and 10 the pieces' scratch; 11-13 the residual's.)
 
 // rstd of a row from the moments (mean, M2 over `n` values) of x - pivot:
 // 1 / sqrt(var + epsilon) for LayerNorm; for RMSNorm the mean square is
@@ -126,27 +124,19 @@ fn affine4(v: vec4<f32>, col: u32) -> vec4<f32> {
 
 // Writes y (and s when asked) for the four values `v` starting at row-relative
 // column `col` (a vec4 of the body): (v - pivot - shifted_mean) * rstd, then
-// gamma and beta, stored as one vec4 where y's rows share x's 16-byte phase.
+// gamma and beta, stored through the output view (one vec4 where VEC4_ROWS).
 fn normalize4(v: vec4<f32>, y_row: u32, col: u32, pivot: f32, shifted_mean: f32, rstd: f32) {
     store_sum(v.x, y_row, col);
     store_sum(v.y, y_row, col + 1u);
     store_sum(v.z, y_row, col + 2u);
     store_sum(v.w, y_row, col + 3u);
-    let out = affine4((v - vec4<f32>(pivot) - vec4<f32>(shifted_mean)) * rstd, col);
-    if (params.y_vec4 == 1u) {
-        y4[(y_row + col) / 4u] = vec4<elem>(out);
-    } else {
-        y[y_row + col] = elem(out.x);
-        y[y_row + col + 1u] = elem(out.y);
-        y[y_row + col + 2u] = elem(out.z);
-        y[y_row + col + 3u] = elem(out.w);
-    }
+    store_y4(y_row + col, affine4((v - vec4<f32>(pivot) - vec4<f32>(shifted_mean)) * rstd, col));
 }
 
 // Writes y (and s when asked) for the single value `v` at row-relative column `col`.
 fn normalize1(v: f32, y_row: u32, col: u32, pivot: f32, shifted_mean: f32, rstd: f32) {
     store_sum(v, y_row, col);
-    y[y_row + col] = elem(affine((v - pivot - shifted_mean) * rstd, col));
+    store_y(y_row + col, affine((v - pivot - shifted_mean) * rstd, col));
 }
 
 // How a row of `dim` values starting at element `x_row` of `x` splits into a

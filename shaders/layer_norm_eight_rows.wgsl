@@ -148,12 +148,8 @@ fn row_stats_of(rows: EightRows, shifted_lo: vec4<f32>, shifted_hi: vec4<f32>, m
     if (write) {
         for (var r = 0u; r < rows.count; r += 1u) {
             let k = r % 4u;
-            if (WRITE_MEAN) {
-                mean_out[params.mean_base + rows.first + r] = select(mean_hi[k], mean_lo[k], r < 4u);
-            }
-            if (WRITE_RSTD) {
-                rstd_out[params.rstd_base + rows.first + r] = select(s.rstd_hi[k], s.rstd_lo[k], r < 4u);
-            }
+            store_mean(rows.first + r, select(mean_hi[k], mean_lo[k], r < 4u));
+            store_rstd(rows.first + r, select(s.rstd_hi[k], s.rstd_lo[k], r < 4u));
         }
     }
     return s;
@@ -169,15 +165,7 @@ fn normalize_quad(x_row: u32, y_row: u32, q: u32, pivot: f32, shifted_mean: f32,
     store_sum(v.z, y_row, col + 2u);
     store_sum(v.w, y_row, col + 3u);
     let c = centre(pivot, shifted_mean);
-    let out = (v - vec4<f32>(c.x) - vec4<f32>(c.y)) * rstd * g + b;
-    if (VEC4_ROWS) {
-        y4[y_row / 4u + q] = vec4<elem>(out);
-    } else {
-        y[y_row + col] = elem(out.x);
-        y[y_row + col + 1u] = elem(out.y);
-        y[y_row + col + 2u] = elem(out.z);
-        y[y_row + col + 3u] = elem(out.w);
-    }
+    store_y4(y_row + col, (v - vec4<f32>(c.x) - vec4<f32>(c.y)) * rstd * g + b);
 }
 
 // Quad `q` of the block's rows inside the tensor, gamma and beta read once.
@@ -212,6 +200,6 @@ fn normalize_column(rows: EightRows, s: RowStats, col: u32) {
         let y_row = select(rows.y_hi[k], rows.y_lo[k], r < 4u);
         let v = select(v_hi[k], v_lo[k], r < 4u);
         store_sum(v, y_row, col);
-        y[y_row + col] = elem(affine(select(hi[k], lo[k], r < 4u), col));
+        store_y(y_row + col, affine(select(hi[k], lo[k], r < 4u), col));
     }
 }

@@ -4,12 +4,12 @@
 
 // The value at element `i` of `x`, as f32.
 fn load_x(i: u32) -> f32 {
-    return f32(x[i]);
+    return x_at(i);
 }
 
 // Four values from vec4 `j` of `x4` (elements 4j .. 4j+3 of `x`).
 fn load_x4(j: u32) -> vec4<f32> {
-    return vec4<f32>(x4[j]);
+    return x4_at(j);
 }
 
 // No sum to write.

@@ -16,7 +16,7 @@ override WRITE_SUM: bool = false;
 // the bias of the value's column when the pipeline has one.
 fn load_x(i: u32) -> f32 {
     let k = i - params.x_base;
-    var v = f32(x[i]) + f32(residual[params.residual_base + k]);
+    var v = x_at(i) + f32(residual[params.residual_base + k]);
     if (HAS_RESIDUAL_BIAS) {
         v += f32(residual_bias[params.residual_bias_base + k % params.dim]);
     }
@@ -28,7 +28,7 @@ fn load_x(i: u32) -> f32 {
 fn load_x4(j: u32) -> vec4<f32> {
     let k = 4u * j - params.x_base;
     let r = params.residual_base + k;
-    var v = vec4<f32>(x4[j]);
+    var v = x4_at(j);
     v += vec4<f32>(f32(residual[r]), f32(residual[r + 1u]), f32(residual[r + 2u]), f32(residual[r + 3u]));
     if (HAS_RESIDUAL_BIAS) {
         let b = params.residual_bias_base + k % params.dim;

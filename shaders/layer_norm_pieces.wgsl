@@ -18,13 +18,13 @@ override SPLITS: u32 = 8u;
 // (pivot, shifted mean, rstd) of each row.
 @group(0) @binding(10) var<storage, read_write> row_stats: array<vec4<f32>>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(COMBINE_WG)
 fn split_combine(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let row = (wid.y * groups.x + wid.x) * 64u + lid;
+    let row = (wid.y * groups.x + wid.x) * COMBINE_WG + lid;
     if (row >= params.rows) {
         return;
     }
@@ -37,9 +37,9 @@ fn split_combine(
     let c = centre(pivot, acc.y);
     row_stats[row] = vec4<f32>(c.x, c.y, rstd, 0.0);
     if (WRITE_MEAN) {
-        mean_out[params.mean_base + row] = pivot + acc.y;
+        store_mean(row, pivot + acc.y);
     }
     if (WRITE_RSTD) {
-        rstd_out[params.rstd_base + row] = rstd;
+        store_rstd(row, rstd);
     }
 }

@@ -64,10 +64,10 @@ fn layer_norm_forward(
 
     if (lid == 0u) {
         if (WRITE_MEAN) {
-            mean_out[params.mean_base + row] = pivot + shifted_mean;
+            store_mean(row, pivot + shifted_mean);
         }
         if (WRITE_RSTD) {
-            rstd_out[params.rstd_base + row] = rstd;
+            store_rstd(row, rstd);
         }
     }
 

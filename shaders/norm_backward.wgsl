@@ -41,7 +41,8 @@
 // results from run to run.
 
 override WG: u32 = 64u;
-const MAX_WG: u32 = 1024u;
+// Lanes of dx_split_combine (one row each).
+override COMBINE_WG: u32 = 64u;
 override RMS: bool = false;
 override HAS_GAMMA: bool = false;
 override WRITE_DGAMMA: bool = false;
@@ -270,13 +271,13 @@ fn dx_split_sums(
 
 // One lane per row: the row's sums from its pieces, in piece order, and
 // mean(x̃) for the dgamma stage.
-@compute @workgroup_size(64)
+@compute @workgroup_size(COMBINE_WG)
 fn dx_split_combine(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let row = (wid.y * groups.x + wid.x) * 64u + lid;
+    let row = (wid.y * groups.x + wid.x) * COMBINE_WG + lid;
     if (row >= params.rows) {
         return;
     }

@@ -20,7 +20,8 @@ struct LaneIds {
     @builtin(subgroup_invocation_id) lane: u32,
 }
 
-var<workgroup> partials: array<f32, MAX_WG>;
+// Sized by the workgroup that runs (WG, an override).
+var<workgroup> partials: array<f32, WG>;
 
 fn workgroup_sum(v: f32, ids: LaneIds) -> f32 {
     let subgroup_total = subgroupAdd(v);
@@ -34,11 +35,4 @@ fn workgroup_sum(v: f32, ids: LaneIds) -> f32 {
     }
     workgroupBarrier();
     return total;
-}
-
-// The sum of `v` over a workgroup that is one subgroup (the row-block
-// kernel's plan makes sure: its lanes are the adapter's one subgroup size):
-// `subgroupAdd` alone, no barrier.
-fn block_sum4(v: vec4<f32>, ids: LaneIds) -> vec4<f32> {
-    return subgroupAdd(v);
 }

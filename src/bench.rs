@@ -1,17 +1,23 @@
-//! Benchmarks measured the way the project reports them: GPU-tick medians of a
-//! kernel and of a copy moving the same bytes, on the same adapter, in the
+//! Benchmarks measured the way the project reports them: GPU-tick medians of
+//! an op and of a copy moving the same bytes, on the same adapter, in the
 //! same run, interleaved step by step, and their ratio.
+//!
+//! Any [`NormOp`] can be timed with [`bench_norm`]; [`BENCH_OPS`] is the
+//! list `wgpu-norm bench --ops` offers (a new op adds its lines there).
 
 use serde::Serialize;
 
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::ops::config::NormConfig;
 use crate::ops::copy::encode_copy;
-use crate::ops::layer_norm::{LayerNorm, LayerNormGradIo, LayerNormIo, shape_string};
-use crate::ops::rms_norm::{RmsNorm, RmsNormGradIo, RmsNormIo};
-use crate::synthetic;
+use crate::ops::layer_norm::LayerNorm;
+use crate::ops::op::NormOp;
+use crate::ops::record::run;
+use crate::ops::rms_norm::RmsNorm;
+use crate::shape::shape_string;
 use crate::tensor::GpuTensor;
-use crate::ticks::{Report, Ticks, TicksSettings, TimingSource};
+use crate::ticks::{Ticks, ticked_steps};
 
 /// The shapes `wgpu-norm bench` measures by default.
 pub const DEFAULT_SHAPES: &[&[usize]] = &[
@@ -23,56 +29,69 @@ pub const DEFAULT_SHAPES: &[&[usize]] = &[
     &[1, 1, 1_048_576],
 ];
 
-/// The operations `wgpu-norm bench` can time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BenchOp {
-    /// LayerNorm forward with gamma and beta: reads x, writes y.
-    LayerNormForward,
-    /// RMSNorm forward with gamma: reads x, writes y.
-    RmsNormForward,
-    /// LayerNorm backward with the saved statistics, gamma, and dgamma and
-    /// dbeta: reads x and dy, writes dx.
-    LayerNormBackward,
-    /// RMSNorm backward with the saved rstd, gamma, and dgamma.
-    RmsNormBackward,
+/// One benchmarkable op and direction.
+#[derive(Clone, Copy, Debug)]
+pub struct BenchOp {
+    /// As `--ops` spells it: `layer-norm`, `rms-norm-backward`.
+    pub name: &'static str,
+    /// The pass label's prefix and the rows' `op`: `layer_norm_forward`.
+    pub label: &'static str,
+    /// Timed with this configuration's forced kernels.
+    run: fn(&Context, NormConfig, &[usize], usize) -> Result<BenchRow>,
+}
+
+impl PartialEq for BenchOp {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
 }
 
 impl BenchOp {
-    /// All four, in the order the bench reports them.
-    pub const ALL: [BenchOp; 4] = [
-        BenchOp::LayerNormForward,
-        BenchOp::RmsNormForward,
-        BenchOp::LayerNormBackward,
-        BenchOp::RmsNormBackward,
-    ];
-
-    /// The pass label's prefix: `layer_norm_forward` etc.
-    pub fn label(self) -> &'static str {
-        match self {
-            BenchOp::LayerNormForward => "layer_norm_forward",
-            BenchOp::RmsNormForward => "rms_norm_forward",
-            BenchOp::LayerNormBackward => "layer_norm_backward",
-            BenchOp::RmsNormBackward => "rms_norm_backward",
-        }
+    /// The op named `name` (as `--ops` spells it).
+    pub fn by_name(name: &str) -> Option<BenchOp> {
+        BENCH_OPS.iter().copied().find(|o| o.name == name)
     }
 
-    /// Tensors of the shape's size the op must read or write at least: 2
-    /// forward (x, y), 3 backward (x, dy, dx). The copy it is compared with
-    /// moves as many bytes.
-    pub fn tensors_moved(self) -> usize {
-        match self {
-            BenchOp::LayerNormForward | BenchOp::RmsNormForward => 2,
-            BenchOp::LayerNormBackward | BenchOp::RmsNormBackward => 3,
-        }
+    /// Whether it is a forward (the ops `--all-kernels` varies).
+    pub fn is_forward(&self) -> bool {
+        self.label.ends_with("_forward")
+    }
+
+    /// Times the op configured by `cfg` on a tensor of `shape` against a copy.
+    pub fn run(&self, ctx: &Context, cfg: NormConfig, shape: &[usize], iters: usize) -> Result<BenchRow> {
+        (self.run)(ctx, cfg, shape, iters)
     }
 }
+
+/// Every op `wgpu-norm bench` can time, in the order it reports them.
+pub const BENCH_OPS: &[BenchOp] = &[
+    BenchOp {
+        name: "layer-norm",
+        label: "layer_norm_forward",
+        run: |ctx, cfg, shape, iters| bench_norm(ctx, &LayerNorm::from(cfg), false, shape, iters),
+    },
+    BenchOp {
+        name: "rms-norm",
+        label: "rms_norm_forward",
+        run: |ctx, cfg, shape, iters| bench_norm(ctx, &RmsNorm::from(cfg), false, shape, iters),
+    },
+    BenchOp {
+        name: "layer-norm-backward",
+        label: "layer_norm_backward",
+        run: |ctx, cfg, shape, iters| bench_norm(ctx, &LayerNorm::from(cfg), true, shape, iters),
+    },
+    BenchOp {
+        name: "rms-norm-backward",
+        label: "rms_norm_backward",
+        run: |ctx, cfg, shape, iters| bench_norm(ctx, &RmsNorm::from(cfg), true, shape, iters),
+    },
+];
 
 /// One measured (op, shape).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct BenchRow {
     /// `layer_norm_forward`, `rms_norm_forward`, `layer_norm_backward`, `rms_norm_backward`.
-    pub op: BenchOp,
+    pub op: String,
     /// `8x512x768`.
     pub shape: String,
     /// The kernel that ran, e.g. `row-per-lane, 64 lanes`.
@@ -95,100 +114,35 @@ pub struct BenchRow {
     pub timing_source: String,
 }
 
-/// Times `op` (with gamma and beta) on a tensor of `shape` against a copy of
-/// the same bytes: `iters` steps after two warm-up steps (which include the
-/// pipelines' compilation), layer norm and copy in separate submissions.
-pub fn bench_layer_norm(
+/// Times `op` on a tensor of `shape` against a copy kernel moving the
+/// bytes the op must move (2 tensors for a forward: x read, y written; 3 for
+/// a backward: x and dy read, dx written): `iters` steps after two warm-up
+/// steps (which include the pipelines' compilation), op and copy in separate
+/// submissions. A backward runs with the statistics a forward saved and
+/// computes every parameter gradient.
+pub fn bench_norm<O: NormOp>(
     ctx: &Context,
-    op: &LayerNorm,
-    shape: &[usize],
-    iters: usize,
-) -> Result<BenchRow> {
-    bench_op(ctx, BenchOp::LayerNormForward, op, shape, iters)
-}
-
-/// Times `which` (configured as `op`: axis, epsilon, forced kernels) on a
-/// tensor of `shape` against a copy kernel moving the bytes the op must move
-/// ([`BenchOp::tensors_moved`]), as [`bench_layer_norm`] does. A backward
-/// runs with the statistics a forward saved, and computes dgamma (and dbeta).
-pub fn bench_op(
-    ctx: &Context,
-    which: BenchOp,
-    op: &LayerNorm,
+    op: &O,
+    backward: bool,
     shape: &[usize],
     iters: usize,
 ) -> Result<BenchRow> {
     let n: usize = shape.iter().product();
-    let inputs = ScratchInputs::new(ctx, op, shape, 0)?;
-    let io = inputs.io();
-    let (_, cols) = op.rows_cols(shape)?;
+    let t = op.tensors(ctx, shape, 0)?;
+    if backward {
+        run(ctx, "saved statistics", |e| op.encode(ctx, e, &O::io(&t, true)))?;
+    }
+    let describe = op.describe(ctx, shape, backward)?;
+    let tensors_moved = if backward { 3 } else { 2 };
     // The copy moves as many bytes as the op: n/2 floats per tensor moved.
-    let copy_len = (n * which.tensors_moved()).div_ceil(2);
+    let copy_len = (n * tensors_moved).div_ceil(2);
     let copy_src = GpuTensor::zeros(ctx, &[copy_len])?;
     let copy_dst = GpuTensor::zeros(ctx, &[copy_len])?;
-    let rms = RmsNorm {
-        axis: op.axis,
-        epsilon: op.epsilon,
-        kernel: op.kernel,
-        backward_kernel: op.backward_kernel,
+    let (io, grad_io) = (O::io(&t, false), O::grad_io(&t));
+    let mut op_pass = |encoder: &mut wgpu::CommandEncoder, ticks: &mut Ticks| match backward {
+        true => op.encode_backward_ticked(ctx, encoder, &grad_io, ticks),
+        false => op.encode_ticked(ctx, encoder, &io, ticks),
     };
-    let backward = matches!(which, BenchOp::LayerNormBackward | BenchOp::RmsNormBackward);
-    let describe = if backward {
-        op.backward_plan(ctx, shape)?.describe()
-    } else {
-        op.plan(ctx, shape)?.describe()
-    };
-    // Backward inputs: dy, the saved statistics, and the gradients.
-    let grads = if backward {
-        let stats = op.forward_with_stats(ctx, &inputs.x, Some(&inputs.gamma), None)?;
-        let dy = synthetic::normal(3, n, 0.0, 1.0);
-        Some((
-            GpuTensor::from_slice(ctx, &dy, shape)?,
-            stats,
-            GpuTensor::zeros(ctx, &[cols])?,
-            GpuTensor::zeros(ctx, &[cols])?,
-        ))
-    } else {
-        None
-    };
-    let mut op_pass = |encoder: &mut wgpu::CommandEncoder, ticks: &mut Ticks| -> Result<()> {
-        match (which, &grads) {
-            (BenchOp::LayerNormForward, _) => op.encode_ticked(ctx, encoder, &io, ticks),
-            (BenchOp::RmsNormForward, _) => {
-                let io = RmsNormIo {
-                    gamma: Some(&inputs.gamma),
-                    ..RmsNormIo::new(&inputs.x, &inputs.y)
-                };
-                rms.encode_ticked(ctx, encoder, &io, ticks)
-            }
-            (BenchOp::LayerNormBackward, Some((dy, stats, dgamma, dbeta))) => {
-                let io = LayerNormGradIo {
-                    x: &inputs.x,
-                    dy,
-                    gamma: Some(&inputs.gamma),
-                    mean: Some(&stats.mean),
-                    rstd: Some(&stats.rstd),
-                    dx: &inputs.y,
-                    dgamma: Some(dgamma),
-                    dbeta: Some(dbeta),
-                };
-                op.encode_backward_ticked(ctx, encoder, &io, ticks)
-            }
-            (BenchOp::RmsNormBackward, Some((dy, stats, dgamma, _))) => {
-                let io = RmsNormGradIo {
-                    x: &inputs.x,
-                    dy,
-                    gamma: Some(&inputs.gamma),
-                    rstd: Some(&stats.rstd),
-                    dx: &inputs.y,
-                    dgamma: Some(dgamma),
-                };
-                rms.encode_backward_ticked(ctx, encoder, &io, ticks)
-            }
-            _ => unreachable!("backward ops have their gradients' tensors"),
-        }
-    };
-
     let report = ticked_steps(
         ctx,
         2,
@@ -198,6 +152,7 @@ pub fn bench_op(
         }],
     )?
     .1;
+    let label = format!("{}_{}", O::NAME, if backward { "backward" } else { "forward" });
     let median = |prefix: &str| {
         report
             .passes
@@ -209,102 +164,19 @@ pub fn bench_op(
                 message: format!("no {prefix} pass was timed"),
             })
     };
-    let ln = median(which.label())?;
-    let copy = median("copy")?;
-    let bytes = (which.tensors_moved() * n) as f64 * 4.0;
+    let op_us = median(&label)?;
+    let copy_us = median("copy")?;
+    let bytes = (tensors_moved * n) as f64 * 4.0;
     Ok(BenchRow {
-        op: which,
+        op: label,
         shape: shape_string(shape),
         kernel: describe,
-        ln_median_us: ln,
-        copy_median_us: copy,
-        ratio: ln / copy,
-        gbps: bytes / (ln * 1e-6) / 1e9,
-        copy_gbps: bytes / (copy * 1e-6) / 1e9,
+        ln_median_us: op_us,
+        copy_median_us: copy_us,
+        ratio: op_us / copy_us,
+        gbps: bytes / (op_us * 1e-6) / 1e9,
+        copy_gbps: bytes / (copy_us * 1e-6) / 1e9,
         iters,
         timing_source: report.timing_source,
     })
-}
-
-/// Encodes one pass into a fresh encoder, timed by the ticks.
-pub(crate) type TickedPass<'a> =
-    dyn FnMut(&mut wgpu::CommandEncoder, &mut Ticks) -> Result<()> + 'a;
-
-/// Runs `warmup` then `steps` steps; each step submits each of `passes` in a
-/// submission of its own, timed by ticks (waiting after each submission when
-/// the timing is the CPU's, so that a wall-clock time is one submission's).
-/// Returns the profiler (warm-up records in scope `warm-up`) and the report
-/// of the timed steps.
-pub(crate) fn ticked_steps(
-    ctx: &Context,
-    warmup: u64,
-    steps: u64,
-    passes: &mut [&mut TickedPass<'_>],
-) -> Result<(Ticks, Report)> {
-    let mut ticks = Ticks::new(ctx, TicksSettings::default());
-    let cpu_timed = ticks.timing_source() == TimingSource::CpuWallClock;
-    for step in 0..warmup + steps {
-        ticks.set_step(step);
-        if step < warmup {
-            ticks.push_scope("warm-up");
-        }
-        for pass in passes.iter_mut() {
-            let mut encoder = ctx.device().create_command_encoder(&Default::default());
-            pass(&mut encoder, &mut ticks)?;
-            ticks.submit(encoder)?;
-            if cpu_timed {
-                ctx.wait()?;
-            }
-        }
-        if step < warmup {
-            ticks.pop_scope();
-        }
-    }
-    ticks.flush()?;
-    let timed: Vec<_> = ticks
-        .records()
-        .into_iter()
-        .filter(|r| r.scope.is_empty())
-        .collect();
-    let report = Report::new(&timed);
-    Ok((ticks, report))
-}
-
-/// Seeded inputs and an output for timing a layer norm of `shape`: x from
-/// N(0, 1), gamma from N(1, 0.1²), beta from N(0, 0.1²).
-pub(crate) struct ScratchInputs {
-    pub(crate) x: GpuTensor,
-    y: GpuTensor,
-    gamma: GpuTensor,
-    beta: GpuTensor,
-}
-
-impl ScratchInputs {
-    pub(crate) fn new(ctx: &Context, op: &LayerNorm, shape: &[usize], seed: u64) -> Result<Self> {
-        let (_, cols) = op.rows_cols(shape)?;
-        let n: usize = shape.iter().product();
-        Ok(ScratchInputs {
-            x: GpuTensor::from_slice(ctx, &synthetic::normal(seed, n, 0.0, 1.0), shape)?,
-            y: GpuTensor::zeros(ctx, shape)?,
-            gamma: GpuTensor::from_slice(
-                ctx,
-                &synthetic::normal(seed + 1, cols, 1.0, 0.1),
-                &[cols],
-            )?,
-            beta: GpuTensor::from_slice(
-                ctx,
-                &synthetic::normal(seed + 2, cols, 0.0, 0.1),
-                &[cols],
-            )?,
-        })
-    }
-
-    /// The forward's tensors: x, y, gamma and beta, no statistics.
-    pub(crate) fn io(&self) -> LayerNormIo<'_> {
-        LayerNormIo {
-            gamma: Some(&self.gamma),
-            beta: Some(&self.beta),
-            ..LayerNormIo::new(&self.x, &self.y)
-        }
-    }
 }

@@ -10,9 +10,29 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::autotune::{Autotune, Tuner};
+use crate::bind_cache::BindCache;
+use crate::caps::OPTIONAL_FEATURES;
 use crate::error::{Error, Result};
-use crate::kernels::Kernels;
+use crate::gpu::Gpu;
+use crate::kernels::PipelineCache;
+use crate::plan::{Kernel, TunedTable};
+
+/// Fills the context's table of tuned kernels on first use of a shape
+/// class: the ops call it through the context when the table has no entry,
+/// so that the plan (which only reads the table) stays free of GPU work.
+/// [`Autotune`](crate::Autotune) gives the crate's autotuner as a hook.
+pub trait TuneHook: Send + Sync + std::fmt::Debug {
+    /// Called once when the hook is installed on `ctx` (e.g. to load a
+    /// tuning file into [`Context::tuned`]).
+    fn attach(&self, ctx: &Context) {
+        let _ = ctx;
+    }
+
+    /// Picks a forward kernel for rows × cols on `ctx` (timing candidates,
+    /// typically), records it in [`Context::tuned`] and returns it; `None`
+    /// leaves the choice to the ladder.
+    fn tune(&self, ctx: &Context, rows: usize, cols: usize) -> Result<Option<Kernel>>;
+}
 
 /// How to open a [`Context`]. `Default` means: the environment decides
 /// (`WGPU_BACKEND`, `WGPU_ADAPTER_NAME`), every optional feature is requested,
@@ -32,57 +52,10 @@ pub struct ContextOptions {
     /// the adapter's). A smaller `max_storage_buffer_binding_size` is how the
     /// tests exercise chunking cheaply.
     pub limits: Option<wgpu::Limits>,
-    /// Whether layer-norm kernels are autotuned per shape class (default: no,
-    /// the plan's ladder decides).
-    pub autotune: Autotune,
+    /// The autotuner to install (default: none, the plan's ladder decides):
+    /// e.g. `Autotune::InMemory.hook()`.
+    pub tuner: Option<Arc<dyn TuneHook>>,
 }
-
-/// Sizes of the adapter's subgroups (SIMD width), as wgpu reports them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SubgroupSizes {
-    /// Smallest subgroup the adapter may run.
-    pub min: u32,
-    /// Largest subgroup the adapter may run.
-    pub max: u32,
-}
-
-/// The optional abilities a [`Context`]'s device has.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Capabilities {
-    /// Timestamps at the start and end of compute passes (`TIMESTAMP_QUERY`).
-    pub timestamps: bool,
-    /// Timestamps between dispatches inside a pass (`TIMESTAMP_QUERY_INSIDE_PASSES`).
-    pub timestamps_inside_passes: bool,
-    /// Subgroup operations (`SUBGROUP`) and their sizes; `None` without.
-    pub subgroups: Option<SubgroupSizes>,
-    /// 16-bit floats in shaders (`SHADER_F16`).
-    pub shader_f16: bool,
-}
-
-impl Capabilities {
-    /// Reads the capabilities of a device from its enabled features.
-    pub fn of(features: wgpu::Features, info: &wgpu::AdapterInfo) -> Self {
-        Capabilities {
-            timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
-            timestamps_inside_passes: features.contains(
-                wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES,
-            ),
-            subgroups: features
-                .contains(wgpu::Features::SUBGROUP)
-                .then_some(SubgroupSizes {
-                    min: info.subgroup_min_size,
-                    max: info.subgroup_max_size,
-                }),
-            shader_f16: features.contains(wgpu::Features::SHADER_F16),
-        }
-    }
-}
-
-/// The optional features this crate asks for when an adapter has them.
-pub const OPTIONAL_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
-    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
-    .union(wgpu::Features::SUBGROUP)
-    .union(wgpu::Features::SHADER_F16);
 
 /// A device, its queue, what they can do, and the pipelines built on them.
 ///
@@ -100,24 +73,28 @@ pub struct Context {
 }
 
 struct Inner {
-    device: wgpu::Device,
-    queue: wgpu::Queue,
-    info: wgpu::AdapterInfo,
-    limits: wgpu::Limits,
-    capabilities: Capabilities,
-    kernels: Kernels,
-    tuner: Tuner,
-    /// Set by the device-lost callback (only on devices we created).
-    lost: Arc<Mutex<Option<String>>>,
+    gpu: Gpu,
+    pipelines: PipelineCache,
+    binds: BindCache,
+    tuned: TunedTable,
+    tuner: Mutex<Option<Arc<dyn TuneHook>>>,
 }
 
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Context")
-            .field("adapter", &self.inner.info.name)
-            .field("backend", &self.inner.info.backend)
-            .field("capabilities", &self.inner.capabilities)
+            .field("adapter", &self.adapter_info().name)
+            .field("backend", &self.adapter_info().backend)
+            .field("capabilities", &self.capabilities())
             .finish_non_exhaustive()
+    }
+}
+
+impl std::ops::Deref for Context {
+    type Target = Gpu;
+
+    fn deref(&self) -> &Gpu {
+        &self.inner.gpu
     }
 }
 
@@ -193,29 +170,18 @@ impl Context {
         device.on_uncaptured_error(Arc::new(|error: wgpu::Error| {
             eprintln!("wgpu-norm: uncaptured wgpu error: {error}");
         }));
-        Ok(Self::build(
-            device,
-            queue,
-            info,
-            lost,
-            options.autotune.clone(),
-        ))
+        let ctx = Self::build(device, queue, info, lost);
+        if let Some(tuner) = &options.tuner {
+            ctx.set_tuner(tuner.clone());
+        }
+        Ok(ctx)
     }
 
     /// Wraps a device and queue the application already has. Its features and
     /// limits are used as they are; its error handlers are left alone.
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
-        Self::from_device_with_autotune(device, queue, Autotune::Off)
-    }
-
-    /// [`Context::from_device`], autotuning the kernels as `autotune` says.
-    pub fn from_device_with_autotune(
-        device: wgpu::Device,
-        queue: wgpu::Queue,
-        autotune: Autotune,
-    ) -> Self {
         let info = device.adapter_info();
-        Self::build(device, queue, info, Arc::new(Mutex::new(None)), autotune)
+        Self::build(device, queue, info, Arc::new(Mutex::new(None)))
     }
 
     fn build(
@@ -223,115 +189,70 @@ impl Context {
         queue: wgpu::Queue,
         info: wgpu::AdapterInfo,
         lost: Arc<Mutex<Option<String>>>,
-        autotune: Autotune,
     ) -> Self {
-        let capabilities = Capabilities::of(device.features(), &info);
-        let limits = device.limits();
-        let kernels = Kernels::new(&device);
+        let pipelines = PipelineCache::new(&device);
         Context {
             inner: Arc::new(Inner {
-                device,
-                queue,
-                info,
-                limits,
-                capabilities,
-                kernels,
-                tuner: Tuner::new(autotune),
-                lost,
+                gpu: Gpu::new(device, queue, info, lost),
+                pipelines,
+                binds: BindCache::default(),
+                tuned: TunedTable::default(),
+                tuner: Mutex::new(None),
             }),
         }
     }
 
-    /// The wgpu device.
-    pub fn device(&self) -> &wgpu::Device {
-        &self.inner.device
+    /// The device layer: device, queue, limits, capabilities (also reached
+    /// through `Deref`).
+    pub fn gpu(&self) -> &Gpu {
+        &self.inner.gpu
     }
 
-    /// The wgpu queue.
-    pub fn queue(&self) -> &wgpu::Queue {
-        &self.inner.queue
+    /// The pipelines built on this device.
+    pub fn pipelines(&self) -> &PipelineCache {
+        &self.inner.pipelines
     }
 
-    /// Name, backend, driver and subgroup sizes of the adapter.
-    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
-        &self.inner.info
+    /// The encodings kept for the next call with the same tensors.
+    pub fn bind_cache(&self) -> &BindCache {
+        &self.inner.binds
     }
 
-    /// The device's limits.
-    pub fn limits(&self) -> &wgpu::Limits {
-        &self.inner.limits
+    /// The tuned kernels the plan reads (filled by an autotuner).
+    pub fn tuned(&self) -> &TunedTable {
+        &self.inner.tuned
     }
 
-    /// What optional features the device has.
-    pub fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities
+    /// Installs `tuner`, called on first use of a shape class the table lacks.
+    pub fn set_tuner(&self, tuner: Arc<dyn TuneHook>) {
+        tuner.attach(self);
+        *self.inner.tuner.lock().unwrap_or_else(|p| p.into_inner()) = Some(tuner);
     }
 
-    pub(crate) fn kernels(&self) -> &Kernels {
-        &self.inner.kernels
+    /// The installed autotuner, if any.
+    pub fn tuner(&self) -> Option<Arc<dyn TuneHook>> {
+        self.inner
+            .tuner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
-    pub(crate) fn tuner(&self) -> &Tuner {
-        &self.inner.tuner
-    }
-
-    /// The kernels the autotuner has picked: (adapter, shape class, kernel),
-    /// including those read from a tuning file.
+    /// The kernels tuned so far: (adapter, shape class, kernel), including
+    /// those read from a tuning file.
     pub fn tuned_kernels(&self) -> Vec<(String, String, String)> {
-        self.inner.tuner.winners()
+        self.inner
+            .tuned
+            .snapshot()
+            .into_iter()
+            .flat_map(|(a, m)| m.into_iter().map(move |(c, k)| (a.clone(), c, k)))
+            .collect()
     }
 
     /// How many compute pipelines this context has built (each kernel
     /// specialisation is built once, on first use, and then reused).
     pub fn cached_pipelines(&self) -> usize {
-        self.inner.kernels.pipeline_count()
-    }
-
-    /// Blocks until all submitted work is done.
-    pub fn wait(&self) -> Result<()> {
-        self.inner
-            .device
-            .poll(wgpu::PollType::wait_indefinitely())?;
-        self.check_lost()
-    }
-
-    /// `Err(DeviceLost)` once the device has been lost.
-    pub fn check_lost(&self) -> Result<()> {
-        match &*self.inner.lost.lock().unwrap_or_else(|p| p.into_inner()) {
-            Some(reason) => Err(Error::DeviceLost(reason.clone())),
-            None => Ok(()),
-        }
-    }
-
-    /// Finishes `encoder`, submits it and waits for the device to finish,
-    /// with wgpu's validation, out-of-memory and internal errors returned.
-    pub fn submit_and_wait(&self, encoder: wgpu::CommandEncoder) -> Result<()> {
-        self.scoped("submitting", || self.queue().submit([encoder.finish()]))?;
-        self.wait()
-    }
-
-    /// Runs `f` inside wgpu error scopes (validation, out-of-memory, internal)
-    /// and returns the first error they caught instead of its value.
-    ///
-    /// Error scopes are per thread in wgpu, so concurrent calls from several
-    /// threads each see only their own errors.
-    pub(crate) fn scoped<T>(&self, during: &'static str, f: impl FnOnce() -> T) -> Result<T> {
-        self.check_lost()?;
-        let device = &self.inner.device;
-        let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let internal = device.push_error_scope(wgpu::ErrorFilter::Internal);
-        let value = f();
-        // Popped in reverse order of pushing, as wgpu requires.
-        let internal = internal.pop();
-        let validation = validation.pop();
-        let oom = oom.pop();
-        let errors = pollster::block_on(async { [oom.await, validation.await, internal.await] });
-        if let Some(error) = errors.into_iter().flatten().next() {
-            return Err(Error::from_wgpu(during, error));
-        }
-        self.check_lost()?;
-        Ok(value)
+        self.inner.pipelines.pipeline_count()
     }
 }
 

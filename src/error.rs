@@ -146,9 +146,9 @@ pub enum Error {
         /// Which tensor.
         what: &'static str,
         /// The type it must have.
-        expected: crate::tensor::DType,
+        expected: crate::dtype::DType,
         /// The type it has.
-        actual: crate::tensor::DType,
+        actual: crate::dtype::DType,
     },
 
     /// Two tensors of one call share a buffer where wgpu forbids it (an input

@@ -10,7 +10,7 @@
 //! ([`Context::new`], honouring `WGPU_BACKEND` and `WGPU_ADAPTER_NAME`). Put
 //! data in a [`GpuTensor`], run a [`LayerNorm`] — either as a call that
 //! submits and waits, or encoded into your own `CommandEncoder` with
-//! [`LayerNorm::encode`] — and compare with the f64 [`reference`](mod@reference).
+//! [`NormOp::encode`] — and compare with the f64 [`reference`](mod@reference).
 //!
 //! ```
 //! use wgpu_norm::{Context, GpuTensor, LayerNorm, reference};
@@ -50,47 +50,78 @@
 //!
 //! [`Ticks`] times every compute pass with GPU timestamps (the library's and
 //! your own), and reports per-label statistics and Chrome traces;
-//! [`bench_op`] measures an op against a copy of the bytes it must move.
+//! [`bench_norm`] measures an op against a copy of the bytes it must move.
 //!
-//! Where things live: the kernels are `shaders/*.wgsl` (the reduction scheme
-//! is explained at the top of each); which kernel runs and how rows are cut
-//! into dispatches is decided in one place, [`plan`] (or by the autotuner,
-//! [`Autotune`]); the tick collection is [`Ticks`]; errors are one enum,
-//! [`Error`].
+//! # Internals
+//!
+//! The crate is layers that only look down — a module uses only those
+//! below it, and `tests/layers.rs` fails on any `use crate::` that looks up
+//! or closes a cycle:
+//!
+//! ```text
+//! dtype ← error ← shape (rows × cols), caps (Capabilities)    leaves
+//!   ← plan      pure: shape + capabilities + limits + tuned table → a plan;
+//!               the kernel descriptors (plan::specs) the ladders name
+//!   ← gpu       device, queue, limits; wgpu errors caught in error scopes
+//!   ← kernels   WGSL sources, binding slots, the pipeline cache
+//!   ← bind_cache  what a call built, kept for the next call with the same tensors
+//!   ← context   Gpu + pipelines + bind cache + tuned table + autotuner hook
+//!   ← tensor, ticks
+//!   ← ops       NormOp; each op: validate → choose → build (on a cache miss) → record
+//!   ← autotune  fills the tuned table (explicitly, or through the context's hook)
+//!   ← bench     ops against the copy floor
+//!   ← the CLI (src/bin, behind the `cli` feature)
+//! ```
+//!
+//! - The kernels are `shaders/*.wgsl`; [`plan::specs`] lists every variant
+//!   (files, entry points, needs, longest row, rows per workgroup, override
+//!   constants), and [`plan::LADDER`] picks among them.
+//! - Every buffer has one binding per dispatch where it is written, and no
+//!   pipeline binds more than WebGPU's default 8 storage buffers: the
+//!   pipelines' views of x, y and the statistics are chosen per call for that.
+//! - A warm call (same tensors, same shape) finds its bind groups, uniforms
+//!   and scratch in the context's [`BindCache`](bind_cache::BindCache):
+//!   it allocates nothing and opens no error scope.
 #![warn(missing_docs)]
 
 mod autotune;
+pub mod bind_cache;
 mod bench;
+mod caps;
 mod context;
+mod dtype;
 mod error;
-mod kernels;
+mod gpu;
+pub mod kernels;
 mod ops;
 pub mod plan;
 pub mod reference;
+mod shape;
 pub mod synthetic;
 mod tensor;
 mod ticks;
 
-pub use autotune::Autotune;
-pub use bench::{BenchOp, BenchRow, DEFAULT_SHAPES, bench_layer_norm, bench_op};
-pub use context::{
-    Capabilities, Context, ContextOptions, OPTIONAL_FEATURES, SubgroupSizes, parse_backend,
-};
+pub use autotune::{Autotune, tune};
+pub use bench::{BENCH_OPS, BenchOp, BenchRow, DEFAULT_SHAPES, bench_norm};
+pub use caps::{AdapterClass, Capabilities, OPTIONAL_FEATURES, SubgroupSizes};
+pub use context::{Context, ContextOptions, TuneHook, parse_backend};
 pub use error::{Error, Result};
-pub use kernels::{
-    LayerNormVariant, layer_norm_source, layer_norm_source_as, norm_backward_source,
-};
+pub use gpu::Gpu;
+pub use kernels::{LayerNormVariant, Views, backward_source, forward_source};
+pub use ops::config::{NormConfig, NormKind};
 pub use ops::copy::encode_copy;
-pub use ops::forward::ResidualAdd;
+pub use ops::io::{ResidualAdd, ResidualOutput};
 pub use ops::layer_norm::{
-    LayerNorm, LayerNormGradIo, LayerNormGrads, LayerNormIo, LayerNormOutput, ResidualOutput,
-    shape_string,
+    LayerNorm, LayerNormGradIo, LayerNormGrads, LayerNormIo, LayerNormOutput,
 };
+pub use ops::op::NormOp;
 pub use ops::rms_norm::{RmsNorm, RmsNormGradIo, RmsNormGrads, RmsNormIo};
+pub use ops::tensors::OpTensors;
 pub use plan::{BackwardKernel, BackwardPlan, Kernel, LayerNormPlan, Reduction};
-pub use tensor::{DType, GpuTensor, TENSOR_USAGES};
+pub use shape::{DType, RowsCols, shape_string};
+pub use tensor::{GpuTensor, TENSOR_USAGES};
 pub use ticks::{
-    DispatchToken, LabelStats, PoolStats, RecordKind, Report, TickRecord, Ticks, TicksSettings,
-    TimingSource,
+    DispatchToken, LabelStats, PoolStats, RecordKind, Report, TickRecord, TickScope, Ticks,
+    TicksSettings, TimingSource, TickedPass, ticked_steps,
 };
 pub use wgpu;

@@ -1,60 +1,16 @@
 //! [`GpuTensor`]: f32 or f16 values in a `wgpu::Buffer`, with a shape.
 
+use std::sync::Arc;
+
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::shape::{DType, element_count};
 
 /// Usages every tensor buffer created by this crate has: read and written by
 /// kernels (STORAGE), uploaded to (COPY_DST) and read back from (COPY_SRC).
 pub const TENSOR_USAGES: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
     .union(wgpu::BufferUsages::COPY_SRC)
     .union(wgpu::BufferUsages::COPY_DST);
-
-/// The element type a tensor stores. Kernels always compute in f32; f16 is a
-/// storage format (it needs the device feature `SHADER_F16`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum DType {
-    /// 32-bit float.
-    #[default]
-    F32,
-    /// 16-bit IEEE float (half).
-    F16,
-}
-
-impl DType {
-    /// Bytes per element.
-    pub fn size_bytes(self) -> u64 {
-        match self {
-            DType::F32 => 4,
-            DType::F16 => 2,
-        }
-    }
-
-    /// The name the CLI and NPY use: `f32` or `f16`.
-    pub fn name(self) -> &'static str {
-        match self {
-            DType::F32 => "f32",
-            DType::F16 => "f16",
-        }
-    }
-
-    /// `MissingFeature` naming f16 when `ctx` cannot store f16; Ok otherwise.
-    pub fn check_supported(self, ctx: &Context) -> Result<()> {
-        if self == DType::F16 && !ctx.capabilities().shader_f16 {
-            return Err(Error::MissingFeature {
-                op: "f16 storage",
-                feature: "SHADER_F16",
-                adapter: ctx.adapter_info().name.clone(),
-            });
-        }
-        Ok(())
-    }
-}
-
-impl std::fmt::Display for DType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// `values` as the bytes of `dtype` (f16 rounds to nearest even).
 fn encode_values(values: &[f32], dtype: DType) -> Vec<u8> {
@@ -92,22 +48,9 @@ pub struct GpuTensor {
     offset: u64,
     shape: Vec<usize>,
     dtype: DType,
-}
-
-/// Elements in `shape`, or `EmptyShape` when a dimension is zero or the
-/// shape has no dimension at all.
-pub(crate) fn element_count(shape: &[usize]) -> Result<usize> {
-    if shape.is_empty() || shape.contains(&0) {
-        return Err(Error::EmptyShape {
-            shape: shape.to_vec(),
-        });
-    }
-    shape
-        .iter()
-        .try_fold(1usize, |n, &d| n.checked_mul(d))
-        .ok_or_else(|| Error::EmptyShape {
-            shape: shape.to_vec(),
-        })
+    /// Alive while any clone of this tensor is: the bind cache frees what
+    /// it built for the tensor once it is gone.
+    life: Arc<()>,
 }
 
 impl GpuTensor {
@@ -161,11 +104,13 @@ impl GpuTensor {
     }
 
     /// A new tensor of `shape` stored as `dtype`, filled with zeros. The
-    /// buffer is padded to a multiple of 4 bytes (an odd count of f16).
+    /// buffer is padded to a multiple of 16 bytes (whole vec4s of f32).
     pub fn zeros_as(ctx: &Context, shape: &[usize], dtype: DType) -> Result<Self> {
-        dtype.check_supported(ctx)?;
+        ctx.check_dtype_supported(dtype)?;
         let n = element_count(shape)?;
-        let bytes = (n as u64 * dtype.size_bytes()).next_multiple_of(4);
+        let bytes = (n as u64)
+            .checked_mul(dtype.size_bytes())
+            .map_or(u64::MAX, |b| b.next_multiple_of(16));
         let max = ctx.limits().max_buffer_size;
         if bytes > max {
             return Err(Error::TensorTooLarge {
@@ -187,6 +132,7 @@ impl GpuTensor {
             offset: 0,
             shape: shape.to_vec(),
             dtype,
+            life: Arc::new(()),
         })
     }
 
@@ -236,6 +182,7 @@ impl GpuTensor {
             offset,
             shape: shape.to_vec(),
             dtype,
+            life: Arc::new(()),
         })
     }
 
@@ -267,6 +214,11 @@ impl GpuTensor {
     /// The buffer holding the values.
     pub fn buffer(&self) -> &wgpu::Buffer {
         &self.buffer
+    }
+
+    /// The token that is alive while this tensor (or a clone) is.
+    pub(crate) fn life(&self) -> &Arc<()> {
+        &self.life
     }
 
     /// Byte offset of the first value in [`GpuTensor::buffer`].

@@ -1,33 +1,29 @@
-//! The backward of LayerNorm and RMSNorm (`shaders/norm_backward.wgsl`),
-//! shared by both ops: validation, the statistics recomputation, the chunked
-//! dx dispatches and the two deterministic dgamma/dbeta stages.
+//! The backward of LayerNorm and RMSNorm (`shaders/norm_backward.wgsl`), in
+//! the forward's phases: **validate**, **choose** (the dx kernel, chunks,
+//! dgamma/dbeta parts), **build** on a bind-cache miss (scratch statistics
+//! when the caller has none, partial sums, params, bind groups), **record**
+//! (a statistics-only forward first where the statistics are recomputed,
+//! then one pass: per chunk the dx dispatches and the first dgamma/dbeta
+//! stage, after every chunk the second stage).
+
+use std::sync::Arc;
 
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::kernels::{BackwardVariant, Entry, PARAM_LANES, bind, bind_optional};
-use crate::ops::encoding::{
-    Uniforms, begin_pass, bind_group, column_window, dispatch, pass_label, row_window,
+use crate::kernels::{BackwardVariant, PARAM_LANES, Views};
+use crate::ops::config::{NormConfig, NormKind};
+use crate::ops::forward::encode_forward;
+use crate::ops::io::{BackwardIo, ForwardIo};
+use crate::ops::record::{
+    Dispatch, Recording, Uniforms, bind, bind_or, columns, pass_label, row_window, scratch,
 };
-use crate::ops::forward::{
-    ForwardIo, Norm, check_aliasing, check_dtype, check_len, encode_forward,
+use crate::ops::validate;
+use crate::plan::{
+    self, BackwardKernel, BackwardPlan, BindingWindow, COMBINE_LANES, Entry, Reduction, RowChunk,
 };
-use crate::ops::layer_norm::{LayerNorm, shape_string};
-use crate::plan::{self, BackwardKernel, BackwardPlan, BindingWindow};
-use crate::tensor::{DType, GpuTensor};
+use crate::shape::{RowsCols, shape_string};
+use crate::tensor::GpuTensor;
 use crate::ticks::Ticks;
-
-/// Every tensor a backward may touch (RMSNorm has no mean and no dbeta).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct BackwardIo<'a> {
-    pub(crate) x: &'a GpuTensor,
-    pub(crate) dy: &'a GpuTensor,
-    pub(crate) gamma: Option<&'a GpuTensor>,
-    pub(crate) mean: Option<&'a GpuTensor>,
-    pub(crate) rstd: Option<&'a GpuTensor>,
-    pub(crate) dx: &'a GpuTensor,
-    pub(crate) dgamma: Option<&'a GpuTensor>,
-    pub(crate) dbeta: Option<&'a GpuTensor>,
-}
 
 /// The uniform block of `shaders/norm_backward.wgsl` (`struct Params`).
 #[repr(C)]
@@ -49,124 +45,43 @@ struct Params {
     _pad: [u32; 3],
 }
 
-/// Checks shapes, element types, statistics and buffer sharing; `(rows, cols)`.
-fn validate(
-    cfg: &LayerNorm,
-    norm: Norm,
-    ctx: &Context,
-    io: &BackwardIo<'_>,
-) -> Result<(usize, usize)> {
-    cfg.validate_params(io.x.shape())?;
-    let (rows, cols) = cfg.rows_cols(io.x.shape())?;
-    let dtype = io.x.dtype();
-    dtype.check_supported(ctx)?;
-    let shape = io.x.shape();
-    let norm_shape = &cfg.norm_shape(shape)?;
-    let stats_shape = cfg.stats_shape(shape)?;
-    for (what, t) in [("dy", io.dy), ("dx", io.dx)] {
-        if t.shape() != shape {
-            return Err(Error::ShapeMismatch {
-                what,
-                expected: shape.to_vec(),
-                actual: t.shape().to_vec(),
-            });
-        }
-        check_dtype(what, t, dtype)?;
-    }
-    for (what, t) in [
-        ("gamma", io.gamma),
-        ("dgamma", io.dgamma),
-        ("dbeta", io.dbeta),
-    ] {
-        if let Some(t) = t {
-            check_len(what, t, cols, norm_shape)?;
-            check_dtype(what, t, dtype)?;
-        }
-    }
-    for (what, t) in [("mean", io.mean), ("rstd", io.rstd)] {
-        if let Some(t) = t {
-            check_len(what, t, rows, &stats_shape)?;
-            check_dtype(what, t, DType::F32)?;
-        }
-    }
-    if norm == Norm::Layer && io.mean.is_some() != io.rstd.is_some() {
-        return Err(Error::IncompleteStats {
-            given: if io.mean.is_some() { "mean" } else { "rstd" },
-            missing: if io.mean.is_some() { "rstd" } else { "mean" },
-        });
-    }
-    check_aliasing(
-        &[
-            Some(("x", io.x)),
-            Some(("dy", io.dy)),
-            io.gamma.map(|t| ("gamma", t)),
-            io.mean.map(|t| ("mean", t)),
-            io.rstd.map(|t| ("rstd", t)),
-        ],
-        &[
-            Some(("dx", io.dx)),
-            io.dgamma.map(|t| ("dgamma", t)),
-            io.dbeta.map(|t| ("dbeta", t)),
-        ],
-    )?;
-    Ok((rows, cols))
+/// What phase 2 decides.
+struct Choice {
+    rc: RowsCols,
+    plan: BackwardPlan,
+    chunks: Vec<RowChunk>,
+    variant: BackwardVariant,
+    /// dgamma/dbeta partial sums in all (0 without dgamma and dbeta).
+    parts: u64,
 }
 
-/// Encodes a backward into `encoder`: when the statistics are not given, a
-/// statistics-only forward pass into scratch; then one compute pass with,
-/// per chunk of rows, the dx dispatch and the first dgamma/dbeta stage, and
-/// after every chunk the second stage.
-pub(crate) fn encode_backward(
-    cfg: &LayerNorm,
-    norm: Norm,
+/// Phase 2: the dx plan, the chunks, and the dgamma/dbeta parts (whose
+/// partial sums must fit one binding).
+fn choose(
+    cfg: &NormConfig,
+    kind: NormKind,
     ctx: &Context,
-    encoder: &mut wgpu::CommandEncoder,
     io: &BackwardIo<'_>,
-    mut ticks: Option<&mut Ticks>,
-) -> Result<()> {
-    let (rows, cols) = validate(cfg, norm, ctx, io)?;
+    rc: RowsCols,
+) -> Result<Choice> {
     let dtype = io.x.dtype();
-
-    // The forward's statistics: the caller's, or recomputed (f32 scratch).
-    let scratch_stats;
-    let (mean, rstd) = match (io.mean, io.rstd) {
-        (mean, Some(rstd)) => (mean, rstd),
-        _ => {
-            scratch_stats = (
-                (norm == Norm::Layer)
-                    .then(|| GpuTensor::zeros(ctx, &[rows]))
-                    .transpose()?,
-                GpuTensor::zeros(ctx, &[rows])?,
-            );
-            let stats_io = ForwardIo {
-                x: io.x,
-                y: None,
-                gamma: None,
-                beta: None,
-                mean: scratch_stats.0.as_ref(),
-                rstd: Some(&scratch_stats.1),
-                residual: None,
-            };
-            encode_forward(cfg, norm, ctx, encoder, &stats_io, ticks.as_deref_mut())?;
-            (scratch_stats.0.as_ref(), &scratch_stats.1)
-        }
-    };
-
-    let mut plan = cfg.backward_plan(ctx, io.x.shape())?;
+    let mut plan = cfg.backward_plan(ctx, rc)?;
     let limits = ctx.limits();
     let align = limits.min_storage_buffer_offset_alignment as u64;
     let max_binding = limits.max_storage_buffer_binding_size;
+    let lane_rows = plan.kernel.spec().rows_per_lane as u64;
     let max_rows = match plan.kernel {
         BackwardKernel::RowPerLane => {
-            plan::MAX_WORKGROUPS_PER_DISPATCH * 4 * plan.workgroup_size as u64
+            plan::MAX_WORKGROUPS_PER_DISPATCH * lane_rows * plan.workgroup_size as u64
         }
         BackwardKernel::RowPerWorkgroup(_) => plan::MAX_WORKGROUPS_PER_DISPATCH,
         BackwardKernel::SplitRow(_) => plan::MAX_WORKGROUPS_PER_DISPATCH / plan.splits as u64,
     };
+    let cols = rc.cols as u64;
     let chunks = plan::chunk_rows(
-        rows as u64,
-        cols,
-        cols as u64 * dtype.size_bytes(),
+        rc.rows as u64,
+        rc.cols,
+        cols * dtype.size_bytes(),
         max_binding,
         align,
         max_rows,
@@ -181,105 +96,283 @@ pub(crate) fn encode_backward(
     };
     // The four-rows kernel's parts are fixed at four rows: where their sums
     // would not fit one binding, the workgroup-per-row kernel takes over.
-    if plan.kernel == BackwardKernel::RowPerLane
+    if plan.kernel.spec().fused_params
         && wants_params
-        && 2 * parts_of(&plan) * cols as u64 * 4 > max_binding
+        && 2 * parts_of(&plan) * cols * 4 > max_binding
     {
         if cfg.backward_kernel.is_some() {
             return Err(Error::KernelUnsuitable {
                 kernel: plan.kernel.name(),
                 reason: format!(
-                    "its dgamma/dbeta parts for {rows} rows of {cols} exceed one binding"
+                    "its dgamma/dbeta parts for {} rows of {} exceed one binding",
+                    rc.rows, rc.cols
                 ),
             });
         }
         let reduction = match ctx.capabilities().subgroups {
-            Some(_) => plan::Reduction::Subgroup,
-            None => plan::Reduction::Workgroup,
+            Some(_) => Reduction::Subgroup,
+            None => Reduction::Workgroup,
         };
-        let fallback = cfg.with_backward_kernel(BackwardKernel::RowPerWorkgroup(reduction));
-        plan = fallback.backward_plan(ctx, io.x.shape())?;
+        let fallback = NormConfig {
+            backward_kernel: Some(BackwardKernel::RowPerWorkgroup(reduction)),
+            ..*cfg
+        };
+        plan = fallback.backward_plan(ctx, rc)?;
     }
-    // The four-rows kernel writes its dgamma/dbeta parts itself.
-    let fused = plan.kernel == BackwardKernel::RowPerLane;
-    while wants_params && 2 * parts_of(&plan) * cols as u64 * 4 > max_binding {
+    while wants_params && 2 * parts_of(&plan) * cols * 4 > max_binding {
         plan.rows_per_part *= 2;
     }
-    let parts = parts_of(&plan);
-    let variant = BackwardVariant {
-        rms: norm == Norm::Rms,
-        dtype,
-        gamma: io.gamma.is_some(),
-        dgamma: io.dgamma.is_some(),
-        dbeta: io.dbeta.is_some(),
-    };
-    // The dx dispatches of one chunk, in order.
-    let dx_steps: &[Entry] = match plan.kernel {
-        BackwardKernel::RowPerLane => &[Entry::DxFourRowsPerLane],
-        BackwardKernel::RowPerWorkgroup(_) => &[Entry::DxRowPerWorkgroup],
-        BackwardKernel::SplitRow(_) => &[
-            Entry::DxSplitSums,
-            Entry::DxSplitCombine,
-            Entry::DxSplitApply,
+    let parts = if wants_params { parts_of(&plan) } else { 0 };
+    Ok(Choice {
+        rc,
+        plan,
+        chunks,
+        variant: BackwardVariant {
+            rms: kind == NormKind::Rms,
+            dtype,
+            gamma: io.gamma.is_some(),
+            dgamma: io.dgamma.is_some(),
+            dbeta: io.dbeta.is_some(),
+        },
+        parts,
+    })
+}
+
+/// Per chunk: the windows of x, dy, dx, the mean (with its tensor) and rstd.
+type ChunkWindows<'a> = (
+    BindingWindow,
+    BindingWindow,
+    BindingWindow,
+    Option<(&'a GpuTensor, BindingWindow)>,
+    BindingWindow,
+);
+
+/// What a cached backward depends on.
+#[derive(PartialEq, Eq, Hash)]
+struct BackwardKey {
+    kind: NormKind,
+    epsilon: u32,
+    axis: isize,
+    rc: RowsCols,
+    plan: BackwardPlan,
+    variant: BackwardVariant,
+    tensors: [Option<(wgpu::Buffer, u64)>; 8],
+}
+
+/// A built backward: its pass, and the scratch statistics (with the
+/// forward that fills them) where the caller gave none.
+struct Built {
+    stats: Option<(Option<GpuTensor>, GpuTensor)>,
+    pass: Recording,
+}
+
+/// Every binding of `shaders/norm_backward.wgsl`, by name, for one chunk.
+struct BackwardBindings<'a> {
+    x: wgpu::BindingResource<'a>,
+    dy: wgpu::BindingResource<'a>,
+    gamma: wgpu::BindingResource<'a>,
+    mean: wgpu::BindingResource<'a>,
+    rstd: wgpu::BindingResource<'a>,
+    dx: wgpu::BindingResource<'a>,
+    partials: wgpu::BindingResource<'a>,
+    dgamma: wgpu::BindingResource<'a>,
+    dbeta: wgpu::BindingResource<'a>,
+    params: wgpu::BindingResource<'a>,
+    row_centre: wgpu::BindingResource<'a>,
+    piece_sums: wgpu::BindingResource<'a>,
+    row_sums: wgpu::BindingResource<'a>,
+}
+
+impl<'a> BackwardBindings<'a> {
+    fn at(&self, slot: u32) -> wgpu::BindingResource<'a> {
+        match slot {
+            0 => self.x.clone(),
+            1 => self.dy.clone(),
+            2 => self.gamma.clone(),
+            3 => self.mean.clone(),
+            4 => self.rstd.clone(),
+            5 => self.dx.clone(),
+            6 => self.partials.clone(),
+            7 => self.dgamma.clone(),
+            8 => self.dbeta.clone(),
+            9 => self.params.clone(),
+            10 => self.row_centre.clone(),
+            11 => self.piece_sums.clone(),
+            12 => self.row_sums.clone(),
+            other => unreachable!("no backward binding {other}"),
+        }
+    }
+}
+
+/// Encodes a backward into `encoder`.
+pub(crate) fn encode_backward(
+    cfg: &NormConfig,
+    kind: NormKind,
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    io: &BackwardIo<'_>,
+    mut ticks: Option<&mut Ticks>,
+) -> Result<()> {
+    let rc = validate::backward(cfg, kind, ctx, io)?;
+    let choice = choose(cfg, kind, ctx, io, rc)?;
+    let tensor = |t: Option<&GpuTensor>| t.map(|t| (t.buffer().clone(), t.offset()));
+    let key = BackwardKey {
+        kind,
+        epsilon: cfg.epsilon.to_bits(),
+        axis: cfg.axis,
+        rc,
+        plan: choice.plan,
+        variant: choice.variant,
+        tensors: [
+            tensor(Some(io.x)),
+            tensor(Some(io.dy)),
+            tensor(io.gamma),
+            tensor(io.mean),
+            tensor(io.rstd),
+            tensor(Some(io.dx)),
+            tensor(io.dgamma),
+            tensor(io.dbeta),
         ],
     };
-    let kernels = ctx.kernels();
-    let pipeline = |entry| kernels.backward_pipeline(ctx, plan, variant, entry);
-    let layout = |entry| kernels.layout(ctx, entry, false);
-    let dx_pipelines = dx_steps
-        .iter()
-        .map(|&e| Ok((e, pipeline(e)?, layout(e)?)))
-        .collect::<Result<Vec<_>>>()?;
-    // The dgamma/dbeta stages that run: the first only without the fused kernel.
-    let stage = |run: bool, entry| -> Result<_> {
-        Ok(if run {
-            Some((pipeline(entry)?, layout(entry)?))
-        } else {
-            None
-        })
+    let tokens: Vec<&Arc<()>> = [
+        Some(io.x),
+        Some(io.dy),
+        io.gamma,
+        io.mean,
+        io.rstd,
+        Some(io.dx),
+        io.dgamma,
+        io.dbeta,
+    ]
+    .into_iter()
+    .flatten()
+    .map(|t| t.life())
+    .collect();
+    let built = match ctx.bind_cache().get::<_, Built>(&key, &tokens) {
+        Some(b) => b,
+        None => {
+            let b = Arc::new(build(kind, ctx, io, &choice)?);
+            ctx.bind_cache().insert(key, b.clone(), &tokens);
+            b
+        }
     };
-    let partials_stage = stage(wants_params && !fused, Entry::ParamPartials)?;
-    let sums_stage = stage(wants_params, Entry::ParamSums)?;
+    if let Some((mean, rstd)) = &built.stats {
+        let stats_io = ForwardIo {
+            x: io.x,
+            y: None,
+            gamma: None,
+            beta: None,
+            mean: mean.as_ref(),
+            rstd: Some(rstd),
+            residual: None,
+        };
+        encode_forward(cfg, kind, ctx, encoder, &stats_io, ticks.as_deref_mut())?;
+    }
+    built.pass.record(encoder, ticks);
+    Ok(())
+}
+
+/// Phase 3: scratch statistics, pipelines, partial sums, params and bind groups.
+fn build(
+    kind: NormKind,
+    ctx: &Context,
+    io: &BackwardIo<'_>,
+    c: &Choice,
+) -> Result<Built> {
+    let rows = c.rc.rows;
+    let stats = match (io.mean, io.rstd) {
+        (_, Some(_)) => None,
+        _ => Some((
+            (kind == NormKind::Layer)
+                .then(|| GpuTensor::zeros(ctx, &[rows]))
+                .transpose()?,
+            GpuTensor::zeros(ctx, &[rows])?,
+        )),
+    };
+    let (mean, rstd) = match (&stats, io.rstd) {
+        (Some((m, r)), _) => (m.as_ref(), r),
+        (None, Some(r)) => (io.mean, r),
+        (None, None) => unreachable!("statistics are given or recomputed"),
+    };
+    let pass = build_pass(kind, ctx, io, c, mean, rstd)?;
+    Ok(Built { stats, pass })
+}
+
+fn build_pass<'a>(
+    kind: NormKind,
+    ctx: &'a Context,
+    io: &BackwardIo<'a>,
+    c: &Choice,
+    mean: Option<&'a GpuTensor>,
+    rstd: &'a GpuTensor,
+) -> Result<Recording> {
+    let cache = ctx.pipelines();
+    let none = Views::default();
+    let plan = c.plan;
+    let spec = plan.kernel.spec();
+    let wants_params = c.parts > 0;
+    let stage = |entry: Entry| -> Result<_> {
+        Ok((
+            entry,
+            cache.backward(ctx, plan, c.variant, entry)?,
+            cache.layout(ctx, entry, none)?,
+        ))
+    };
+    let dx_steps = spec
+        .steps
+        .iter()
+        .map(|&e| stage(e))
+        .collect::<Result<Vec<_>>>()?;
+    let partials_stage = (wants_params && !spec.fused_params)
+        .then(|| stage(Entry::ParamPartials))
+        .transpose()?;
+    let sums_stage = wants_params.then(|| stage(Entry::ParamSums)).transpose()?;
+    let dtype = io.x.dtype();
+    let cols = c.rc.cols;
+    let align = ctx.limits().min_storage_buffer_offset_alignment as u64;
+    let label = pass_label(kind.name(), "backward", io.x.shape(), dtype, &plan.describe());
+    let args = vec![
+        ("shape", shape_string(io.x.shape())),
+        ("dtype", dtype.to_string()),
+        ("kernel", plan.describe()),
+        ("chunks", c.chunks.len().to_string()),
+        ("parts", c.parts.to_string()),
+    ];
 
     ctx.scoped("encoding a normalisation backward", || {
-        let column_window = |t: &GpuTensor| column_window(t, cols, align);
-        let gamma = io.gamma.map(|t| (t.buffer(), column_window(t)));
-        let dgamma = io.dgamma.map(|t| (t.buffer(), column_window(t)));
-        let dbeta = io.dbeta.map(|t| (t.buffer(), column_window(t)));
+        let dummy = |s: u32| cache.dummy(s).as_entire_binding();
+        let (gamma, dgamma, dbeta) = (
+            columns(io.gamma, cols, align),
+            columns(io.dgamma, cols, align),
+            columns(io.dbeta, cols, align),
+        );
+        let opt = |p, s: u32| bind_or(p, cache.dummy(s));
         let partials = ctx.device().create_buffer(&wgpu::BufferDescriptor {
             label: Some("dgamma/dbeta partial sums"),
-            size: if wants_params {
-                2 * parts * cols as u64 * 4
-            } else {
-                16
-            },
+            size: (2 * c.parts * cols as u64 * 4).max(16),
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
-
         // mean(x̃) per row of a chunk, from the dx kernel to the first
-        // dgamma stage of the same chunk (reused chunk after chunk).
-        let most_rows = chunks.iter().map(|c| c.rows).max().unwrap_or(1);
-        let row_centre = ctx.device().create_buffer(&wgpu::BufferDescriptor {
-            label: Some("backward row centres"),
-            size: most_rows.max(4) * 4,
-            usage: wgpu::BufferUsages::STORAGE,
-            mapped_at_creation: false,
-        });
+        // dgamma stage of the same chunk; the split-row kernel's piece and
+        // row sums; all sized for the largest chunk, reused chunk after chunk.
+        let most_rows = c.chunks.iter().map(|ch| ch.rows).max().unwrap_or(1);
+        let row_centre = scratch(ctx, "backward row centres", most_rows.div_ceil(4));
+        let piece_sums = scratch(ctx, "backward piece sums", most_rows * plan.splits as u64);
+        let row_sums = scratch(ctx, "backward row sums", most_rows);
 
         // Params: one block per chunk, then one for the second stage.
-        let mut params = Vec::with_capacity(chunks.len() + 1);
-        let mut windows = Vec::with_capacity(chunks.len());
+        let mut params = Vec::with_capacity(c.chunks.len() + 1);
+        let mut windows = Vec::with_capacity(c.chunks.len());
         let mut part_base = 0u64;
-        let base = |w: Option<BindingWindow>| w.map_or(0, |w| w.base);
-        for chunk in &chunks {
-            let row_window = |t: &GpuTensor, per_row| row_window(t, chunk, per_row, align);
+        for chunk in &c.chunks {
+            let rows = |t: &GpuTensor, per_row| row_window(t, chunk, per_row, align);
             let w = (
-                row_window(io.x, cols as u64),
-                row_window(io.dy, cols as u64),
-                row_window(io.dx, cols as u64),
-                mean.map(|t| row_window(t, 1)),
-                row_window(rstd, 1),
+                rows(io.x, cols as u64),
+                rows(io.dy, cols as u64),
+                rows(io.dx, cols as u64),
+                mean.map(|t| (t, rows(t, 1))),
+                rows(rstd, 1),
             );
             params.push(Params {
                 rows: chunk.rows as u32,
@@ -288,10 +381,10 @@ pub(crate) fn encode_backward(
                 dy_base: w.1.base,
                 dx_base: w.2.base,
                 gamma_base: gamma.map_or(0, |(_, w)| w.base),
-                mean_base: base(w.3),
+                mean_base: w.3.map_or(0, |(_, w)| w.base),
                 rstd_base: w.4.base,
                 part_base: part_base as u32,
-                parts: parts as u32,
+                parts: c.parts as u32,
                 rows_per_part: plan.rows_per_part,
                 ..Params::default()
             });
@@ -299,121 +392,95 @@ pub(crate) fn encode_backward(
             windows.push(w);
         }
         params.push(Params {
-            rows: rows as u32,
+            rows: c.rc.rows as u32,
             dim: cols as u32,
             dgamma_base: dgamma.map_or(0, |(_, w)| w.base),
             dbeta_base: dbeta.map_or(0, |(_, w)| w.base),
-            parts: parts as u32,
+            parts: c.parts as u32,
             rows_per_part: plan.rows_per_part,
             ..Params::default()
         });
         let uniforms = Uniforms::new(ctx, "normalisation backward params", &params);
-        let uniform = |i| uniforms.binding(i);
-        let (dummy_in, dummy_out) = (&kernels.dummy_input, &kernels.dummy_output);
-        let group =
-            |entry, layout, resources: &[_]| bind_group(ctx, entry, false, layout, resources);
-        // The split-row kernel's piece and row sums, sized for the largest chunk.
-        let vec4s = |label, n: u64| {
-            ctx.device().create_buffer(&wgpu::BufferDescriptor {
-                label: Some(label),
-                size: n.max(1) * 16,
-                usage: wgpu::BufferUsages::STORAGE,
-                mapped_at_creation: false,
+        let group = |entry: Entry, layout: &wgpu::BindGroupLayout, b: &BackwardBindings<'_>| {
+            let entries: Vec<_> = entry
+                .backward_bindings()
+                .iter()
+                .map(|&s| wgpu::BindGroupEntry {
+                    binding: s,
+                    resource: b.at(s),
+                })
+                .collect();
+            ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(entry.name()),
+                layout,
+                entries: &entries,
             })
         };
-        let piece_sums = vec4s("backward piece sums", most_rows * plan.splits as u64);
-        let row_sums = vec4s("backward row sums", most_rows);
-        // Bindings 0-9 of shaders/norm_backward.wgsl, per chunk.
-        let chunk_groups: Vec<_> = windows
-            .iter()
-            .enumerate()
-            .map(|(i, (x, dy, dx, m, r))| {
-                let resources = [
-                    bind(io.x.buffer(), *x),
-                    bind(io.dy.buffer(), *dy),
-                    bind_optional(gamma, dummy_in),
-                    bind_optional(mean.map(|t| t.buffer()).zip(*m), dummy_in),
-                    bind(rstd.buffer(), *r),
-                    bind(io.dx.buffer(), *dx),
-                    partials.as_entire_binding(),
-                    dummy_out.as_entire_binding(),
-                    dummy_out.as_entire_binding(),
-                    uniform(i),
-                    row_centre.as_entire_binding(),
-                    piece_sums.as_entire_binding(),
-                    row_sums.as_entire_binding(),
-                ];
-                let params = partials_stage
-                    .as_ref()
-                    .map(|(_, layout)| group(Entry::ParamPartials, layout, &resources));
-                let dx_groups: Vec<_> = dx_pipelines
-                    .iter()
-                    .map(|(entry, _, layout)| group(*entry, layout, &resources))
-                    .collect();
-                (dx_groups, params)
-            })
-            .collect();
-        let sums_group = sums_stage.as_ref().map(|(_, layout)| {
-            let resources = [
-                dummy_in.as_entire_binding(),
-                dummy_in.as_entire_binding(),
-                dummy_in.as_entire_binding(),
-                dummy_in.as_entire_binding(),
-                dummy_in.as_entire_binding(),
-                dummy_out.as_entire_binding(),
-                partials.as_entire_binding(),
-                bind_optional(dgamma, dummy_out),
-                bind_optional(dbeta, dummy_out),
-                uniform(chunks.len()),
-                dummy_out.as_entire_binding(),
-                dummy_out.as_entire_binding(),
-                dummy_out.as_entire_binding(),
-            ];
-            group(Entry::ParamSums, layout, &resources)
-        });
-
-        let shape = shape_string(io.x.shape());
-        let label = pass_label(norm, "backward", io.x.shape(), dtype, &plan.describe());
-        let args = [
-            ("shape", shape),
-            ("dtype", dtype.to_string()),
-            ("kernel", plan.describe()),
-            ("chunks", chunks.len().to_string()),
-            ("parts", parts.to_string()),
-        ];
-        let mut pass = begin_pass(encoder, ticks.as_deref_mut(), &label, &args);
+        let bindings = |i: usize, w: Option<&ChunkWindows<'a>>| {
+            BackwardBindings {
+                x: w.map_or_else(|| dummy(0), |w| bind(io.x.buffer(), w.0)),
+                dy: w.map_or_else(|| dummy(1), |w| bind(io.dy.buffer(), w.1)),
+                gamma: opt(gamma.filter(|_| w.is_some()), 2),
+                mean: opt(w.and_then(|w| w.3), 3),
+                rstd: w.map_or_else(|| dummy(4), |w| bind(rstd.buffer(), w.4)),
+                dx: w.map_or_else(|| dummy(5), |w| bind(io.dx.buffer(), w.2)),
+                partials: partials.as_entire_binding(),
+                dgamma: opt(dgamma.filter(|_| w.is_none()), 7),
+                dbeta: opt(dbeta.filter(|_| w.is_none()), 8),
+                params: uniforms.binding(i),
+                row_centre: row_centre.as_entire_binding(),
+                piece_sums: piece_sums.as_entire_binding(),
+                row_sums: row_sums.as_entire_binding(),
+            }
+        };
         let column_blocks = (cols as u64).div_ceil(PARAM_LANES as u64);
-        for (i, (chunk, (dx_groups, params_group))) in chunks.iter().zip(&chunk_groups).enumerate()
-        {
+        let mut dispatches = Vec::new();
+        for (i, (chunk, w)) in c.chunks.iter().zip(&windows).enumerate() {
+            let b = bindings(i, Some(w));
             let rows = format!("{}..{}", chunk.first_row, chunk.first_row + chunk.rows);
-            for ((entry, pipeline, _), g) in dx_pipelines.iter().zip(dx_groups) {
-                let dx_workgroups = match entry {
-                    Entry::DxFourRowsPerLane => chunk.rows.div_ceil(4 * plan.workgroup_size as u64),
+            for (entry, pipeline, layout) in &dx_steps {
+                let workgroups = match entry {
+                    Entry::DxFourRowsPerLane => chunk
+                        .rows
+                        .div_ceil(spec.rows_per_lane as u64 * plan.workgroup_size as u64),
                     Entry::DxRowPerWorkgroup => chunk.rows,
-                    Entry::DxSplitCombine => chunk.rows.div_ceil(64),
+                    Entry::DxSplitCombine => chunk.rows.div_ceil(COMBINE_LANES as u64),
                     _ => chunk.rows * plan.splits as u64,
                 };
-                pass.set_pipeline(pipeline);
-                pass.set_bind_group(0, g, &[]);
-                let name = format!("{label} chunk {i} {}", entry.name());
-                let rows = rows.clone();
-                dispatch(&mut pass, ticks.as_deref_mut(), &name, dx_workgroups, rows);
+                dispatches.push(Dispatch {
+                    pipeline: pipeline.clone(),
+                    group: group(*entry, layout, &b),
+                    workgroups,
+                    name: format!("{label} chunk {i} {}", entry.name()),
+                    rows: rows.clone(),
+                });
             }
-            if let (Some((partials_pipeline, _)), Some(g)) = (&partials_stage, params_group) {
-                pass.set_pipeline(partials_pipeline);
-                pass.set_bind_group(0, g, &[]);
+            if let Some((entry, pipeline, layout)) = &partials_stage {
                 let chunk_parts = chunk.rows.div_ceil(plan.rows_per_part as u64);
-                let name = format!("{label} chunk {i} param_partials");
-                let workgroups = column_blocks * chunk_parts;
-                dispatch(&mut pass, ticks.as_deref_mut(), &name, workgroups, rows);
+                dispatches.push(Dispatch {
+                    pipeline: pipeline.clone(),
+                    group: group(*entry, layout, &b),
+                    workgroups: column_blocks * chunk_parts,
+                    name: format!("{label} chunk {i} param_partials"),
+                    rows,
+                });
             }
         }
-        if let (Some((sums_pipeline, _)), Some(g)) = (&sums_stage, &sums_group) {
-            pass.set_pipeline(sums_pipeline);
-            pass.set_bind_group(0, g, &[]);
-            let name = format!("{label} param_sums");
-            let all_rows = format!("0..{rows}");
-            dispatch(&mut pass, ticks, &name, column_blocks, all_rows);
+        if let Some((entry, pipeline, layout)) = &sums_stage {
+            let b = bindings(c.chunks.len(), None);
+            dispatches.push(Dispatch {
+                pipeline: pipeline.clone(),
+                group: group(*entry, layout, &b),
+                workgroups: column_blocks,
+                name: format!("{label} param_sums"),
+                rows: format!("0..{}", c.rc.rows),
+            });
+        }
+        Recording {
+            label,
+            args,
+            dispatches,
+            _buffers: vec![uniforms.buffer.clone(), partials, row_centre, piece_sums, row_sums],
         }
     })
 }

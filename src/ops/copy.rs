@@ -1,13 +1,14 @@
 //! A plain copy kernel (`shaders/copy.wgsl`): the memory floor that the
-//! layer-norm kernels are measured against in the benchmarks.
+//! normalisation kernels are measured against in the benchmarks.
 
 use wgpu::util::DeviceExt;
 
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::kernels::{bind, bind_vec4};
+use crate::ops::record::bind;
+use crate::ops::validate::check_dtype;
 use crate::plan::BindingWindow;
-use crate::tensor::DType;
+use crate::shape::DType;
 use crate::tensor::GpuTensor;
 use crate::ticks::Ticks;
 
@@ -16,9 +17,10 @@ const COPY_WG: u32 = 256;
 /// Workgroups of the grid-stride loop (the stride is COPY_WG × this, in vec4s).
 const COPY_GROUPS: u32 = 1 << 20;
 
-/// Encodes a copy of `src` into `dst` (same length, whole buffers from
+/// Encodes a copy of `src` into `dst` (same length, f32, whole buffers from
 /// offset 0, at most one storage binding) as one compute pass, timed by
-/// `ticks` when given, labelled `copy <n> f32`.
+/// `ticks` when given, labelled `copy <n> f32`. dst's buffer must hold whole
+/// vec4s past the last value (tensors this crate allocates do).
 pub fn encode_copy(
     ctx: &Context,
     encoder: &mut wgpu::CommandEncoder,
@@ -40,17 +42,26 @@ pub fn encode_copy(
         });
     }
     let max = ctx.limits().max_storage_buffer_binding_size;
+    let vec4_bytes = src.size_bytes().next_multiple_of(16);
     for (what, t) in [("copy source", src), ("copy destination", dst)] {
-        crate::ops::forward::check_dtype(what, t, DType::F32)?;
-        if t.offset() != 0 || t.size_bytes() > max {
+        check_dtype(what, t, DType::F32)?;
+        if t.offset() != 0 || vec4_bytes > max {
             return Err(Error::TensorTooLarge {
                 what,
-                bytes: t.offset() + t.size_bytes(),
+                bytes: t.offset() + vec4_bytes,
                 max,
             });
         }
     }
-    let pipeline = ctx.kernels().copy(ctx)?;
+    if dst.buffer().size() < vec4_bytes {
+        return Err(Error::BufferTooSmall {
+            what: "copy destination",
+            offset: 0,
+            end: vec4_bytes,
+            buffer_size: dst.buffer().size(),
+        });
+    }
+    let pipeline = ctx.pipelines().copy(ctx)?;
     let n = src.len() as u32;
     let groups = COPY_GROUPS.min((n / 4).div_ceil(COPY_WG)).max(1);
     ctx.scoped("encoding copy", || {
@@ -61,31 +72,31 @@ pub fn encode_copy(
                 contents: bytemuck::cast_slice(&[n, groups * COPY_WG, 0, 0]),
                 usage: wgpu::BufferUsages::UNIFORM,
             });
-        let window = BindingWindow {
+        let window = |size| BindingWindow {
             offset: 0,
-            size: src.size_bytes(),
+            size,
             base: 0,
         };
-        let kernels = ctx.kernels();
+        let whole4 = src.size_bytes() / 16 * 16;
+        let src4 = match whole4 {
+            0 => ctx.pipelines().dummy(0).as_entire_binding(),
+            size => bind(src.buffer(), window(size)),
+        };
         let bind_group = ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("copy"),
             layout: &pipeline.get_bind_group_layout(0),
             entries: &[
                 wgpu::BindGroupEntry {
                     binding: 0,
-                    resource: bind_vec4(src.buffer(), window, DType::F32, &kernels.dummy_input),
+                    resource: src4,
                 },
                 wgpu::BindGroupEntry {
                     binding: 1,
-                    resource: bind(src.buffer(), window),
+                    resource: bind(src.buffer(), window(src.size_bytes())),
                 },
                 wgpu::BindGroupEntry {
                     binding: 2,
-                    resource: bind_vec4(dst.buffer(), window, DType::F32, &kernels.dummy_output),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 3,
-                    resource: bind(dst.buffer(), window),
+                    resource: bind(dst.buffer(), window(vec4_bytes)),
                 },
                 wgpu::BindGroupEntry {
                     binding: 4,

@@ -1,9 +1,14 @@
 //! Layer normalisation (PyTorch `F.layer_norm`, ONNX LayerNormalization-17).
 
 use crate::context::Context;
-use crate::error::{Error, Result};
-use crate::ops::backward::{BackwardIo, encode_backward};
-use crate::ops::forward::{ForwardIo, Norm, ResidualAdd, encode_forward, run};
+use crate::error::Result;
+use crate::ops::backward::encode_backward;
+use crate::ops::config::{NormConfig, NormKind};
+use crate::ops::forward::encode_forward;
+use crate::ops::io::{BackwardIo, ForwardIo, ResidualAdd, ResidualOutput};
+use crate::ops::op::NormOp;
+use crate::ops::record::run;
+use crate::ops::tensors::OpTensors;
 use crate::plan::{BackwardKernel, BackwardPlan, Kernel, LayerNormPlan};
 use crate::tensor::GpuTensor;
 use crate::ticks::Ticks;
@@ -35,6 +40,17 @@ pub struct LayerNorm {
 }
 
 norm_config!(LayerNorm);
+
+impl From<NormConfig> for LayerNorm {
+    fn from(c: NormConfig) -> Self {
+        LayerNorm {
+            axis: c.axis,
+            epsilon: c.epsilon,
+            kernel: c.kernel,
+            backward_kernel: c.backward_kernel,
+        }
+    }
+}
 
 /// The tensors of one layer-norm forward, for [`LayerNorm::encode`]. Every
 /// tensor has x's element type except `mean` and `rstd`, which are f32.
@@ -69,18 +85,6 @@ impl<'a> LayerNormIo<'a> {
             residual: None,
         }
     }
-
-    fn forward_io(&self) -> ForwardIo<'a> {
-        ForwardIo {
-            x: self.x,
-            y: Some(self.y),
-            gamma: self.gamma,
-            beta: self.beta,
-            mean: self.mean,
-            rstd: self.rstd,
-            residual: self.residual,
-        }
-    }
 }
 
 /// What [`LayerNorm::forward_with_stats`] returns.
@@ -94,69 +98,166 @@ pub struct LayerNormOutput {
     pub rstd: GpuTensor,
 }
 
-/// What the fused residual forwards return.
+/// The tensors of one layer-norm backward, for [`LayerNorm::encode_backward`].
+/// All of x's element type except `mean` and `rstd` (f32).
+#[derive(Clone, Copy, Debug)]
+pub struct LayerNormGradIo<'a> {
+    /// The forward's input.
+    pub x: &'a GpuTensor,
+    /// Gradient of the loss with respect to y, shaped like x.
+    pub dy: &'a GpuTensor,
+    /// The forward's scale, if it had one.
+    pub gamma: Option<&'a GpuTensor>,
+    /// The forward's saved per-row mean; recomputed when absent (give both
+    /// mean and rstd, or neither).
+    pub mean: Option<&'a GpuTensor>,
+    /// The forward's saved per-row rstd.
+    pub rstd: Option<&'a GpuTensor>,
+    /// Output: gradient with respect to x.
+    pub dx: &'a GpuTensor,
+    /// Output: gradient with respect to gamma (`cols` values).
+    pub dgamma: Option<&'a GpuTensor>,
+    /// Output: gradient with respect to beta (`cols` values).
+    pub dbeta: Option<&'a GpuTensor>,
+}
+
+/// What [`LayerNorm::backward`] returns.
 #[derive(Clone, Debug)]
-pub struct ResidualOutput {
-    /// norm(x + residual + bias).
-    pub y: GpuTensor,
-    /// x + residual + bias, the input of the next residual block.
-    pub sum: GpuTensor,
+pub struct LayerNormGrads {
+    /// Gradient with respect to x.
+    pub dx: GpuTensor,
+    /// Gradient with respect to gamma, shaped like the normalised dims.
+    pub dgamma: GpuTensor,
+    /// Gradient with respect to beta, shaped like the normalised dims.
+    pub dbeta: GpuTensor,
+}
+
+impl NormOp for LayerNorm {
+    const NAME: &'static str = "layer_norm";
+    type Io<'a> = LayerNormIo<'a>;
+    type GradIo<'a> = LayerNormGradIo<'a>;
+
+    fn encode_with(
+        &self,
+        ctx: &Context,
+        encoder: &mut wgpu::CommandEncoder,
+        io: &LayerNormIo<'_>,
+        ticks: Option<&mut Ticks>,
+    ) -> Result<()> {
+        let io = ForwardIo {
+            x: io.x,
+            y: Some(io.y),
+            gamma: io.gamma,
+            beta: io.beta,
+            mean: io.mean,
+            rstd: io.rstd,
+            residual: io.residual,
+        };
+        encode_forward(&self.config(), NormKind::Layer, ctx, encoder, &io, ticks)
+    }
+
+    fn encode_backward_with(
+        &self,
+        ctx: &Context,
+        encoder: &mut wgpu::CommandEncoder,
+        io: &LayerNormGradIo<'_>,
+        ticks: Option<&mut Ticks>,
+    ) -> Result<()> {
+        let io = BackwardIo {
+            x: io.x,
+            dy: io.dy,
+            gamma: io.gamma,
+            mean: io.mean,
+            rstd: io.rstd,
+            dx: io.dx,
+            dgamma: io.dgamma,
+            dbeta: io.dbeta,
+        };
+        encode_backward(&self.config(), NormKind::Layer, ctx, encoder, &io, ticks)
+    }
+
+    fn param_shape(&self, shape: &[usize]) -> Result<Vec<usize>> {
+        self.config().norm_shape(shape)
+    }
+
+    fn stats_shape(&self, shape: &[usize]) -> Result<Vec<usize>> {
+        self.config().stats_shape(shape)
+    }
+
+    fn io<'a>(t: &'a OpTensors, with_stats: bool) -> LayerNormIo<'a> {
+        LayerNormIo {
+            gamma: Some(&t.gamma),
+            beta: Some(&t.beta),
+            mean: with_stats.then_some(&t.mean),
+            rstd: with_stats.then_some(&t.rstd),
+            ..LayerNormIo::new(&t.x, &t.y)
+        }
+    }
+
+    fn grad_io<'a>(t: &'a OpTensors) -> LayerNormGradIo<'a> {
+        LayerNormGradIo {
+            x: &t.x,
+            dy: &t.dy,
+            gamma: Some(&t.gamma),
+            mean: Some(&t.mean),
+            rstd: Some(&t.rstd),
+            dx: &t.dx,
+            dgamma: Some(&t.dgamma),
+            dbeta: Some(&t.dbeta),
+        }
+    }
+
+    fn describe(&self, ctx: &Context, shape: &[usize], backward: bool) -> Result<String> {
+        Ok(match backward {
+            true => self.backward_plan(ctx, shape)?.describe(),
+            false => self.plan(ctx, shape)?.describe(),
+        })
+    }
 }
 
 impl LayerNorm {
-    /// The backward plan for a tensor of `shape` on `ctx`: the forced dx
-    /// kernel if any, else the first fitting rung of
-    /// [`BACKWARD_LADDER`](crate::plan::BACKWARD_LADDER).
-    pub fn backward_plan(&self, ctx: &Context, shape: &[usize]) -> Result<BackwardPlan> {
-        let (rows, cols) = self.rows_cols(shape)?;
-        let (caps, info, limits) = (ctx.capabilities(), ctx.adapter_info(), ctx.limits());
-        match self.backward_kernel {
-            Some(k) => BackwardPlan::with_kernel(k, rows, cols, caps, info, limits),
-            None => Ok(BackwardPlan::new(rows, cols, caps, info, limits)),
+    /// The configuration the row-norm encoders read.
+    pub fn config(&self) -> NormConfig {
+        NormConfig {
+            axis: self.axis,
+            epsilon: self.epsilon,
+            kernel: self.kernel,
+            backward_kernel: self.backward_kernel,
         }
     }
 
     /// `(rows, cols)` of a tensor of `shape`: the product of the dimensions
     /// before `axis`, and of those from `axis` on.
     pub fn rows_cols(&self, shape: &[usize]) -> Result<(usize, usize)> {
-        let axis = normalized_axis(self.axis, shape.len())?;
-        crate::tensor::element_count(shape)?;
-        Ok((
-            shape[..axis].iter().product(),
-            shape[axis..].iter().product(),
-        ))
+        let rc = crate::shape::RowsCols::of(shape, self.axis)?;
+        Ok((rc.rows, rc.cols))
     }
 
     /// The normalised dims, `shape[axis..]`: the shape of gamma, beta and
     /// their gradients.
     pub fn norm_shape(&self, shape: &[usize]) -> Result<Vec<usize>> {
-        Ok(shape[normalized_axis(self.axis, shape.len())?..].to_vec())
+        self.config().norm_shape(shape)
     }
 
     /// The shape of the mean and rstd outputs: `[d0 … d(axis−1), 1, …, 1]`.
     pub fn stats_shape(&self, shape: &[usize]) -> Result<Vec<usize>> {
-        let axis = normalized_axis(self.axis, shape.len())?;
-        Ok(shape
-            .iter()
-            .enumerate()
-            .map(|(i, &d)| if i < axis { d } else { 1 })
-            .collect())
+        self.config().stats_shape(shape)
     }
 
     /// The kernel for a tensor of `shape` on `ctx`: the forced one if any,
-    /// else the autotuner's pick where the context tunes (timing the
-    /// candidates on first use of the shape class), else the plan's ladder.
-    /// An error for a bad shape, or when a forced kernel cannot run there.
+    /// else the tuned table's pick (asking the context's autotuner on first
+    /// use of the shape class, where one is installed), else the ladder.
     pub fn plan(&self, ctx: &Context, shape: &[usize]) -> Result<LayerNormPlan> {
-        let (rows, cols) = self.rows_cols(shape)?;
-        let (caps, info, limits) = (ctx.capabilities(), ctx.adapter_info(), ctx.limits());
-        if let Some(k) = self.kernel {
-            return LayerNormPlan::forced(k, cols, caps, info, limits);
-        }
-        if let Some(tuned) = crate::autotune::tuned_plan(ctx, self, rows, cols)? {
-            return Ok(tuned);
-        }
-        Ok(LayerNormPlan::new(rows, cols, caps, info, limits))
+        let cfg = self.config();
+        cfg.plan(ctx, cfg.rows_cols(shape)?)
+    }
+
+    /// The backward plan for a tensor of `shape` on `ctx`: the forced dx
+    /// kernel if any, else the first fitting rung of
+    /// [`BACKWARD_LADDER`](crate::plan::BACKWARD_LADDER).
+    pub fn backward_plan(&self, ctx: &Context, shape: &[usize]) -> Result<BackwardPlan> {
+        let cfg = self.config();
+        cfg.backward_plan(ctx, cfg.rows_cols(shape)?)
     }
 
     /// Normalises `x`, submits, waits, and returns y (of x's element type).
@@ -167,7 +268,7 @@ impl LayerNorm {
         gamma: Option<&GpuTensor>,
         beta: Option<&GpuTensor>,
     ) -> Result<GpuTensor> {
-        self.validate_params(x.shape())?;
+        self.config().rows_cols(x.shape())?;
         let y = GpuTensor::zeros_as(ctx, x.shape(), x.dtype())?;
         let io = LayerNormIo {
             gamma,
@@ -186,8 +287,8 @@ impl LayerNorm {
         gamma: Option<&GpuTensor>,
         beta: Option<&GpuTensor>,
     ) -> Result<LayerNormOutput> {
+        self.config().rows_cols(x.shape())?;
         let stats_shape = self.stats_shape(x.shape())?;
-        self.validate_params(x.shape())?;
         let out = LayerNormOutput {
             y: GpuTensor::zeros_as(ctx, x.shape(), x.dtype())?,
             mean: GpuTensor::zeros(ctx, &stats_shape)?,
@@ -226,7 +327,7 @@ impl LayerNorm {
         gamma: Option<&GpuTensor>,
         beta: Option<&GpuTensor>,
     ) -> Result<ResidualOutput> {
-        self.validate_params(x.shape())?;
+        self.config().rows_cols(x.shape())?;
         let out = ResidualOutput {
             y: GpuTensor::zeros_as(ctx, x.shape(), x.dtype())?,
             sum: GpuTensor::zeros_as(ctx, x.shape(), x.dtype())?,
@@ -243,51 +344,6 @@ impl LayerNorm {
         };
         run(ctx, "layer_norm", |e| self.encode(ctx, e, &io))?;
         Ok(out)
-    }
-
-    pub(crate) fn validate_params(&self, shape: &[usize]) -> Result<()> {
-        if !self.epsilon.is_finite() || self.epsilon < 0.0 {
-            return Err(Error::InvalidEpsilon(self.epsilon));
-        }
-        self.rows_cols(shape).map(|_| ())
-    }
-
-    /// Encodes the forward into the caller's `encoder`: one compute pass with
-    /// one dispatch per chunk of rows (a single chunk unless the tensor is
-    /// larger than one storage binding). Nothing is submitted.
-    ///
-    /// Bad input is rejected before anything is encoded; wgpu errors raised
-    /// while creating the bind groups are returned. Errors wgpu defers to
-    /// `encoder.finish()` surface there, in the caller's error handling.
-    pub fn encode(
-        &self,
-        ctx: &Context,
-        encoder: &mut wgpu::CommandEncoder,
-        io: &LayerNormIo<'_>,
-    ) -> Result<()> {
-        encode_forward(self, Norm::Layer, ctx, encoder, &io.forward_io(), None)
-    }
-
-    /// [`LayerNorm::encode`] with the pass timed by `ticks`, labelled
-    /// `layer_norm_forward <shape> (<kernel>, <lanes> lanes)`
-    /// (`layer_norm_residual_forward` when fused, ` f16` after the shape
-    /// for f16), with the shape, dtype, kernel and chunk count in its args
-    /// (and each chunk's dispatch timed too when `ticks` times dispatches).
-    pub fn encode_ticked(
-        &self,
-        ctx: &Context,
-        encoder: &mut wgpu::CommandEncoder,
-        io: &LayerNormIo<'_>,
-        ticks: &mut Ticks,
-    ) -> Result<()> {
-        encode_forward(
-            self,
-            Norm::Layer,
-            ctx,
-            encoder,
-            &io.forward_io(),
-            Some(ticks),
-        )
     }
 
     /// The gradients of a layer norm: from `dy` (and x, gamma, and the
@@ -311,7 +367,7 @@ impl LayerNorm {
         gamma: Option<&GpuTensor>,
         stats: Option<(&GpuTensor, &GpuTensor)>,
     ) -> Result<LayerNormGrads> {
-        self.validate_params(x.shape())?;
+        self.config().rows_cols(x.shape())?;
         let norm_shape = self.norm_shape(x.shape())?;
         let grads = LayerNormGrads {
             dx: GpuTensor::zeros_as(ctx, x.shape(), x.dtype())?,
@@ -333,107 +389,4 @@ impl LayerNorm {
         })?;
         Ok(grads)
     }
-
-    /// Encodes the backward into the caller's `encoder`: a statistics pass
-    /// first when `io` has no mean/rstd, then one pass with dx and the two
-    /// deterministic dgamma/dbeta stages. Nothing is submitted.
-    pub fn encode_backward(
-        &self,
-        ctx: &Context,
-        encoder: &mut wgpu::CommandEncoder,
-        io: &LayerNormGradIo<'_>,
-    ) -> Result<()> {
-        encode_backward(self, Norm::Layer, ctx, encoder, &io.backward_io(), None)
-    }
-
-    /// [`LayerNorm::encode_backward`] with its passes timed by `ticks`:
-    /// `layer_norm_backward <shape> (<kernel>, …)`, and `layer_norm_stats …`
-    /// when the statistics are recomputed.
-    pub fn encode_backward_ticked(
-        &self,
-        ctx: &Context,
-        encoder: &mut wgpu::CommandEncoder,
-        io: &LayerNormGradIo<'_>,
-        ticks: &mut Ticks,
-    ) -> Result<()> {
-        encode_backward(
-            self,
-            Norm::Layer,
-            ctx,
-            encoder,
-            &io.backward_io(),
-            Some(ticks),
-        )
-    }
-}
-
-/// The tensors of one layer-norm backward, for [`LayerNorm::encode_backward`].
-/// All of x's element type except `mean` and `rstd` (f32).
-#[derive(Clone, Copy, Debug)]
-pub struct LayerNormGradIo<'a> {
-    /// The forward's input.
-    pub x: &'a GpuTensor,
-    /// Gradient of the loss with respect to y, shaped like x.
-    pub dy: &'a GpuTensor,
-    /// The forward's scale, if it had one.
-    pub gamma: Option<&'a GpuTensor>,
-    /// The forward's saved per-row mean; recomputed when absent (give both
-    /// mean and rstd, or neither).
-    pub mean: Option<&'a GpuTensor>,
-    /// The forward's saved per-row rstd.
-    pub rstd: Option<&'a GpuTensor>,
-    /// Output: gradient with respect to x.
-    pub dx: &'a GpuTensor,
-    /// Output: gradient with respect to gamma (`cols` values).
-    pub dgamma: Option<&'a GpuTensor>,
-    /// Output: gradient with respect to beta (`cols` values).
-    pub dbeta: Option<&'a GpuTensor>,
-}
-
-impl<'a> LayerNormGradIo<'a> {
-    fn backward_io(&self) -> BackwardIo<'a> {
-        BackwardIo {
-            x: self.x,
-            dy: self.dy,
-            gamma: self.gamma,
-            mean: self.mean,
-            rstd: self.rstd,
-            dx: self.dx,
-            dgamma: self.dgamma,
-            dbeta: self.dbeta,
-        }
-    }
-}
-
-/// What [`LayerNorm::backward`] returns.
-#[derive(Clone, Debug)]
-pub struct LayerNormGrads {
-    /// Gradient with respect to x.
-    pub dx: GpuTensor,
-    /// Gradient with respect to gamma, shaped like the normalised dims.
-    pub dgamma: GpuTensor,
-    /// Gradient with respect to beta, shaped like the normalised dims.
-    pub dbeta: GpuTensor,
-}
-
-/// A shape as the CLI and the labels spell it: `[8, 512, 768]` → `8x512x768`.
-pub fn shape_string(shape: &[usize]) -> String {
-    shape
-        .iter()
-        .map(|d| d.to_string())
-        .collect::<Vec<_>>()
-        .join("x")
-}
-
-/// `axis` in `0..rank`, from ONNX's `-rank..rank`.
-pub(crate) fn normalized_axis(axis: isize, rank: usize) -> Result<usize> {
-    let r = rank as isize;
-    if rank == 0 || axis < -r || axis >= r {
-        return Err(Error::AxisOutOfRange { axis, rank });
-    }
-    Ok(if axis < 0 {
-        (axis + r) as usize
-    } else {
-        axis as usize
-    })
 }

@@ -1,4 +1,9 @@
-//! The operations, one file each.
+//! The operations: the [`NormOp`](op::NormOp) trait, one file per op, and
+//! the shared row-normalisation encoders they use.
+//!
+//! Files only look down: `layer_norm.rs` and `rms_norm.rs` use `forward.rs`
+//! and `backward.rs` (the phases), which use `validate.rs`, `record.rs`,
+//! `config.rs` and `io.rs`; nothing here uses an op file.
 
 /// `Default` (axis −1, epsilon 1e-5, the plan's kernels) and the builder
 /// methods of a normalisation's configuration: [`LayerNorm`](crate::LayerNorm)
@@ -55,10 +60,14 @@ macro_rules! norm_config {
     };
 }
 
-pub mod copy;
-pub mod layer_norm;
-pub mod rms_norm;
-
 pub(crate) mod backward;
-pub(crate) mod encoding;
+pub(crate) mod config;
+pub(crate) mod copy;
 pub(crate) mod forward;
+pub(crate) mod io;
+pub(crate) mod layer_norm;
+pub(crate) mod op;
+pub(crate) mod record;
+pub(crate) mod rms_norm;
+pub(crate) mod tensors;
+pub(crate) mod validate;

@@ -6,10 +6,14 @@
 
 use crate::context::Context;
 use crate::error::Result;
-use crate::ops::backward::{BackwardIo, encode_backward};
-use crate::ops::forward::{ForwardIo, Norm, ResidualAdd, encode_forward, run};
-use crate::ops::layer_norm::{LayerNorm, ResidualOutput};
-use crate::plan::{BackwardKernel, Kernel, LayerNormPlan};
+use crate::ops::backward::encode_backward;
+use crate::ops::config::{NormConfig, NormKind};
+use crate::ops::forward::encode_forward;
+use crate::ops::io::{BackwardIo, ForwardIo, ResidualAdd, ResidualOutput};
+use crate::ops::op::NormOp;
+use crate::ops::record::run;
+use crate::ops::tensors::OpTensors;
+use crate::plan::{BackwardKernel, BackwardPlan, Kernel, LayerNormPlan};
 use crate::tensor::GpuTensor;
 use crate::ticks::Ticks;
 
@@ -41,6 +45,17 @@ pub struct RmsNorm {
 
 norm_config!(RmsNorm);
 
+impl From<NormConfig> for RmsNorm {
+    fn from(c: NormConfig) -> Self {
+        RmsNorm {
+            axis: c.axis,
+            epsilon: c.epsilon,
+            kernel: c.kernel,
+            backward_kernel: c.backward_kernel,
+        }
+    }
+}
+
 /// The tensors of one RMSNorm forward, for [`RmsNorm::encode`]. All of x's
 /// element type except `rstd` (f32).
 #[derive(Clone, Copy, Debug)]
@@ -68,18 +83,6 @@ impl<'a> RmsNormIo<'a> {
             residual: None,
         }
     }
-
-    fn forward_io(&self) -> ForwardIo<'a> {
-        ForwardIo {
-            x: self.x,
-            y: Some(self.y),
-            gamma: self.gamma,
-            beta: None,
-            mean: None,
-            rstd: self.rstd,
-            residual: self.residual,
-        }
-    }
 }
 
 /// The tensors of one RMSNorm backward, for [`RmsNorm::encode_backward`].
@@ -99,21 +102,6 @@ pub struct RmsNormGradIo<'a> {
     pub dgamma: Option<&'a GpuTensor>,
 }
 
-impl<'a> RmsNormGradIo<'a> {
-    fn backward_io(&self) -> BackwardIo<'a> {
-        BackwardIo {
-            x: self.x,
-            dy: self.dy,
-            gamma: self.gamma,
-            mean: None,
-            rstd: self.rstd,
-            dx: self.dx,
-            dgamma: self.dgamma,
-            dbeta: None,
-        }
-    }
-}
-
 /// What [`RmsNorm::backward`] returns.
 #[derive(Clone, Debug)]
 pub struct RmsNormGrads {
@@ -123,11 +111,91 @@ pub struct RmsNormGrads {
     pub dgamma: GpuTensor,
 }
 
+impl NormOp for RmsNorm {
+    const NAME: &'static str = "rms_norm";
+    type Io<'a> = RmsNormIo<'a>;
+    type GradIo<'a> = RmsNormGradIo<'a>;
+
+    fn encode_with(
+        &self,
+        ctx: &Context,
+        encoder: &mut wgpu::CommandEncoder,
+        io: &RmsNormIo<'_>,
+        ticks: Option<&mut Ticks>,
+    ) -> Result<()> {
+        let io = ForwardIo {
+            x: io.x,
+            y: Some(io.y),
+            gamma: io.gamma,
+            beta: None,
+            mean: None,
+            rstd: io.rstd,
+            residual: io.residual,
+        };
+        encode_forward(&self.config(), NormKind::Rms, ctx, encoder, &io, ticks)
+    }
+
+    fn encode_backward_with(
+        &self,
+        ctx: &Context,
+        encoder: &mut wgpu::CommandEncoder,
+        io: &RmsNormGradIo<'_>,
+        ticks: Option<&mut Ticks>,
+    ) -> Result<()> {
+        let io = BackwardIo {
+            x: io.x,
+            dy: io.dy,
+            gamma: io.gamma,
+            mean: None,
+            rstd: io.rstd,
+            dx: io.dx,
+            dgamma: io.dgamma,
+            dbeta: None,
+        };
+        encode_backward(&self.config(), NormKind::Rms, ctx, encoder, &io, ticks)
+    }
+
+    fn param_shape(&self, shape: &[usize]) -> Result<Vec<usize>> {
+        self.config().norm_shape(shape)
+    }
+
+    fn stats_shape(&self, shape: &[usize]) -> Result<Vec<usize>> {
+        self.config().stats_shape(shape)
+    }
+
+    fn io<'a>(t: &'a OpTensors, with_stats: bool) -> RmsNormIo<'a> {
+        RmsNormIo {
+            gamma: Some(&t.gamma),
+            rstd: with_stats.then_some(&t.rstd),
+            ..RmsNormIo::new(&t.x, &t.y)
+        }
+    }
+
+    fn grad_io<'a>(t: &'a OpTensors) -> RmsNormGradIo<'a> {
+        RmsNormGradIo {
+            x: &t.x,
+            dy: &t.dy,
+            gamma: Some(&t.gamma),
+            rstd: Some(&t.rstd),
+            dx: &t.dx,
+            dgamma: Some(&t.dgamma),
+        }
+    }
+
+    fn describe(&self, ctx: &Context, shape: &[usize], backward: bool) -> Result<String> {
+        let cfg = self.config();
+        let rc = cfg.rows_cols(shape)?;
+        Ok(match backward {
+            true => cfg.backward_plan(ctx, rc)?.describe(),
+            false => cfg.plan(ctx, rc)?.describe(),
+        })
+    }
+}
+
 impl RmsNorm {
-    /// The same axis, epsilon and kernels as a [`LayerNorm`], whose plan,
-    /// shape rules and encoders RMSNorm shares.
-    fn config(&self) -> LayerNorm {
-        LayerNorm {
+    /// The configuration the row-norm encoders read.
+    pub fn config(&self) -> NormConfig {
+        NormConfig {
             axis: self.axis,
             epsilon: self.epsilon,
             kernel: self.kernel,
@@ -135,14 +203,22 @@ impl RmsNorm {
         }
     }
 
-    /// `(rows, cols)` of a tensor of `shape` (as [`LayerNorm::rows_cols`]).
+    /// `(rows, cols)` of a tensor of `shape` (as [`LayerNorm::rows_cols`](crate::LayerNorm::rows_cols)).
     pub fn rows_cols(&self, shape: &[usize]) -> Result<(usize, usize)> {
-        self.config().rows_cols(shape)
+        let rc = crate::shape::RowsCols::of(shape, self.axis)?;
+        Ok((rc.rows, rc.cols))
     }
 
-    /// The kernel for a tensor of `shape` on `ctx` (as [`LayerNorm::plan`]).
+    /// The kernel for a tensor of `shape` on `ctx` (as [`LayerNorm::plan`](crate::LayerNorm::plan)).
     pub fn plan(&self, ctx: &Context, shape: &[usize]) -> Result<LayerNormPlan> {
-        self.config().plan(ctx, shape)
+        let cfg = self.config();
+        cfg.plan(ctx, cfg.rows_cols(shape)?)
+    }
+
+    /// The backward plan for a tensor of `shape` on `ctx`.
+    pub fn backward_plan(&self, ctx: &Context, shape: &[usize]) -> Result<BackwardPlan> {
+        let cfg = self.config();
+        cfg.backward_plan(ctx, cfg.rows_cols(shape)?)
     }
 
     /// Normalises `x`, submits, waits, and returns y (of x's element type).
@@ -152,7 +228,7 @@ impl RmsNorm {
         x: &GpuTensor,
         gamma: Option<&GpuTensor>,
     ) -> Result<GpuTensor> {
-        self.config().validate_params(x.shape())?;
+        self.config().rows_cols(x.shape())?;
         let y = GpuTensor::zeros_as(ctx, x.shape(), x.dtype())?;
         let io = RmsNormIo {
             gamma,
@@ -171,7 +247,7 @@ impl RmsNorm {
         gamma: Option<&GpuTensor>,
     ) -> Result<(GpuTensor, GpuTensor)> {
         let cfg = self.config();
-        cfg.validate_params(x.shape())?;
+        cfg.rows_cols(x.shape())?;
         let y = GpuTensor::zeros_as(ctx, x.shape(), x.dtype())?;
         let rstd = GpuTensor::zeros(ctx, &cfg.stats_shape(x.shape())?)?;
         let io = RmsNormIo {
@@ -193,7 +269,7 @@ impl RmsNorm {
         bias: Option<&GpuTensor>,
         gamma: Option<&GpuTensor>,
     ) -> Result<ResidualOutput> {
-        self.config().validate_params(x.shape())?;
+        self.config().rows_cols(x.shape())?;
         let out = ResidualOutput {
             y: GpuTensor::zeros_as(ctx, x.shape(), x.dtype())?,
             sum: GpuTensor::zeros_as(ctx, x.shape(), x.dtype())?,
@@ -211,36 +287,6 @@ impl RmsNorm {
         Ok(out)
     }
 
-    /// Encodes the forward into the caller's `encoder` (see [`LayerNorm::encode`]).
-    pub fn encode(
-        &self,
-        ctx: &Context,
-        encoder: &mut wgpu::CommandEncoder,
-        io: &RmsNormIo<'_>,
-    ) -> Result<()> {
-        encode_forward(
-            &self.config(),
-            Norm::Rms,
-            ctx,
-            encoder,
-            &io.forward_io(),
-            None,
-        )
-    }
-
-    /// [`RmsNorm::encode`] with the pass timed by `ticks`, labelled
-    /// `rms_norm_forward <shape> (<kernel>, <lanes> lanes)`.
-    pub fn encode_ticked(
-        &self,
-        ctx: &Context,
-        encoder: &mut wgpu::CommandEncoder,
-        io: &RmsNormIo<'_>,
-        ticks: &mut Ticks,
-    ) -> Result<()> {
-        let cfg = self.config();
-        encode_forward(&cfg, Norm::Rms, ctx, encoder, &io.forward_io(), Some(ticks))
-    }
-
     /// The gradients dx and dgamma from `dy`, x, gamma, and the forward's
     /// saved rstd (recomputed when `None`). Submits and waits.
     pub fn backward(
@@ -252,7 +298,7 @@ impl RmsNorm {
         rstd: Option<&GpuTensor>,
     ) -> Result<RmsNormGrads> {
         let cfg = self.config();
-        cfg.validate_params(x.shape())?;
+        cfg.rows_cols(x.shape())?;
         let grads = RmsNormGrads {
             dx: GpuTensor::zeros_as(ctx, x.shape(), x.dtype())?,
             dgamma: GpuTensor::zeros_as(ctx, &cfg.norm_shape(x.shape())?, x.dtype())?,
@@ -269,38 +315,5 @@ impl RmsNorm {
             self.encode_backward(ctx, e, &io)
         })?;
         Ok(grads)
-    }
-
-    /// Encodes the backward into the caller's `encoder` (see
-    /// [`LayerNorm::encode_backward`]).
-    pub fn encode_backward(
-        &self,
-        ctx: &Context,
-        encoder: &mut wgpu::CommandEncoder,
-        io: &RmsNormGradIo<'_>,
-    ) -> Result<()> {
-        let cfg = self.config();
-        encode_backward(&cfg, Norm::Rms, ctx, encoder, &io.backward_io(), None)
-    }
-
-    /// [`RmsNorm::encode_backward`] with its passes timed by `ticks`:
-    /// `rms_norm_backward <shape> (…)`, and `rms_norm_stats …` when rstd is
-    /// recomputed.
-    pub fn encode_backward_ticked(
-        &self,
-        ctx: &Context,
-        encoder: &mut wgpu::CommandEncoder,
-        io: &RmsNormGradIo<'_>,
-        ticks: &mut Ticks,
-    ) -> Result<()> {
-        let cfg = self.config();
-        encode_backward(
-            &cfg,
-            Norm::Rms,
-            ctx,
-            encoder,
-            &io.backward_io(),
-            Some(ticks),
-        )
     }
 }

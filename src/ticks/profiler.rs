@@ -185,23 +185,30 @@ impl Ticks {
         self.step
     }
 
-    /// Opens a named scope; passes encoded until [`Ticks::pop_scope`] carry it.
-    /// Scopes nest.
-    pub fn push_scope(&mut self, name: impl Into<String>) {
+    /// Opens a named scope: records made until the returned guard is
+    /// dropped carry `name` (after the names of the scopes around it).
+    /// Scopes nest, and close on drop even on an early return or `?`.
+    ///
+    /// ```
+    /// # let ctx = wgpu_norm::Context::new()?;
+    /// use wgpu_norm::{Ticks, TicksSettings};
+    /// let mut ticks = Ticks::new(&ctx, TicksSettings::default());
+    /// {
+    ///     let mut step = ticks.scope("step");
+    ///     let forward = step.scope("forward");
+    ///     assert_eq!(forward.scope_path(), ["step", "forward"]);
+    /// }
+    /// assert!(ticks.scope_path().is_empty());
+    /// # Ok::<(), wgpu_norm::Error>(())
+    /// ```
+    pub fn scope(&mut self, name: impl Into<String>) -> TickScope<'_> {
         self.scope.push(name.into());
+        TickScope { ticks: self }
     }
 
-    /// Closes the innermost scope.
-    pub fn pop_scope(&mut self) {
-        self.scope.pop();
-    }
-
-    /// Runs `f` inside a named scope.
-    pub fn scoped<R>(&mut self, name: impl Into<String>, f: impl FnOnce(&mut Self) -> R) -> R {
-        self.push_scope(name);
-        let r = f(self);
-        self.pop_scope();
-        r
+    /// The names of the open scopes, outermost first.
+    pub fn scope_path(&self) -> &[String] {
+        &self.scope
     }
 
     /// Two fresh queries in the frame's chunks: (chunk index, first query).
@@ -558,5 +565,32 @@ mod tests {
             20.0,
             "a wrapped counter"
         );
+    }
+}
+
+/// An open scope of a [`Ticks`] ([`Ticks::scope`]): it dereferences to the
+/// profiler and closes its scope when dropped.
+#[must_use = "the scope closes when this guard is dropped"]
+pub struct TickScope<'t> {
+    ticks: &'t mut Ticks,
+}
+
+impl std::ops::Deref for TickScope<'_> {
+    type Target = Ticks;
+
+    fn deref(&self) -> &Ticks {
+        self.ticks
+    }
+}
+
+impl std::ops::DerefMut for TickScope<'_> {
+    fn deref_mut(&mut self) -> &mut Ticks {
+        self.ticks
+    }
+}
+
+impl Drop for TickScope<'_> {
+    fn drop(&mut self) {
+        self.ticks.scope.pop();
     }
 }

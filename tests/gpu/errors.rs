@@ -1,6 +1,7 @@
 //! Every kind of bad input gets a typed error naming the values; wgpu's own
 //! errors are captured and returned, never panics.
 
+use wgpu_norm::NormOp;
 use wgpu_norm::{Context, ContextOptions, Error, GpuTensor, LayerNorm, LayerNormIo};
 
 use crate::common::ctx;

@@ -1,5 +1,6 @@
 //! Layer-norm forward against the f64 reference, on data that hurts.
 
+use wgpu_norm::NormOp;
 use wgpu_norm::{Context, ContextOptions, GpuTensor, Kernel, LayerNorm, reference, synthetic};
 
 use crate::common::{check, ctx, forward, kernels};

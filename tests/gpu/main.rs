@@ -10,6 +10,7 @@ mod common;
 
 mod cli;
 mod context;
+mod default_limits;
 mod errors;
 mod layer_norm;
 mod ticks;

@@ -1,6 +1,7 @@
 //! Ticks on the GPU: one record per pass, positive durations, monotonic
 //! steps, the CPU fallback, the trace format, and a bounded pool.
 
+use wgpu_norm::NormOp;
 use wgpu_norm::{
     Context, ContextOptions, GpuTensor, LayerNorm, LayerNormIo, RecordKind, Ticks, TicksSettings,
     TimingSource, synthetic,
@@ -86,19 +87,21 @@ fn one_record_per_pass_with_positive_durations_and_monotonic_steps() {
         ticks.set_step(step);
         ticks.set_epoch(step / 4);
         let mut encoder = ctx.device().create_command_encoder(&Default::default());
-        ticks.scoped("train", |ticks| {
-            ticks.scoped("forward", |ticks| {
+        {
+            let mut train = ticks.scope("train");
+            {
+                let mut forward = train.scope("forward");
                 LayerNorm::new()
-                    .encode_ticked(ctx, &mut encoder, &io(&w), ticks)
+                    .encode_ticked(ctx, &mut encoder, &io(&w), &mut forward)
                     .unwrap();
-            });
+            }
             // The caller's own pass, profiled the same way.
             let mut pass =
-                ticks.begin_compute_pass(&mut encoder, "caller's double", &[("n", "4096".into())]);
+                train.begin_compute_pass(&mut encoder, "caller's double", &[("n", "4096".into())]);
             pass.set_pipeline(&pipeline);
             pass.set_bind_group(0, &bind, &[]);
             pass.dispatch_workgroups(64, 1, 1);
-        });
+        }
         ticks.submit(encoder).unwrap();
     }
     ticks.flush().unwrap();
@@ -276,12 +279,13 @@ fn chrome_trace_has_the_required_fields_and_escapes_labels() {
     for step in 0..2 {
         ticks.set_step(step);
         let mut encoder = ctx.device().create_command_encoder(&Default::default());
-        ticks.push_scope("step");
-        LayerNorm::new()
-            .encode_ticked(ctx, &mut encoder, &io(&w), &mut ticks)
-            .unwrap();
-        drop(ticks.begin_compute_pass(&mut encoder, weird, &[("note", "a \"quoted\" arg".into())]));
-        ticks.pop_scope();
+        {
+            let mut scope = ticks.scope("step");
+            LayerNorm::new()
+                .encode_ticked(ctx, &mut encoder, &io(&w), &mut scope)
+                .unwrap();
+            drop(scope.begin_compute_pass(&mut encoder, weird, &[("note", "a \"quoted\" arg".into())]));
+        }
         ticks.submit(encoder).unwrap();
     }
     ticks.flush().unwrap();

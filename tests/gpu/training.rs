@@ -13,6 +13,7 @@
 //!   (f16 rounds to 2^-11 ≈ 4.9e-4 relative: about two half-ulps of the
 //!   output's scale), against the reference computed from the f16-rounded inputs.
 
+use wgpu_norm::NormOp;
 use wgpu_norm::{
     BackwardKernel, Context, ContextOptions, DType, Error, GpuTensor, Kernel, LayerNorm,
     LayerNormGradIo, RecordKind, RmsNorm, RmsNormGradIo, Ticks, TicksSettings, reference,

@@ -15,7 +15,7 @@ use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use npyz::WriterBuilder;
-use wgpu_norm::{
+use wgpu_norm::{NormOp, 
     Context, DType, GpuTensor, LayerNorm, LayerNormIo, ResidualAdd, RmsNorm, RmsNormIo,
 };
 

@@ -3,7 +3,7 @@
 //! progress bar on stderr, a table or JSON lines on stdout, and optionally an
 //! SVG plot (of the layer-norm forward).
 
-use wgpu_norm::{Autotune, BenchOp, BenchRow, Kernel, LayerNorm, bench_op};
+use wgpu_norm::{Autotune, BENCH_OPS, BenchOp, BenchRow, Kernel, LayerNorm, NormConfig};
 
 use crate::common::{CliError, CliResult, Shape, adapter_label, open_with};
 
@@ -12,9 +12,10 @@ pub struct Args {
     /// Shapes, comma-separated (default: the six of BENCHMARKS.md).
     #[arg(long, value_delimiter = ',')]
     shapes: Vec<Shape>,
-    /// Ops, comma-separated (default: all four).
-    #[arg(long, value_delimiter = ',', value_enum)]
-    ops: Vec<OpArg>,
+    /// Ops, comma-separated (default: all of them): layer-norm, rms-norm,
+    /// layer-norm-backward, rms-norm-backward.
+    #[arg(long, value_delimiter = ',', value_parser = parse_op)]
+    ops: Vec<BenchOp>,
     /// vulkan, gl, metal or dx12 (default: WGPU_BACKEND, else the best adapter).
     #[arg(long)]
     backend: Option<String>,
@@ -39,28 +40,12 @@ pub struct Args {
     tune_file: Option<std::path::PathBuf>,
 }
 
-/// An op as `--ops` spells it.
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum OpArg {
-    /// LayerNorm forward.
-    LayerNorm,
-    /// RMSNorm forward.
-    RmsNorm,
-    /// LayerNorm backward.
-    LayerNormBackward,
-    /// RMSNorm backward.
-    RmsNormBackward,
-}
-
-impl From<OpArg> for BenchOp {
-    fn from(o: OpArg) -> Self {
-        match o {
-            OpArg::LayerNorm => BenchOp::LayerNormForward,
-            OpArg::RmsNorm => BenchOp::RmsNormForward,
-            OpArg::LayerNormBackward => BenchOp::LayerNormBackward,
-            OpArg::RmsNormBackward => BenchOp::RmsNormBackward,
-        }
-    }
+/// An op of [`BENCH_OPS`] by its name.
+fn parse_op(name: &str) -> Result<BenchOp, String> {
+    BenchOp::by_name(name).ok_or_else(|| {
+        let names: Vec<_> = BENCH_OPS.iter().map(|o| o.name).collect();
+        format!("unknown op {name:?}: expected one of {}", names.join(", "))
+    })
 }
 
 pub fn main(args: Args) -> CliResult {
@@ -79,22 +64,23 @@ pub fn main(args: Args) -> CliResult {
         args.shapes.iter().map(|s| s.0.clone()).collect()
     };
     let ops: Vec<BenchOp> = if args.ops.is_empty() {
-        BenchOp::ALL.to_vec()
+        BENCH_OPS.to_vec()
     } else {
-        args.ops.iter().map(|&o| o.into()).collect()
+        args.ops.clone()
     };
-    let mut jobs: Vec<(Vec<usize>, BenchOp, LayerNorm)> = Vec::new();
+    let default = LayerNorm::new().config();
+    let mut jobs: Vec<(Vec<usize>, BenchOp, NormConfig)> = Vec::new();
     for &which in &ops {
         for shape in &shapes {
-            if args.all_kernels && which == BenchOp::LayerNormForward {
+            if args.all_kernels && which.is_forward() {
                 for kernel in Kernel::ALL {
                     let op = LayerNorm::new().with_kernel(kernel);
                     if op.plan(&ctx, shape).is_ok() {
-                        jobs.push((shape.clone(), which, op));
+                        jobs.push((shape.clone(), which, op.config()));
                     }
                 }
             } else {
-                jobs.push((shape.clone(), which, LayerNorm::new()));
+                jobs.push((shape.clone(), which, default));
             }
         }
     }
@@ -106,10 +92,10 @@ pub fn main(args: Args) -> CliResult {
     for (shape, which, op) in &jobs {
         bar.set_message(format!(
             "{} {}",
-            which.label(),
+            which.label,
             crate::common::shape_string(shape)
         ));
-        rows.push(bench_op(&ctx, *which, op, shape, args.iters as usize)?);
+        rows.push(which.run(&ctx, *op, shape, args.iters as usize)?);
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -130,7 +116,7 @@ pub fn main(args: Args) -> CliResult {
         for r in &rows {
             println!(
                 "{:<20} {:<14} {:<46} {:>12.1} {:>12.1} {:>7.2} {:>9.2} {:>9.2}",
-                r.op.label(),
+                r.op,
                 r.shape,
                 r.kernel,
                 r.ln_median_us,
@@ -150,7 +136,7 @@ pub fn main(args: Args) -> CliResult {
     if let Some(path) = &args.plot {
         let forward: Vec<BenchRow> = rows
             .iter()
-            .filter(|r| r.op == BenchOp::LayerNormForward)
+            .filter(|r| r.op == "layer_norm_forward")
             .cloned()
             .collect();
         crate::plot::bandwidth_svg(path, ctx.adapter_info(), &forward)

@@ -77,7 +77,7 @@ pub fn open_with(backend: Option<&str>, autotune: wgpu_norm::Autotune) -> CliRes
     let backends = backend.map(wgpu_norm::parse_backend).transpose()?;
     let options = ContextOptions {
         backends,
-        autotune,
+        tuner: autotune.hook(),
         ..Default::default()
     };
     Ok(pollster::block_on(Context::with_options(options))?)

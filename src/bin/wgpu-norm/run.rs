@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use serde_json::json;
-use wgpu_norm::{
+use wgpu_norm::{NormOp, 
     GpuTensor, LayerNorm, LayerNormIo, Ticks, TicksSettings, TimingSource, reference, synthetic,
 };
 

@@ -1,0 +1,334 @@
+//! The cache of shader modules, bind group layouts and pipelines of one
+//! device, and the small buffers bound where an optional tensor is absent.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::error::Result;
+use crate::gpu::Gpu;
+use crate::kernels::bindings::{self, slot};
+use crate::kernels::sources::{self, Views};
+use crate::kernels::PARAM_LANES;
+use crate::plan::{BackwardPlan, COMBINE_LANES, Entry, Kernel, LayerNormPlan, Reduction};
+use crate::shape::DType;
+
+/// How a forward pipeline is specialised: the normalisation, the storage
+/// type, the views, and which optional bindings it uses. With the plan and
+/// the entry point it is the pipeline's compile key: every input the
+/// compiled pipeline depends on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct LayerNormVariant {
+    /// RMSNorm instead of LayerNorm.
+    pub rms: bool,
+    /// The storage type of x, y, gamma, beta, residual and sum.
+    pub dtype: DType,
+    /// The views of x, y, gamma, beta and the statistics (and whether a
+    /// residual is added).
+    pub views: Views,
+    /// Add a bias (one value per column) with the residual.
+    pub residual_bias: bool,
+    /// Write the sum x + residual (+ bias).
+    pub sum: bool,
+    /// Compute the statistics only: y is not written.
+    pub stats_only: bool,
+    /// Multiply by gamma.
+    pub gamma: bool,
+    /// Add beta.
+    pub beta: bool,
+    /// Write the per-row mean.
+    pub mean: bool,
+    /// Write the per-row rstd.
+    pub rstd: bool,
+}
+
+/// Which optional parts a backward pipeline has: with the plan and the
+/// entry point, its compile key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct BackwardVariant {
+    /// RMSNorm instead of LayerNorm.
+    pub rms: bool,
+    /// The storage type of x, dy, gamma, dx, dgamma and dbeta.
+    pub dtype: DType,
+    /// Multiply dy by gamma.
+    pub gamma: bool,
+    /// Write dgamma.
+    pub dgamma: bool,
+    /// Write dbeta.
+    pub dbeta: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum PipelineKey {
+    Forward(LayerNormPlan, LayerNormVariant, Entry),
+    Backward(BackwardPlan, BackwardVariant, Entry),
+    Copy,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum ModuleKey {
+    Forward(Kernel, DType, Views),
+    Backward(Reduction, DType),
+    Copy,
+}
+
+/// Shader modules, layouts and pipelines of one device, built on first use.
+pub struct PipelineCache {
+    layouts: Mutex<HashMap<(Entry, Views), wgpu::BindGroupLayout>>,
+    modules: Mutex<HashMap<ModuleKey, wgpu::ShaderModule>>,
+    pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
+    /// One small buffer per binding slot, bound where an optional tensor or
+    /// scratch is absent (never read or written there). One each, so that
+    /// no two writable bindings of a dispatch share a buffer.
+    dummies: Vec<wgpu::Buffer>,
+}
+
+fn flag(b: bool) -> f64 {
+    if b { 1.0 } else { 0.0 }
+}
+
+impl PipelineCache {
+    /// An empty cache for `device`.
+    pub fn new(device: &wgpu::Device) -> Self {
+        let dummies = (0..slot::COUNT)
+            .map(|_| {
+                device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("wgpu-norm absent binding"),
+                    size: 16,
+                    usage: wgpu::BufferUsages::STORAGE,
+                    mapped_at_creation: false,
+                })
+            })
+            .collect();
+        PipelineCache {
+            layouts: Mutex::new(HashMap::new()),
+            modules: Mutex::new(HashMap::new()),
+            pipelines: Mutex::new(HashMap::new()),
+            dummies,
+        }
+    }
+
+    /// Pipelines built so far.
+    pub fn pipeline_count(&self) -> usize {
+        self.pipelines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
+    /// The buffer bound at `slot` where nothing else is.
+    pub fn dummy(&self, slot: u32) -> &wgpu::Buffer {
+        &self.dummies[slot as usize]
+    }
+
+    /// The bind group layout of `entry` under `views` (`Views::default()`
+    /// for backward entries), built on first use inside an error scope: a
+    /// device whose limits are too low for it gives an error, not a panic.
+    pub fn layout(&self, gpu: &Gpu, entry: Entry, views: Views) -> Result<wgpu::BindGroupLayout> {
+        let key = (entry, views);
+        if let Some(l) = self.lock_layouts().get(&key) {
+            return Ok(l.clone());
+        }
+        let entries: Vec<_> = bindings::slots(entry, views)
+            .into_iter()
+            .map(|binding| wgpu::BindGroupLayoutEntry {
+                binding,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: bindings::binding_type(entry, binding),
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            })
+            .collect();
+        let layout = gpu.scoped("creating a bind group layout", || {
+            gpu.device()
+                .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                    label: Some(entry.name()),
+                    entries: &entries,
+                })
+        })?;
+        self.lock_layouts().insert(key, layout.clone());
+        Ok(layout)
+    }
+
+    fn lock_layouts(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(Entry, Views), wgpu::BindGroupLayout>> {
+        self.layouts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The pipeline of one entry point of the plan's forward kernel,
+    /// specialised for `variant`.
+    pub fn forward(
+        &self,
+        gpu: &Gpu,
+        plan: LayerNormPlan,
+        variant: LayerNormVariant,
+        entry: Entry,
+    ) -> Result<wgpu::ComputePipeline> {
+        let key = PipelineKey::Forward(plan, variant, entry);
+        let module = ModuleKey::Forward(plan.kernel, variant.dtype, variant.views);
+        self.pipeline(gpu, key, module, entry, variant.views, || {
+            let mut constants = vec![
+                ("WG", plan.workgroup_size as f64),
+                ("COMBINE_WG", COMBINE_LANES as f64),
+                ("HAS_GAMMA", flag(variant.gamma)),
+                ("HAS_BETA", flag(variant.beta)),
+                ("WRITE_MEAN", flag(variant.mean)),
+                ("WRITE_RSTD", flag(variant.rstd)),
+                ("RMS", flag(variant.rms)),
+                ("WRITE_Y", flag(!variant.stats_only)),
+                ("VEC4_ROWS", flag(variant.views.vec4_rows)),
+            ];
+            if variant.views.residual {
+                // Declared by layer_norm_input_residual.wgsl only.
+                constants.push(("HAS_RESIDUAL_BIAS", flag(variant.residual_bias)));
+                constants.push(("WRITE_SUM", flag(variant.sum)));
+            }
+            for &name in plan.kernel.spec().overrides {
+                let value = match name {
+                    "ROWS_PER_WG" => plan.rows_per_workgroup,
+                    "SPLITS" => plan.splits,
+                    other => unreachable!("no value for override {other}"),
+                };
+                constants.push((name, value as f64));
+            }
+            constants
+        })
+    }
+
+    /// The pipeline of one entry point of the backward kernels. The
+    /// dgamma/dbeta stages always run [`PARAM_LANES`] lanes.
+    pub fn backward(
+        &self,
+        gpu: &Gpu,
+        plan: BackwardPlan,
+        variant: BackwardVariant,
+        entry: Entry,
+    ) -> Result<wgpu::ComputePipeline> {
+        let lanes = match entry {
+            Entry::ParamPartials | Entry::ParamSums => PARAM_LANES,
+            _ => plan.workgroup_size,
+        };
+        let key = PipelineKey::Backward(plan, variant, entry);
+        let module = ModuleKey::Backward(plan.kernel.reduction(), variant.dtype);
+        self.pipeline(gpu, key, module, entry, Views::default(), || {
+            vec![
+                ("WG", lanes as f64),
+                ("COMBINE_WG", COMBINE_LANES as f64),
+                ("RMS", flag(variant.rms)),
+                ("HAS_GAMMA", flag(variant.gamma)),
+                ("WRITE_DGAMMA", flag(variant.dgamma)),
+                ("WRITE_DBETA", flag(variant.dbeta)),
+                ("SPLITS", plan.splits as f64),
+            ]
+        })
+    }
+
+    /// The copy pipeline (`shaders/copy.wgsl`), with wgpu's own layout.
+    pub fn copy(&self, gpu: &Gpu) -> Result<wgpu::ComputePipeline> {
+        if let Some(p) = self.lock_pipelines().get(&PipelineKey::Copy) {
+            return Ok(p.clone());
+        }
+        let module = self.module(gpu, ModuleKey::Copy)?;
+        let pipeline = gpu.scoped("building the copy pipeline", || {
+            gpu.device()
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some("copy"),
+                    layout: None,
+                    module: &module,
+                    entry_point: Some("copy"),
+                    compilation_options: Default::default(),
+                    cache: None,
+                })
+        })?;
+        self.lock_pipelines()
+            .insert(PipelineKey::Copy, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    fn lock_pipelines(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<PipelineKey, wgpu::ComputePipeline>> {
+        self.pipelines.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The cached pipeline of `key`, or a new one of `entry` in the module of
+    /// `module_key` specialised with `constants`.
+    fn pipeline(
+        &self,
+        gpu: &Gpu,
+        key: PipelineKey,
+        module_key: ModuleKey,
+        entry: Entry,
+        views: Views,
+        constants: impl FnOnce() -> Vec<(&'static str, f64)>,
+    ) -> Result<wgpu::ComputePipeline> {
+        if let Some(p) = self.lock_pipelines().get(&key) {
+            return Ok(p.clone());
+        }
+        let module = self.module(gpu, module_key)?;
+        let group = self.layout(gpu, entry, views)?;
+        let constants = constants();
+        let pipeline = gpu.scoped("building a pipeline", || {
+            let layout = gpu
+                .device()
+                .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                    label: Some(entry.name()),
+                    bind_group_layouts: &[Some(&group)],
+                    immediate_size: 0,
+                });
+            gpu.device()
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(entry.name()),
+                    layout: Some(&layout),
+                    module: &module,
+                    entry_point: Some(entry.name()),
+                    compilation_options: wgpu::PipelineCompilationOptions {
+                        constants: &constants,
+                        // Every workgroup variable is written before it is read.
+                        zero_initialize_workgroup_memory: false,
+                    },
+                    cache: None,
+                })
+        })?;
+        // Two threads may have built the same pipeline; either copy is fine.
+        self.lock_pipelines().insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    fn module(&self, gpu: &Gpu, key: ModuleKey) -> Result<wgpu::ShaderModule> {
+        if let Some(m) = self
+            .modules
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Ok(m.clone());
+        }
+        let source = match key {
+            ModuleKey::Forward(kernel, dtype, views) => {
+                gpu.check_dtype_supported(dtype)?;
+                sources::forward_source(kernel, dtype, views)
+            }
+            ModuleKey::Backward(reduction, dtype) => {
+                gpu.check_dtype_supported(dtype)?;
+                sources::backward_source(reduction, dtype)
+            }
+            ModuleKey::Copy => sources::file("copy.wgsl").to_string(),
+        };
+        let module = gpu.scoped("compiling a kernel", || {
+            gpu.device()
+                .create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some("wgpu-norm kernel"),
+                    source: wgpu::ShaderSource::Wgsl(source.into()),
+                })
+        })?;
+        self.modules
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, module.clone());
+        Ok(module)
+    }
+}

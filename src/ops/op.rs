@@ -1,0 +1,128 @@
+//! [`NormOp`]: what every normalisation op is to the rest of the crate —
+//! its name, its io types, its encoders — so that encoding with or without
+//! ticks, the bench and the checks come with implementing it.
+
+use crate::context::Context;
+use crate::error::Result;
+use crate::ops::tensors::OpTensors;
+use crate::ticks::Ticks;
+
+/// A normalisation op: LayerNorm and RmsNorm implement it; a new op is one
+/// file implementing it, its WGSL, its reference function and its tests.
+///
+/// ```
+/// use wgpu_norm::{Context, GpuTensor, LayerNorm, LayerNormIo, NormOp};
+/// let ctx = Context::new()?;
+/// let x = GpuTensor::from_slice(&ctx, &[1.0, 2.0, 3.0, 4.0], &[2, 2])?;
+/// let y = GpuTensor::zeros(&ctx, &[2, 2])?;
+/// let mut encoder = ctx.device().create_command_encoder(&Default::default());
+/// LayerNorm::new().encode(&ctx, &mut encoder, &LayerNormIo::new(&x, &y))?;
+/// ctx.submit_and_wait(encoder)?;
+/// assert_eq!(y.read(&ctx)?, vec![-1.0, 1.0, -1.0, 1.0]);
+/// # Ok::<(), wgpu_norm::Error>(())
+/// ```
+pub trait NormOp {
+    /// `layer_norm`, `rms_norm`: the prefix of its pass labels and bench rows.
+    const NAME: &'static str;
+    /// The forward's tensors.
+    type Io<'a>;
+    /// The backward's tensors.
+    type GradIo<'a>;
+
+    /// Encodes the forward into `encoder`, timed by `ticks` when given.
+    fn encode_with(
+        &self,
+        ctx: &Context,
+        encoder: &mut wgpu::CommandEncoder,
+        io: &Self::Io<'_>,
+        ticks: Option<&mut Ticks>,
+    ) -> Result<()>;
+
+    /// Encodes the backward into `encoder`, timed by `ticks` when given.
+    fn encode_backward_with(
+        &self,
+        ctx: &Context,
+        encoder: &mut wgpu::CommandEncoder,
+        io: &Self::GradIo<'_>,
+        ticks: Option<&mut Ticks>,
+    ) -> Result<()>;
+
+    /// The shape of the op's per-column parameters (gamma, beta and their
+    /// gradients) for an input of `shape`.
+    fn param_shape(&self, shape: &[usize]) -> Result<Vec<usize>>;
+
+    /// The shape of its per-row statistics for an input of `shape`.
+    fn stats_shape(&self, shape: &[usize]) -> Result<Vec<usize>>;
+
+    /// The forward's io over standard tensors: x → y with every parameter
+    /// the op takes, and its statistics outputs where `with_stats`.
+    fn io<'a>(t: &'a OpTensors, with_stats: bool) -> Self::Io<'a>;
+
+    /// The backward's io over standard tensors: x, dy, the parameters and the
+    /// saved statistics → dx and every parameter gradient.
+    fn grad_io<'a>(t: &'a OpTensors) -> Self::GradIo<'a>;
+
+    /// The kernel the op would run on a tensor of `shape` (forward or
+    /// backward), as a short description: `row-per-lane, 32 lanes`.
+    fn describe(&self, ctx: &Context, shape: &[usize], backward: bool) -> Result<String>;
+
+    /// Seeded standard tensors for an input of `shape` (see [`OpTensors`]).
+    fn tensors(&self, ctx: &Context, shape: &[usize], seed: u64) -> Result<OpTensors> {
+        let params = self.param_shape(shape)?;
+        let stats = self.stats_shape(shape)?;
+        OpTensors::new(ctx, shape, &params, &stats, seed)
+    }
+
+    /// Encodes the forward into the caller's `encoder`. Nothing is submitted.
+    ///
+    /// Bad input is rejected before anything is encoded; wgpu errors raised
+    /// while creating bind groups are returned. A second call with the same
+    /// tensors and shape reuses what the first built (no allocation).
+    fn encode(
+        &self,
+        ctx: &Context,
+        encoder: &mut wgpu::CommandEncoder,
+        io: &Self::Io<'_>,
+    ) -> Result<()> {
+        self.encode_with(ctx, encoder, io, None)
+    }
+
+    /// [`NormOp::encode`] with the pass timed by `ticks`, labelled
+    /// `<NAME>_forward <shape> (<kernel>, <lanes> lanes)` (`_residual_forward`
+    /// when fused, ` f16` after the shape for f16), with the shape, dtype,
+    /// kernel and chunk count in its args.
+    fn encode_ticked(
+        &self,
+        ctx: &Context,
+        encoder: &mut wgpu::CommandEncoder,
+        io: &Self::Io<'_>,
+        ticks: &mut Ticks,
+    ) -> Result<()> {
+        self.encode_with(ctx, encoder, io, Some(ticks))
+    }
+
+    /// Encodes the backward into the caller's `encoder`: a statistics pass
+    /// first where `io` has no saved statistics, then dx and the
+    /// deterministic parameter gradients. Nothing is submitted.
+    fn encode_backward(
+        &self,
+        ctx: &Context,
+        encoder: &mut wgpu::CommandEncoder,
+        io: &Self::GradIo<'_>,
+    ) -> Result<()> {
+        self.encode_backward_with(ctx, encoder, io, None)
+    }
+
+    /// [`NormOp::encode_backward`] with its passes timed by `ticks`:
+    /// `<NAME>_backward <shape> (…)`, and `<NAME>_stats …` where the
+    /// statistics are recomputed.
+    fn encode_backward_ticked(
+        &self,
+        ctx: &Context,
+        encoder: &mut wgpu::CommandEncoder,
+        io: &Self::GradIo<'_>,
+        ticks: &mut Ticks,
+    ) -> Result<()> {
+        self.encode_backward_with(ctx, encoder, io, Some(ticks))
+    }
+}

@@ -1,0 +1,63 @@
+//! [`OpTensors`]: seeded standard tensors for running any op — the
+//! bench, the autotuner and the checks use them, so that they need no
+//! op-specific code.
+
+use crate::context::Context;
+use crate::error::Result;
+use crate::synthetic;
+use crate::tensor::GpuTensor;
+
+/// Every tensor an op's forward and backward may touch, for one shape: x
+/// and dy from N(0, 1), gamma from N(1, 0.1²), beta from N(0, 0.1²), the
+/// rest zeros (mean and rstd are the forward's to fill).
+#[derive(Debug)]
+pub struct OpTensors {
+    /// Input.
+    pub x: GpuTensor,
+    /// Output.
+    pub y: GpuTensor,
+    /// Scale.
+    pub gamma: GpuTensor,
+    /// Bias.
+    pub beta: GpuTensor,
+    /// Per-row statistics.
+    pub mean: GpuTensor,
+    /// Per-row statistics.
+    pub rstd: GpuTensor,
+    /// Gradient of y.
+    pub dy: GpuTensor,
+    /// Gradient of x.
+    pub dx: GpuTensor,
+    /// Gradient of gamma.
+    pub dgamma: GpuTensor,
+    /// Gradient of beta.
+    pub dbeta: GpuTensor,
+}
+
+impl OpTensors {
+    /// Tensors for an input of `shape`, parameters of `params` and
+    /// statistics of `stats` (see [`NormOp::tensors`](crate::NormOp::tensors)),
+    /// seeded with `seed`.
+    pub fn new(
+        ctx: &Context,
+        shape: &[usize],
+        params: &[usize],
+        stats: &[usize],
+        seed: u64,
+    ) -> Result<Self> {
+        let n: usize = shape.iter().product();
+        let cols: usize = params.iter().product();
+        Ok(OpTensors {
+            x: GpuTensor::from_slice(ctx, &synthetic::normal(seed, n, 0.0, 1.0), shape)?,
+            y: GpuTensor::zeros(ctx, shape)?,
+            gamma: GpuTensor::from_slice(ctx, &synthetic::normal(seed + 1, cols, 1.0, 0.1), params)?,
+            beta: GpuTensor::from_slice(ctx, &synthetic::normal(seed + 2, cols, 0.0, 0.1), params)?,
+            mean: GpuTensor::zeros(ctx, stats)?,
+            rstd: GpuTensor::zeros(ctx, stats)?,
+            dy: GpuTensor::from_slice(ctx, &synthetic::normal(seed + 3, n, 0.0, 1.0), shape)?,
+            dx: GpuTensor::zeros(ctx, shape)?,
+            dgamma: GpuTensor::zeros(ctx, params)?,
+            dbeta: GpuTensor::zeros(ctx, params)?,
+        })
+    }
+}
