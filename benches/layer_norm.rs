@@ -7,8 +7,8 @@
 //! `cargo bench --bench layer_norm` (pick the adapter with WGPU_BACKEND).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use wgpu_norm::{NormOp, 
-    Context, DEFAULT_SHAPES, GpuTensor, LayerNorm, LayerNormGradIo, LayerNormIo, RmsNorm,
+use wgpu_norm::{
+    Context, DEFAULT_SHAPES, GpuTensor, LayerNorm, LayerNormGradIo, LayerNormIo, NormOp, RmsNorm,
     RmsNormIo, encode_copy, synthetic,
 };
 

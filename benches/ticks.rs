@@ -4,7 +4,9 @@
 //! `cargo bench --bench ticks` (pick the adapter with WGPU_BACKEND).
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use wgpu_norm::{Context, GpuTensor, LayerNorm, LayerNormIo, NormOp, Ticks, TicksSettings, synthetic};
+use wgpu_norm::{
+    Context, GpuTensor, LayerNorm, LayerNormIo, NormOp, Ticks, TicksSettings, synthetic,
+};
 
 fn ticks_overhead(c: &mut Criterion) {
     let ctx = Context::new().expect("an adapter (see README: apt-get install mesa-vulkan-drivers)");

@@ -8,9 +8,9 @@
 //!
 //! `cargo run --release --example training_loop [TRACE.json]`
 
-use wgpu_norm::{NormOp, 
-    Context, GpuTensor, LayerNorm, LayerNormGradIo, LayerNormIo, Report, ResidualAdd, Ticks,
-    TicksSettings, synthetic,
+use wgpu_norm::{
+    Context, GpuTensor, LayerNorm, LayerNormGradIo, LayerNormIo, NormOp, Report, ResidualAdd,
+    Ticks, TicksSettings, synthetic,
 };
 
 fn main() -> Result<(), wgpu_norm::Error> {

@@ -82,7 +82,9 @@ impl TuneHook for Autotuner {
         };
         for (_, classes) in winners {
             for (class, kernel) in classes {
-                if let (Some((rows, cols)), Some(kernel)) = (parse_class(&class), Kernel::by_name(&kernel)) {
+                if let (Some((rows, cols)), Some(kernel)) =
+                    (parse_class(&class), Kernel::by_name(&kernel))
+                {
                     ctx.tuned().insert(ctx.adapter_info(), rows, cols, kernel);
                 }
             }
@@ -92,11 +94,14 @@ impl TuneHook for Autotuner {
     fn tune(&self, ctx: &Context, rows: usize, cols: usize) -> Result<Option<Kernel>> {
         let winner = tune(ctx, rows, cols)?;
         if let Some(path) = &self.file {
-            let text =
-                serde_json::to_string_pretty(&ctx.tuned().snapshot()).expect("plain data serialises");
+            let text = serde_json::to_string_pretty(&ctx.tuned().snapshot())
+                .expect("plain data serialises");
             // A tuning file that cannot be written costs only the next process's tuning.
             if let Err(e) = std::fs::write(path, text) {
-                eprintln!("wgpu-norm: could not write the tuning file {}: {e}", path.display());
+                eprintln!(
+                    "wgpu-norm: could not write the tuning file {}: {e}",
+                    path.display()
+                );
             }
         }
         Ok(Some(winner))

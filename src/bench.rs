@@ -58,7 +58,13 @@ impl BenchOp {
     }
 
     /// Times the op configured by `cfg` on a tensor of `shape` against a copy.
-    pub fn run(&self, ctx: &Context, cfg: NormConfig, shape: &[usize], iters: usize) -> Result<BenchRow> {
+    pub fn run(
+        &self,
+        ctx: &Context,
+        cfg: NormConfig,
+        shape: &[usize],
+        iters: usize,
+    ) -> Result<BenchRow> {
         (self.run)(ctx, cfg, shape, iters)
     }
 }
@@ -130,7 +136,9 @@ pub fn bench_norm<O: NormOp>(
     let n: usize = shape.iter().product();
     let t = op.tensors(ctx, shape, 0)?;
     if backward {
-        run(ctx, "saved statistics", |e| op.encode(ctx, e, &O::io(&t, true)))?;
+        run(ctx, "saved statistics", |e| {
+            op.encode(ctx, e, &O::io(&t, true))
+        })?;
     }
     let describe = op.describe(ctx, shape, backward)?;
     let tensors_moved = if backward { 3 } else { 2 };
@@ -152,7 +160,11 @@ pub fn bench_norm<O: NormOp>(
         }],
     )?
     .1;
-    let label = format!("{}_{}", O::NAME, if backward { "backward" } else { "forward" });
+    let label = format!(
+        "{}_{}",
+        O::NAME,
+        if backward { "backward" } else { "forward" }
+    );
     let median = |prefix: &str| {
         report
             .passes

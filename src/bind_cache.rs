@@ -44,6 +44,20 @@ struct Inner {
     buckets: HashMap<u64, Vec<Slot>>,
     len: usize,
     clock: u64,
+    stats: BindCacheStats,
+}
+
+/// What a [`BindCache`] has done so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BindCacheStats {
+    /// Lookups that found their entry (warm calls).
+    pub hits: u64,
+    /// Lookups that did not (the op then built and inserted).
+    pub misses: u64,
+    /// Entries freed because their tensors were all dropped.
+    pub freed: u64,
+    /// Entries dropped as least recently used.
+    pub evicted: u64,
 }
 
 /// Cached encodings of one context.
@@ -81,11 +95,14 @@ impl BindCache {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner.clock += 1;
         let clock = inner.clock;
-        let slot = inner
+        let Some(slot) = inner
             .buckets
-            .get_mut(&hash)?
-            .iter_mut()
-            .find(|s| s.key.eq_dyn(key))?;
+            .get_mut(&hash)
+            .and_then(|b| b.iter_mut().find(|s| s.key.eq_dyn(key)))
+        else {
+            inner.stats.misses += 1;
+            return None;
+        };
         slot.used = clock;
         if slot.tokens.len() != tokens.len()
             || slot
@@ -96,7 +113,9 @@ impl BindCache {
         {
             slot.tokens = tokens.iter().map(|t| Arc::downgrade(t)).collect();
         }
-        slot.value.clone().downcast::<V>().ok()
+        let value = slot.value.clone().downcast::<V>().ok();
+        inner.stats.hits += 1;
+        value
     }
 
     /// Caches `value` under `key` for tensors whose tokens are `tokens`;
@@ -117,6 +136,7 @@ impl BindCache {
         }
         inner.buckets.retain(|_, b| !b.is_empty());
         inner.len -= removed;
+        inner.stats.freed += removed as u64;
         if inner.len >= Self::CAPACITY {
             let oldest = inner
                 .buckets
@@ -130,6 +150,7 @@ impl BindCache {
                     inner.buckets.remove(&h);
                 }
                 inner.len -= 1;
+                inner.stats.evicted += 1;
             }
         }
         inner.clock += 1;
@@ -145,6 +166,11 @@ impl BindCache {
         inner.len = inner.buckets.values().map(Vec::len).sum();
     }
 
+    /// Hits, misses, frees and evictions so far.
+    pub fn stats(&self) -> BindCacheStats {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).stats
+    }
+
     /// Entries held now.
     pub fn len(&self) -> usize {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).len
@@ -155,9 +181,11 @@ impl BindCache {
         self.len() == 0
     }
 
-    /// Frees every entry.
+    /// Frees every entry (the statistics stay).
     pub fn clear(&self) {
-        *self.inner.lock().unwrap_or_else(|p| p.into_inner()) = Inner::default();
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.buckets.clear();
+        inner.len = 0;
     }
 }
 
@@ -171,7 +199,10 @@ mod tests {
         let a = Arc::new(());
         cache.insert(1u32, Arc::new("one"), &[&a]);
         assert_eq!(cache.get::<u32, &str>(&1, &[&a]).as_deref(), Some(&"one"));
-        assert!(cache.get::<u64, &str>(&1, &[&a]).is_none(), "keys of another type differ");
+        assert!(
+            cache.get::<u64, &str>(&1, &[&a]).is_none(),
+            "keys of another type differ"
+        );
         // A new wrapper of the same buffer renews the entry.
         let b = Arc::new(());
         drop(a);
@@ -194,7 +225,13 @@ mod tests {
         assert!(cache.get::<u32, u32>(&0, &[&t]).is_some());
         cache.insert(9999u32, Arc::new(0), &[&t]);
         assert_eq!(cache.len(), BindCache::CAPACITY);
-        assert!(cache.get::<u32, u32>(&0, &[&t]).is_some(), "0 was used recently");
-        assert!(cache.get::<u32, u32>(&1, &[&t]).is_none(), "1 was the oldest");
+        assert!(
+            cache.get::<u32, u32>(&0, &[&t]).is_some(),
+            "0 was used recently"
+        );
+        assert!(
+            cache.get::<u32, u32>(&1, &[&t]).is_none(),
+            "1 was the oldest"
+        );
     }
 }

@@ -5,7 +5,7 @@
 //! `WGPU_BACKEND` and `WGPU_ADAPTER_NAME` the way wgpu's own helpers do) or
 //! wraps a device the application already has ([`Context::from_device`]).
 //! Optional features (timestamps, subgroups, shader-f16) are requested when
-//! the adapter offers them and never required; [`Capabilities`] says what
+//! the adapter offers them and never required; [`Capabilities`](crate::Capabilities) says what
 //! was obtained, and the kernel plan reads it.
 
 use std::sync::{Arc, Mutex};

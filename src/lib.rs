@@ -80,12 +80,13 @@
 //!   pipeline binds more than WebGPU's default 8 storage buffers: the
 //!   pipelines' views of x, y and the statistics are chosen per call for that.
 //! - A warm call (same tensors, same shape) finds its bind groups, uniforms
-//!   and scratch in the context's [`BindCache`](bind_cache::BindCache):
+//!   and scratch in the context's [`BindCache`]:
 //!   it allocates nothing and opens no error scope.
 #![warn(missing_docs)]
 
 mod autotune;
 pub mod bind_cache;
+pub use bind_cache::{BindCache, BindCacheStats};
 mod bench;
 mod caps;
 mod context;
@@ -121,7 +122,7 @@ pub use plan::{BackwardKernel, BackwardPlan, Kernel, LayerNormPlan, Reduction};
 pub use shape::{DType, RowsCols, shape_string};
 pub use tensor::{GpuTensor, TENSOR_USAGES};
 pub use ticks::{
-    DispatchToken, LabelStats, PoolStats, RecordKind, Report, TickRecord, TickScope, Ticks,
-    TicksSettings, TimingSource, TickedPass, ticked_steps,
+    DispatchToken, LabelStats, PoolStats, RecordKind, Report, TickRecord, TickScope, TickedPass,
+    Ticks, TicksSettings, TimingSource, ticked_steps,
 };
 pub use wgpu;

@@ -300,7 +300,7 @@ impl GpuTensor {
     /// Reads the values back without blocking the calling thread.
     ///
     /// The copy is submitted at once; the future completes once the device has
-    /// been polled after the copy finished — by [`Context::wait`], another
+    /// been polled after the copy finished — by [`Gpu::wait`](crate::Gpu::wait), another
     /// submission's wait, or a thread that polls the device. On the web the
     /// browser polls.
     pub async fn read_async(&self, ctx: &Context) -> Result<Vec<f32>> {

@@ -121,8 +121,16 @@ fn the_use_crate_graph_has_no_cycle_and_looks_only_down() {
         }
         graph.insert(from, to);
     }
-    assert!(upward.is_empty(), "imports that look up:\n{}", upward.join("\n"));
-    assert!(graph.len() > 30, "the scan found only {} modules", graph.len());
+    assert!(
+        upward.is_empty(),
+        "imports that look up:\n{}",
+        upward.join("\n")
+    );
+    assert!(
+        graph.len() > 30,
+        "the scan found only {} modules",
+        graph.len()
+    );
     assert!(
         graph["ops::layer_norm"].contains("ops::forward"),
         "the scan reads `use crate::` lines: {:?}",
@@ -173,7 +181,10 @@ fn the_use_crate_graph_has_no_cycle_and_looks_only_down() {
 fn the_scanner_sees_a_cycle_where_there_is_one() {
     let modules: BTreeSet<String> = ["a", "b", "b::c"].iter().map(|s| s.to_string()).collect();
     assert_eq!(
-        uses("use crate::b::c::Thing;\nuse crate::{a, b::D};\n// use crate::zzz;", &modules),
+        uses(
+            "use crate::b::c::Thing;\nuse crate::{a, b::D};\n// use crate::zzz;",
+            &modules
+        ),
         ["a", "b", "b::c"].iter().map(|s| s.to_string()).collect()
     );
 }

@@ -150,7 +150,10 @@ mod tests {
                         residual,
                     };
                     let n = storage_buffers(entry, views);
-                    assert!(n <= 8, "{entry:?} under {views:?} binds {n} storage buffers");
+                    assert!(
+                        n <= 8,
+                        "{entry:?} under {views:?} binds {n} storage buffers"
+                    );
                 }
             }
         }
@@ -161,7 +164,13 @@ mod tests {
         for entry in [Entry::Forward, Entry::SplitApply, Entry::RowBlockApply] {
             for vec4_rows in [false, true] {
                 for residual in [false, true] {
-                    let s = forward_slots(entry, Views { vec4_rows, residual });
+                    let s = forward_slots(
+                        entry,
+                        Views {
+                            vec4_rows,
+                            residual,
+                        },
+                    );
                     assert!(
                         !(s.contains(&slot::Y) && s.contains(&slot::Y4)),
                         "{entry:?}: y bound twice: {s:?}"

@@ -6,9 +6,9 @@ use std::sync::Mutex;
 
 use crate::error::Result;
 use crate::gpu::Gpu;
+use crate::kernels::PARAM_LANES;
 use crate::kernels::bindings::{self, slot};
 use crate::kernels::sources::{self, Views};
-use crate::kernels::PARAM_LANES;
 use crate::plan::{BackwardPlan, COMBINE_LANES, Entry, Kernel, LayerNormPlan, Reduction};
 use crate::shape::DType;
 

@@ -7,20 +7,50 @@ use crate::shape::DType;
 
 /// Every file in `shaders/`, by name.
 pub const FILES: &[(&str, &str)] = &[
-    ("storage_f32.wgsl", include_str!("../../shaders/storage_f32.wgsl")),
-    ("storage_f16.wgsl", include_str!("../../shaders/storage_f16.wgsl")),
-    ("layer_norm_common.wgsl", include_str!("../../shaders/layer_norm_common.wgsl")),
-    ("layer_norm_x.wgsl", include_str!("../../shaders/layer_norm_x.wgsl")),
-    ("layer_norm_x_scalar.wgsl", include_str!("../../shaders/layer_norm_x_scalar.wgsl")),
-    ("layer_norm_x_vec4.wgsl", include_str!("../../shaders/layer_norm_x_vec4.wgsl")),
-    ("layer_norm_out.wgsl", include_str!("../../shaders/layer_norm_out.wgsl")),
-    ("layer_norm_out_vec4.wgsl", include_str!("../../shaders/layer_norm_out_vec4.wgsl")),
-    ("layer_norm_stats.wgsl", include_str!("../../shaders/layer_norm_stats.wgsl")),
+    (
+        "storage_f32.wgsl",
+        include_str!("../../shaders/storage_f32.wgsl"),
+    ),
+    (
+        "storage_f16.wgsl",
+        include_str!("../../shaders/storage_f16.wgsl"),
+    ),
+    (
+        "layer_norm_common.wgsl",
+        include_str!("../../shaders/layer_norm_common.wgsl"),
+    ),
+    (
+        "layer_norm_x.wgsl",
+        include_str!("../../shaders/layer_norm_x.wgsl"),
+    ),
+    (
+        "layer_norm_x_scalar.wgsl",
+        include_str!("../../shaders/layer_norm_x_scalar.wgsl"),
+    ),
+    (
+        "layer_norm_x_vec4.wgsl",
+        include_str!("../../shaders/layer_norm_x_vec4.wgsl"),
+    ),
+    (
+        "layer_norm_out.wgsl",
+        include_str!("../../shaders/layer_norm_out.wgsl"),
+    ),
+    (
+        "layer_norm_out_vec4.wgsl",
+        include_str!("../../shaders/layer_norm_out_vec4.wgsl"),
+    ),
+    (
+        "layer_norm_stats.wgsl",
+        include_str!("../../shaders/layer_norm_stats.wgsl"),
+    ),
     (
         "layer_norm_stats_packed.wgsl",
         include_str!("../../shaders/layer_norm_stats_packed.wgsl"),
     ),
-    ("layer_norm_input.wgsl", include_str!("../../shaders/layer_norm_input.wgsl")),
+    (
+        "layer_norm_input.wgsl",
+        include_str!("../../shaders/layer_norm_input.wgsl"),
+    ),
     (
         "layer_norm_input_residual.wgsl",
         include_str!("../../shaders/layer_norm_input_residual.wgsl"),
@@ -41,7 +71,10 @@ pub const FILES: &[(&str, &str)] = &[
         "layer_norm_row_per_workgroup.wgsl",
         include_str!("../../shaders/layer_norm_row_per_workgroup.wgsl"),
     ),
-    ("layer_norm_row_block.wgsl", include_str!("../../shaders/layer_norm_row_block.wgsl")),
+    (
+        "layer_norm_row_block.wgsl",
+        include_str!("../../shaders/layer_norm_row_block.wgsl"),
+    ),
     (
         "layer_norm_row_block_subgroup.wgsl",
         include_str!("../../shaders/layer_norm_row_block_subgroup.wgsl"),
@@ -50,11 +83,26 @@ pub const FILES: &[(&str, &str)] = &[
         "layer_norm_row_block_pieces.wgsl",
         include_str!("../../shaders/layer_norm_row_block_pieces.wgsl"),
     ),
-    ("layer_norm_pieces.wgsl", include_str!("../../shaders/layer_norm_pieces.wgsl")),
-    ("layer_norm_split_row.wgsl", include_str!("../../shaders/layer_norm_split_row.wgsl")),
-    ("norm_backward.wgsl", include_str!("../../shaders/norm_backward.wgsl")),
-    ("reduce_subgroup.wgsl", include_str!("../../shaders/reduce_subgroup.wgsl")),
-    ("reduce_workgroup.wgsl", include_str!("../../shaders/reduce_workgroup.wgsl")),
+    (
+        "layer_norm_pieces.wgsl",
+        include_str!("../../shaders/layer_norm_pieces.wgsl"),
+    ),
+    (
+        "layer_norm_split_row.wgsl",
+        include_str!("../../shaders/layer_norm_split_row.wgsl"),
+    ),
+    (
+        "norm_backward.wgsl",
+        include_str!("../../shaders/norm_backward.wgsl"),
+    ),
+    (
+        "reduce_subgroup.wgsl",
+        include_str!("../../shaders/reduce_subgroup.wgsl"),
+    ),
+    (
+        "reduce_workgroup.wgsl",
+        include_str!("../../shaders/reduce_workgroup.wgsl"),
+    ),
     ("copy.wgsl", include_str!("../../shaders/copy.wgsl")),
 ];
 

@@ -273,12 +273,7 @@ pub(crate) fn encode_backward(
 }
 
 /// Phase 3: scratch statistics, pipelines, partial sums, params and bind groups.
-fn build(
-    kind: NormKind,
-    ctx: &Context,
-    io: &BackwardIo<'_>,
-    c: &Choice,
-) -> Result<Built> {
+fn build(kind: NormKind, ctx: &Context, io: &BackwardIo<'_>, c: &Choice) -> Result<Built> {
     let rows = c.rc.rows;
     let stats = match (io.mean, io.rstd) {
         (_, Some(_)) => None,
@@ -330,7 +325,13 @@ fn build_pass<'a>(
     let dtype = io.x.dtype();
     let cols = c.rc.cols;
     let align = ctx.limits().min_storage_buffer_offset_alignment as u64;
-    let label = pass_label(kind.name(), "backward", io.x.shape(), dtype, &plan.describe());
+    let label = pass_label(
+        kind.name(),
+        "backward",
+        io.x.shape(),
+        dtype,
+        &plan.describe(),
+    );
     let args = vec![
         ("shape", shape_string(io.x.shape())),
         ("dtype", dtype.to_string()),
@@ -416,22 +417,20 @@ fn build_pass<'a>(
                 entries: &entries,
             })
         };
-        let bindings = |i: usize, w: Option<&ChunkWindows<'a>>| {
-            BackwardBindings {
-                x: w.map_or_else(|| dummy(0), |w| bind(io.x.buffer(), w.0)),
-                dy: w.map_or_else(|| dummy(1), |w| bind(io.dy.buffer(), w.1)),
-                gamma: opt(gamma.filter(|_| w.is_some()), 2),
-                mean: opt(w.and_then(|w| w.3), 3),
-                rstd: w.map_or_else(|| dummy(4), |w| bind(rstd.buffer(), w.4)),
-                dx: w.map_or_else(|| dummy(5), |w| bind(io.dx.buffer(), w.2)),
-                partials: partials.as_entire_binding(),
-                dgamma: opt(dgamma.filter(|_| w.is_none()), 7),
-                dbeta: opt(dbeta.filter(|_| w.is_none()), 8),
-                params: uniforms.binding(i),
-                row_centre: row_centre.as_entire_binding(),
-                piece_sums: piece_sums.as_entire_binding(),
-                row_sums: row_sums.as_entire_binding(),
-            }
+        let bindings = |i: usize, w: Option<&ChunkWindows<'a>>| BackwardBindings {
+            x: w.map_or_else(|| dummy(0), |w| bind(io.x.buffer(), w.0)),
+            dy: w.map_or_else(|| dummy(1), |w| bind(io.dy.buffer(), w.1)),
+            gamma: opt(gamma.filter(|_| w.is_some()), 2),
+            mean: opt(w.and_then(|w| w.3), 3),
+            rstd: w.map_or_else(|| dummy(4), |w| bind(rstd.buffer(), w.4)),
+            dx: w.map_or_else(|| dummy(5), |w| bind(io.dx.buffer(), w.2)),
+            partials: partials.as_entire_binding(),
+            dgamma: opt(dgamma.filter(|_| w.is_none()), 7),
+            dbeta: opt(dbeta.filter(|_| w.is_none()), 8),
+            params: uniforms.binding(i),
+            row_centre: row_centre.as_entire_binding(),
+            piece_sums: piece_sums.as_entire_binding(),
+            row_sums: row_sums.as_entire_binding(),
         };
         let column_blocks = (cols as u64).div_ceil(PARAM_LANES as u64);
         let mut dispatches = Vec::new();
@@ -480,7 +479,13 @@ fn build_pass<'a>(
             label,
             args,
             dispatches,
-            _buffers: vec![uniforms.buffer.clone(), partials, row_centre, piece_sums, row_sums],
+            _buffers: vec![
+                uniforms.buffer.clone(),
+                partials,
+                row_centre,
+                piece_sums,
+                row_sums,
+            ],
         }
     })
 }

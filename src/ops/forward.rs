@@ -25,9 +25,7 @@ use crate::ops::record::{
     row_window, scratch,
 };
 use crate::ops::validate;
-use crate::plan::{
-    self, BindingWindow, COMBINE_LANES, Entry, LayerNormPlan, RowChunk, Rows,
-};
+use crate::plan::{self, BindingWindow, COMBINE_LANES, Entry, LayerNormPlan, RowChunk, Rows};
 use crate::shape::{RowsCols, shape_string};
 use crate::tensor::GpuTensor;
 use crate::ticks::Ticks;
@@ -343,9 +341,8 @@ fn build<'a>(
         let mut windows = Vec::with_capacity(c.chunks.len());
         let mut params = Vec::with_capacity(c.chunks.len());
         for chunk in &c.chunks {
-            let rows_of = |t: Option<&GpuTensor>, per_row| {
-                t.map(|t| row_window(t, chunk, per_row, align))
-            };
+            let rows_of =
+                |t: Option<&GpuTensor>, per_row| t.map(|t| row_window(t, chunk, per_row, align));
             let w = Windows {
                 x: row_window(io.x, chunk, cols as u64, align),
                 y: rows_of(io.y, cols as u64),

@@ -16,7 +16,9 @@ use crate::ticks::Ticks;
 /// let x = GpuTensor::from_slice(&ctx, &[1.0, 2.0, 3.0, 4.0], &[2, 2])?;
 /// let y = GpuTensor::zeros(&ctx, &[2, 2])?;
 /// let mut encoder = ctx.device().create_command_encoder(&Default::default());
-/// LayerNorm::new().encode(&ctx, &mut encoder, &LayerNormIo::new(&x, &y))?;
+/// LayerNorm::new()
+///     .with_epsilon(0.0)
+///     .encode(&ctx, &mut encoder, &LayerNormIo::new(&x, &y))?;
 /// ctx.submit_and_wait(encoder)?;
 /// assert_eq!(y.read(&ctx)?, vec![-1.0, 1.0, -1.0, 1.0]);
 /// # Ok::<(), wgpu_norm::Error>(())

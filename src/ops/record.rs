@@ -110,7 +110,12 @@ pub(crate) fn scratch(ctx: &Context, label: &str, vec4s: u64) -> wgpu::Buffer {
 }
 
 /// The window of `t`'s rows of `chunk`, `per_row` values a row.
-pub(crate) fn row_window(t: &GpuTensor, chunk: &RowChunk, per_row: u64, align: u64) -> BindingWindow {
+pub(crate) fn row_window(
+    t: &GpuTensor,
+    chunk: &RowChunk,
+    per_row: u64,
+    align: u64,
+) -> BindingWindow {
     plan::binding_window_of(
         t.offset() + chunk.first_row * per_row * t.dtype().size_bytes(),
         chunk.rows * per_row,
@@ -154,7 +159,13 @@ pub(crate) fn bind_vec4(
 
 /// A pass label: `layer_norm_forward 8x512x768 (row-per-lane, 64 lanes)`,
 /// `rms_norm_backward 4x33x65 f16 (…)`.
-pub(crate) fn pass_label(op: &str, kind: &str, shape: &[usize], dtype: DType, plan: &str) -> String {
+pub(crate) fn pass_label(
+    op: &str,
+    kind: &str,
+    shape: &[usize],
+    dtype: DType,
+    plan: &str,
+) -> String {
     let dtype = match dtype {
         DType::F32 => String::new(),
         d => format!(" {d}"),

@@ -50,7 +50,11 @@ impl OpTensors {
         Ok(OpTensors {
             x: GpuTensor::from_slice(ctx, &synthetic::normal(seed, n, 0.0, 1.0), shape)?,
             y: GpuTensor::zeros(ctx, shape)?,
-            gamma: GpuTensor::from_slice(ctx, &synthetic::normal(seed + 1, cols, 1.0, 0.1), params)?,
+            gamma: GpuTensor::from_slice(
+                ctx,
+                &synthetic::normal(seed + 1, cols, 1.0, 0.1),
+                params,
+            )?,
             beta: GpuTensor::from_slice(ctx, &synthetic::normal(seed + 2, cols, 0.0, 0.1), params)?,
             mean: GpuTensor::zeros(ctx, stats)?,
             rstd: GpuTensor::zeros(ctx, stats)?,

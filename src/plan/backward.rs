@@ -65,7 +65,7 @@ const fn back(
 /// values (the backward walks scalars), four rows per lane at most
 /// [`FUSED_MAX_ROWS`] rows (its dgamma parts are four rows), pieces of
 /// [`SPLIT_PIECE`] values, and 1,024 lanes for the longest rows. As in the
-/// forward's [`LADDER`], few long rows are split so that they fill the
+/// forward's [`LADDER`](crate::plan::LADDER), few long rows are split so that they fill the
 /// device, and CPU adapters run 8-lane workgroups (the forward's reason).
 /// On lavapipe that took 1x32x65536 from 8.1 to 6.5 times a copy and
 /// 1x1x1048576 from 11 to 8.6; four rows per lane and 8-lane workgroups were
@@ -258,4 +258,3 @@ impl BackwardPlan {
         )
     }
 }
-

@@ -98,7 +98,6 @@ pub fn grid(workgroups: u64) -> (u32, u32) {
 mod tests {
     use super::*;
 
-
     #[test]
     fn chunks_cover_every_row_once_and_fit_the_binding() {
         let (max_binding, align) = (1 << 20, 256);
@@ -141,5 +140,4 @@ mod tests {
             );
         }
     }
-
 }

@@ -274,10 +274,7 @@ pub const KERNELS: [KernelSpec; 8] = [
     KernelSpec {
         kernel: Kernel::RowPerLane,
         name: "row-per-lane",
-        files: &[
-            "layer_norm_eight_rows.wgsl",
-            "layer_norm_row_per_lane.wgsl",
-        ],
+        files: &["layer_norm_eight_rows.wgsl", "layer_norm_row_per_lane.wgsl"],
         steps: ONE,
         stats_steps: ONE,
         needs_subgroups: false,
@@ -301,10 +298,7 @@ pub const KERNELS: [KernelSpec; 8] = [
     KernelSpec {
         kernel: Kernel::RowPerWorkgroup(Reduction::Subgroup),
         name: "row-per-workgroup/subgroup",
-        files: &[
-            "layer_norm_row_per_workgroup.wgsl",
-            "reduce_subgroup.wgsl",
-        ],
+        files: &["layer_norm_row_per_workgroup.wgsl", "reduce_subgroup.wgsl"],
         steps: ONE,
         stats_steps: ONE,
         needs_subgroups: true,
@@ -316,10 +310,7 @@ pub const KERNELS: [KernelSpec; 8] = [
     KernelSpec {
         kernel: Kernel::RowPerWorkgroup(Reduction::Workgroup),
         name: "row-per-workgroup/workgroup",
-        files: &[
-            "layer_norm_row_per_workgroup.wgsl",
-            "reduce_workgroup.wgsl",
-        ],
+        files: &["layer_norm_row_per_workgroup.wgsl", "reduce_workgroup.wgsl"],
         steps: ONE,
         stats_steps: ONE,
         needs_subgroups: false,

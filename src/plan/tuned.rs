@@ -10,7 +10,10 @@ use crate::plan::specs::Kernel;
 /// `dim 768, rows <= 4096`: the key of a shape class — the row length, and
 /// the row count rounded up to a power of two.
 pub fn class_key(rows: usize, cols: usize) -> String {
-    format!("dim {cols}, rows <= {}", rows.checked_next_power_of_two().unwrap_or(rows))
+    format!(
+        "dim {cols}, rows <= {}",
+        rows.checked_next_power_of_two().unwrap_or(rows)
+    )
 }
 
 /// `llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Mesa 22.3.6)`: the key of an adapter.

@@ -17,6 +17,6 @@ mod steps;
 
 pub use pool::PoolStats;
 pub use profiler::{DispatchToken, TickScope, Ticks, TicksSettings};
-pub use steps::{TickedPass, ticked_steps};
 pub use record::{RecordKind, TickRecord, TimingSource};
 pub use report::{LabelStats, Report};
+pub use steps::{TickedPass, ticked_steps};

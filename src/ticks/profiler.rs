@@ -85,7 +85,7 @@ pub struct DispatchToken {
 /// frames turn into [`TickRecord`]s on [`Ticks::collect`], which never blocks.
 ///
 /// ```
-/// use wgpu_norm::{Context, GpuTensor, LayerNorm, LayerNormIo, Ticks, TicksSettings};
+/// use wgpu_norm::{Context, GpuTensor, LayerNorm, LayerNormIo, NormOp, Ticks, TicksSettings};
 /// let ctx = Context::new()?;
 /// let mut ticks = Ticks::new(&ctx, TicksSettings::default());
 /// let x = GpuTensor::from_slice(&ctx, &[1.0, 2.0, 3.0, 4.0], &[2, 2])?;
@@ -546,28 +546,6 @@ pub(crate) fn ticks_to_ns(from: u64, to: u64, period: f64) -> f64 {
     to.wrapping_sub(from) as i64 as f64 * period
 }
 
-#[cfg(test)]
-mod tests {
-    use super::ticks_to_ns;
-
-    #[test]
-    fn tick_deltas_wrap_and_keep_their_sign() {
-        assert_eq!(ticks_to_ns(100, 350, 1.0), 250.0);
-        assert_eq!(ticks_to_ns(100, 350, 2.5), 625.0);
-        assert_eq!(ticks_to_ns(7, 7, 1.0), 0.0);
-        assert_eq!(
-            ticks_to_ns(350, 100, 1.0),
-            -250.0,
-            "a reordered pair is negative"
-        );
-        assert_eq!(
-            ticks_to_ns(u64::MAX - 9, 10, 1.0),
-            20.0,
-            "a wrapped counter"
-        );
-    }
-}
-
 /// An open scope of a [`Ticks`] ([`Ticks::scope`]): it dereferences to the
 /// profiler and closes its scope when dropped.
 #[must_use = "the scope closes when this guard is dropped"]
@@ -592,5 +570,27 @@ impl std::ops::DerefMut for TickScope<'_> {
 impl Drop for TickScope<'_> {
     fn drop(&mut self) {
         self.ticks.scope.pop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ticks_to_ns;
+
+    #[test]
+    fn tick_deltas_wrap_and_keep_their_sign() {
+        assert_eq!(ticks_to_ns(100, 350, 1.0), 250.0);
+        assert_eq!(ticks_to_ns(100, 350, 2.5), 625.0);
+        assert_eq!(ticks_to_ns(7, 7, 1.0), 0.0);
+        assert_eq!(
+            ticks_to_ns(350, 100, 1.0),
+            -250.0,
+            "a reordered pair is negative"
+        );
+        assert_eq!(
+            ticks_to_ns(u64::MAX - 9, 10, 1.0),
+            20.0,
+            "a wrapped counter"
+        );
     }
 }

@@ -3,8 +3,8 @@
 
 use wgpu_norm::NormOp;
 use wgpu_norm::{
-    BackwardKernel, Context, ContextOptions, GpuTensor, Kernel, LayerNorm, LayerNormIo,
-    Reduction, RmsNorm, reference, synthetic,
+    BackwardKernel, Context, ContextOptions, GpuTensor, Kernel, LayerNorm, LayerNormIo, Reduction,
+    RmsNorm, reference, synthetic,
 };
 
 use crate::common::{check, ctx};
@@ -178,7 +178,13 @@ fn wraps_a_device_the_application_already_has() {
     let out = LayerNorm::new()
         .forward_residual(&wrapped, &xt, &dyt, None, None, None)
         .unwrap();
-    let want = reference::layer_norm_f64(&reference::residual_sum(&x, &dy, None, 100), 100, None, None, 1e-5);
+    let want = reference::layer_norm_f64(
+        &reference::residual_sum(&x, &dy, None, 100),
+        100,
+        None,
+        None,
+        1e-5,
+    );
     assert!(reference::max_abs_error(&out.y.read(&wrapped).unwrap(), &want.y) < 1e-5);
 }
 

@@ -79,12 +79,25 @@ fn every_forward_kernel_with_every_output_fits_default_limits() {
             ctx.submit_and_wait(encoder).unwrap();
             let want = reference::layer_norm(&x, cols, Some(&gamma), Some(&beta), 1e-5);
             close(&format!("{case} y"), &y.read(ctx).unwrap(), &want.y, 2e-5);
-            close(&format!("{case} mean"), &mean.read(ctx).unwrap(), &want.mean, 1e-5);
-            close(&format!("{case} rstd"), &rstd.read(ctx).unwrap(), &want.rstd, 1e-5);
+            close(
+                &format!("{case} mean"),
+                &mean.read(ctx).unwrap(),
+                &want.mean,
+                1e-5,
+            );
+            close(
+                &format!("{case} rstd"),
+                &rstd.read(ctx).unwrap(),
+                &want.rstd,
+                1e-5,
+            );
 
             // Fused residual with every optional tensor: 7 storage buffers
             // of the caller's plus the packed statistics.
-            let (y, sum) = (GpuTensor::zeros(ctx, &shape).unwrap(), GpuTensor::zeros(ctx, &shape).unwrap());
+            let (y, sum) = (
+                GpuTensor::zeros(ctx, &shape).unwrap(),
+                GpuTensor::zeros(ctx, &shape).unwrap(),
+            );
             let io = LayerNormIo {
                 gamma: Some(&gg),
                 beta: Some(&bg),
@@ -102,10 +115,30 @@ fn every_forward_kernel_with_every_output_fits_default_limits() {
             ctx.submit_and_wait(encoder).unwrap();
             let s = reference::residual_sum(&x, &r, Some(&bias), cols);
             let want = reference::layer_norm_f64(&s, cols, Some(&gamma), Some(&beta), 1e-5);
-            close(&format!("{case} residual sum"), &sum.read(ctx).unwrap(), &s, 1e-5);
-            close(&format!("{case} residual y"), &y.read(ctx).unwrap(), &want.y, 2e-5);
-            close(&format!("{case} residual mean"), &mean.read(ctx).unwrap(), &want.mean, 1e-5);
-            close(&format!("{case} residual rstd"), &rstd.read(ctx).unwrap(), &want.rstd, 1e-5);
+            close(
+                &format!("{case} residual sum"),
+                &sum.read(ctx).unwrap(),
+                &s,
+                1e-5,
+            );
+            close(
+                &format!("{case} residual y"),
+                &y.read(ctx).unwrap(),
+                &want.y,
+                2e-5,
+            );
+            close(
+                &format!("{case} residual mean"),
+                &mean.read(ctx).unwrap(),
+                &want.mean,
+                1e-5,
+            );
+            close(
+                &format!("{case} residual rstd"),
+                &rstd.read(ctx).unwrap(),
+                &want.rstd,
+                1e-5,
+            );
 
             // RMSNorm fused, with its rstd only.
             let rms = RmsNorm::new().with_kernel(kernel);
@@ -125,8 +158,18 @@ fn every_forward_kernel_with_every_output_fits_default_limits() {
             ctx.submit_and_wait(encoder).unwrap();
             let s = reference::residual_sum(&x, &r, None, cols);
             let want = reference::rms_norm_f64(&s, cols, Some(&gamma), 1e-5);
-            close(&format!("{case} rms residual y"), &y.read(ctx).unwrap(), &want.y, 2e-5);
-            close(&format!("{case} rms residual rstd"), &rstd_only.read(ctx).unwrap(), &want.rstd, 1e-5);
+            close(
+                &format!("{case} rms residual y"),
+                &y.read(ctx).unwrap(),
+                &want.y,
+                2e-5,
+            );
+            close(
+                &format!("{case} rms residual rstd"),
+                &rstd_only.read(ctx).unwrap(),
+                &want.rstd,
+                1e-5,
+            );
         }
     }
 }
@@ -141,7 +184,11 @@ fn every_backward_kernel_fits_default_limits() {
         let x = synthetic::normal(6, rows * cols, 1.0, 2.0);
         let dy = synthetic::normal(7, rows * cols, 0.0, 1.0);
         let gamma = synthetic::normal(8, cols, 1.0, 0.2);
-        let (xg, dyg, gg) = (upload(ctx, &x, &shape), upload(ctx, &dy, &shape), upload(ctx, &gamma, &[cols]));
+        let (xg, dyg, gg) = (
+            upload(ctx, &x, &shape),
+            upload(ctx, &dy, &shape),
+            upload(ctx, &gamma, &[cols]),
+        );
         for kernel in BackwardKernel::ALL {
             if kernel.needs_subgroups() && ctx.capabilities().subgroups.is_none() {
                 continue;
@@ -149,7 +196,8 @@ fn every_backward_kernel_fits_default_limits() {
             for rms in [false, true] {
                 let case = format!("{kernel:?} rms {rms} cols {cols}");
                 let want = reference::norm_backward(&x, &dy, cols, Some(&gamma), 1e-5, rms);
-                let (tol_dx, tol_dg, _) = reference::norm_backward_tolerance(&dy, &want, Some(&gamma));
+                let (tol_dx, tol_dg, _) =
+                    reference::norm_backward_tolerance(&dy, &want, Some(&gamma));
                 let (dx, dgamma, dbeta) = (
                     GpuTensor::zeros(ctx, &shape).unwrap(),
                     GpuTensor::zeros(ctx, &[cols]).unwrap(),
@@ -186,10 +234,25 @@ fn every_backward_kernel_fits_default_limits() {
                         .unwrap();
                 }
                 ctx.submit_and_wait(encoder).unwrap();
-                close(&format!("{case} dx"), &dx.read(ctx).unwrap(), &want.dx, tol_dx);
-                close(&format!("{case} dgamma"), &dgamma.read(ctx).unwrap(), &want.dgamma, tol_dg);
+                close(
+                    &format!("{case} dx"),
+                    &dx.read(ctx).unwrap(),
+                    &want.dx,
+                    tol_dx,
+                );
+                close(
+                    &format!("{case} dgamma"),
+                    &dgamma.read(ctx).unwrap(),
+                    &want.dgamma,
+                    tol_dg,
+                );
                 if !rms {
-                    close(&format!("{case} dbeta"), &dbeta.read(ctx).unwrap(), &want.dbeta, tol_dg);
+                    close(
+                        &format!("{case} dbeta"),
+                        &dbeta.read(ctx).unwrap(),
+                        &want.dbeta,
+                        tol_dg,
+                    );
                 }
             }
         }
@@ -206,7 +269,13 @@ fn f16_storage_fits_default_limits_where_the_adapter_has_it() {
     let xg = GpuTensor::from_slice_as(ctx, &x, &[rows, cols], DType::F16);
     if !ctx.capabilities().shader_f16 {
         // The refusal is the expectation without SHADER_F16 (llvmpipe GL).
-        assert!(matches!(xg, Err(wgpu_norm::Error::MissingFeature { feature: "SHADER_F16", .. })));
+        assert!(matches!(
+            xg,
+            Err(wgpu_norm::Error::MissingFeature {
+                feature: "SHADER_F16",
+                ..
+            })
+        ));
         return;
     }
     let xg = xg.unwrap();
@@ -214,7 +283,8 @@ fn f16_storage_fits_default_limits_where_the_adapter_has_it() {
     let out = LayerNorm::new()
         .forward_residual(ctx, &xg, &rg, None, None, None)
         .unwrap();
-    let round = |v: &[f32]| -> Vec<f32> { v.iter().map(|&a| half::f16::from_f32(a).to_f32()).collect() };
+    let round =
+        |v: &[f32]| -> Vec<f32> { v.iter().map(|&a| half::f16::from_f32(a).to_f32()).collect() };
     let s = reference::residual_sum(&round(&x), &round(&r), None, cols);
     let want = reference::layer_norm_f64(&s, cols, None, None, 1e-5);
     // f16 output: half an f16 ulp of values up to ~4, plus the sum's rounding.

@@ -15,3 +15,4 @@ mod errors;
 mod layer_norm;
 mod ticks;
 mod training;
+mod warm_calls;

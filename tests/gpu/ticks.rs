@@ -284,7 +284,11 @@ fn chrome_trace_has_the_required_fields_and_escapes_labels() {
             LayerNorm::new()
                 .encode_ticked(ctx, &mut encoder, &io(&w), &mut scope)
                 .unwrap();
-            drop(scope.begin_compute_pass(&mut encoder, weird, &[("note", "a \"quoted\" arg".into())]));
+            drop(scope.begin_compute_pass(
+                &mut encoder,
+                weird,
+                &[("note", "a \"quoted\" arg".into())],
+            ));
         }
         ticks.submit(encoder).unwrap();
     }

@@ -15,8 +15,8 @@ use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use npyz::WriterBuilder;
-use wgpu_norm::{NormOp, 
-    Context, DType, GpuTensor, LayerNorm, LayerNormIo, ResidualAdd, RmsNorm, RmsNormIo,
+use wgpu_norm::{
+    Context, DType, GpuTensor, LayerNorm, LayerNormIo, NormOp, ResidualAdd, RmsNorm, RmsNormIo,
 };
 
 use crate::common::{CliError, CliResult, open};

@@ -4,8 +4,9 @@
 use std::time::Instant;
 
 use serde_json::json;
-use wgpu_norm::{NormOp, 
-    GpuTensor, LayerNorm, LayerNormIo, Ticks, TicksSettings, TimingSource, reference, synthetic,
+use wgpu_norm::{
+    GpuTensor, LayerNorm, LayerNormIo, NormOp, Ticks, TicksSettings, TimingSource, reference,
+    synthetic,
 };
 
 use crate::common::{CliError, CliResult, Shape, adapter_label, open, shape_string};
