@@ -74,27 +74,18 @@ struct Autotuner {
 impl TuneHook for Autotuner {
     fn attach(&self, ctx: &Context) {
         let Some(path) = &self.file else { return };
-        let Some(winners) = std::fs::read_to_string(path)
+        if let Some(winners) = std::fs::read_to_string(path)
             .ok()
             .and_then(|text| serde_json::from_str::<Winners>(&text).ok())
-        else {
-            return;
-        };
-        for (_, classes) in winners {
-            for (class, kernel) in classes {
-                if let (Some((rows, cols)), Some(kernel)) =
-                    (parse_class(&class), Kernel::by_name(&kernel))
-                {
-                    ctx.tuned().insert(ctx.adapter_info(), rows, cols, kernel);
-                }
-            }
+        {
+            ctx.tuned().load(ctx.adapter_info(), &winners);
         }
     }
 
     fn tune(&self, ctx: &Context, rows: usize, cols: usize) -> Result<Option<Kernel>> {
         let winner = tune(ctx, rows, cols)?;
         if let Some(path) = &self.file {
-            let text = serde_json::to_string_pretty(&ctx.tuned().snapshot())
+            let text = serde_json::to_string_pretty(&ctx.tuned().snapshot(ctx.adapter_info()))
                 .expect("plain data serialises");
             // A tuning file that cannot be written costs only the next process's tuning.
             if let Err(e) = std::fs::write(path, text) {
@@ -106,13 +97,6 @@ impl TuneHook for Autotuner {
         }
         Ok(Some(winner))
     }
-}
-
-/// `dim 768, rows <= 4096` → (4096, 768).
-fn parse_class(class: &str) -> Option<(usize, usize)> {
-    let rest = class.strip_prefix("dim ")?;
-    let (cols, rows) = rest.split_once(", rows <= ")?;
-    Some((rows.parse().ok()?, cols.parse().ok()?))
 }
 
 /// Times every forward kernel that can run rows × cols on `ctx`, records
@@ -144,6 +128,6 @@ pub fn tune(ctx: &Context, rows: usize, cols: usize) -> Result<Kernel> {
         kernel: "any",
         reason: format!("no kernel can run rows of {cols} values"),
     })?;
-    ctx.tuned().insert(ctx.adapter_info(), rows, cols, winner);
+    ctx.tuned().insert(rows, cols, winner);
     Ok(winner)
 }

@@ -74,6 +74,21 @@ impl std::fmt::Debug for BindCache {
     }
 }
 
+impl Inner {
+    /// Frees the entries whose tensors are all gone.
+    fn sweep(&mut self) {
+        let mut removed = 0;
+        for bucket in self.buckets.values_mut() {
+            let before = bucket.len();
+            bucket.retain(|s| s.tokens.iter().any(|w| w.strong_count() > 0));
+            removed += before - bucket.len();
+        }
+        self.buckets.retain(|_, b| !b.is_empty());
+        self.len -= removed;
+        self.stats.freed += removed as u64;
+    }
+}
+
 fn hash_of<K: Hash + 'static>(key: &K) -> u64 {
     let mut h = DefaultHasher::new();
     std::any::TypeId::of::<K>().hash(&mut h);
@@ -128,15 +143,7 @@ impl BindCache {
     {
         let hash = hash_of(&key);
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let mut removed = 0;
-        for bucket in inner.buckets.values_mut() {
-            let before = bucket.len();
-            bucket.retain(|s| s.tokens.iter().any(|w| w.strong_count() > 0));
-            removed += before - bucket.len();
-        }
-        inner.buckets.retain(|_, b| !b.is_empty());
-        inner.len -= removed;
-        inner.stats.freed += removed as u64;
+        inner.sweep();
         if inner.len >= Self::CAPACITY {
             let oldest = inner
                 .buckets
@@ -164,6 +171,14 @@ impl BindCache {
             used,
         });
         inner.len = inner.buckets.values().map(Vec::len).sum();
+    }
+
+    /// Frees the entries whose tensors have all been dropped (and with them
+    /// the buffers they held). Inserting does this too, and so does
+    /// allocating a tensor, so that a dropped tensor's memory is not held
+    /// past the next allocation.
+    pub fn sweep(&self) {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).sweep();
     }
 
     /// Hits, misses, frees and evictions so far.

@@ -243,7 +243,7 @@ impl Context {
     pub fn tuned_kernels(&self) -> Vec<(String, String, String)> {
         self.inner
             .tuned
-            .snapshot()
+            .snapshot(self.adapter_info())
             .into_iter()
             .flat_map(|(a, m)| m.into_iter().map(move |(c, k)| (a.clone(), c, k)))
             .collect()

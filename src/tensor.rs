@@ -119,6 +119,8 @@ impl GpuTensor {
                 max,
             });
         }
+        // What ops built for tensors dropped since holds their buffers: free it first.
+        ctx.bind_cache().sweep();
         let buffer = ctx.scoped("allocating a tensor", || {
             ctx.device().create_buffer(&wgpu::BufferDescriptor {
                 label: Some("wgpu-norm tensor"),

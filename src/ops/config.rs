@@ -67,7 +67,7 @@ impl NormConfig {
         if let Some(k) = self.kernel {
             return LayerNormPlan::forced(k, rc.cols, caps, info, limits);
         }
-        let tuned = match ctx.tuned().get(info, rc.rows, rc.cols) {
+        let tuned = match ctx.tuned().get(rc.rows, rc.cols) {
             Some(k) => Some(k),
             None => match ctx.tuner() {
                 Some(tuner) => tuner.tune(ctx, rc.rows, rc.cols)?,

@@ -60,8 +60,7 @@ pub(crate) struct Choice {
 
 /// Phase 2: the plan, the chunks (each within one storage binding and one
 /// dispatch's workgroups), the views (vec4 where every row is aligned), the
-/// variant, and the steps — refusing pipelines beyond the device's
-/// storage-buffer limit.
+/// variant, and the steps.
 pub(crate) fn choose(
     cfg: &NormConfig,
     kind: NormKind,
@@ -125,18 +124,6 @@ pub(crate) fn choose(
     };
     if views.packed_stats() && (variant.mean || variant.rstd) {
         steps.push(Entry::UnpackStats);
-    }
-    let available = limits.max_storage_buffers_per_shader_stage;
-    for &entry in &steps {
-        let needed = bindings::storage_buffers(entry, views);
-        if needed > available {
-            return Err(Error::LimitTooLow {
-                what: "a normalisation forward",
-                limit: "max_storage_buffers_per_shader_stage",
-                needed: needed as u64,
-                actual: available as u64,
-            });
-        }
     }
     Ok(Choice {
         rc,
@@ -274,6 +261,20 @@ fn build<'a>(
     c: &Choice,
 ) -> Result<Recording> {
     let views = c.variant.views;
+    // Every pipeline fits WebGPU's default 8 storage buffers; a device
+    // created with fewer is told so.
+    let available = ctx.limits().max_storage_buffers_per_shader_stage;
+    for &entry in &c.steps {
+        let needed = bindings::storage_buffers(entry, views);
+        if needed > available {
+            return Err(Error::LimitTooLow {
+                what: "a normalisation forward",
+                limit: "max_storage_buffers_per_shader_stage",
+                needed: needed as u64,
+                actual: available as u64,
+            });
+        }
+    }
     let cache = ctx.pipelines();
     let steps = c
         .steps

@@ -7,7 +7,6 @@ use crate::ops::config::{NormConfig, NormKind};
 use crate::ops::forward::encode_forward;
 use crate::ops::io::{BackwardIo, ForwardIo, ResidualAdd, ResidualOutput};
 use crate::ops::op::NormOp;
-use crate::ops::record::run;
 use crate::ops::tensors::OpTensors;
 use crate::plan::{BackwardKernel, BackwardPlan, Kernel, LayerNormPlan};
 use crate::tensor::GpuTensor;
@@ -275,7 +274,7 @@ impl LayerNorm {
             beta,
             ..LayerNormIo::new(x, &y)
         };
-        run(ctx, "layer_norm", |e| self.encode(ctx, e, &io))?;
+        self.forward_into(ctx, &io)?;
         Ok(y)
     }
 
@@ -301,7 +300,7 @@ impl LayerNorm {
             rstd: Some(&out.rstd),
             ..LayerNormIo::new(x, &out.y)
         };
-        run(ctx, "layer_norm", |e| self.encode(ctx, e, &io))?;
+        self.forward_into(ctx, &io)?;
         Ok(out)
     }
 
@@ -342,7 +341,7 @@ impl LayerNorm {
             }),
             ..LayerNormIo::new(x, &out.y)
         };
-        run(ctx, "layer_norm", |e| self.encode(ctx, e, &io))?;
+        self.forward_into(ctx, &io)?;
         Ok(out)
     }
 
@@ -384,9 +383,7 @@ impl LayerNorm {
             dgamma: Some(&grads.dgamma),
             dbeta: Some(&grads.dbeta),
         };
-        run(ctx, "layer_norm_backward", |e| {
-            self.encode_backward(ctx, e, &io)
-        })?;
+        self.backward_into(ctx, &io)?;
         Ok(grads)
     }
 }

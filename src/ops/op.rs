@@ -4,6 +4,7 @@
 
 use crate::context::Context;
 use crate::error::Result;
+use crate::ops::record::run;
 use crate::ops::tensors::OpTensors;
 use crate::ticks::Ticks;
 
@@ -113,6 +114,19 @@ pub trait NormOp {
         io: &Self::GradIo<'_>,
     ) -> Result<()> {
         self.encode_backward_with(ctx, encoder, io, None)
+    }
+
+    /// Encodes the forward, submits it and waits: the tensors of `io` hold
+    /// the results when it returns.
+    fn forward_into(&self, ctx: &Context, io: &Self::Io<'_>) -> Result<()> {
+        run(ctx, Self::NAME, |encoder| self.encode(ctx, encoder, io))
+    }
+
+    /// Encodes the backward, submits it and waits.
+    fn backward_into(&self, ctx: &Context, io: &Self::GradIo<'_>) -> Result<()> {
+        run(ctx, Self::NAME, |encoder| {
+            self.encode_backward(ctx, encoder, io)
+        })
     }
 
     /// [`NormOp::encode_backward`] with its passes timed by `ticks`:

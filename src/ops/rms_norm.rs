@@ -11,7 +11,6 @@ use crate::ops::config::{NormConfig, NormKind};
 use crate::ops::forward::encode_forward;
 use crate::ops::io::{BackwardIo, ForwardIo, ResidualAdd, ResidualOutput};
 use crate::ops::op::NormOp;
-use crate::ops::record::run;
 use crate::ops::tensors::OpTensors;
 use crate::plan::{BackwardKernel, BackwardPlan, Kernel, LayerNormPlan};
 use crate::tensor::GpuTensor;
@@ -234,7 +233,7 @@ impl RmsNorm {
             gamma,
             ..RmsNormIo::new(x, &y)
         };
-        run(ctx, "rms_norm", |e| self.encode(ctx, e, &io))?;
+        self.forward_into(ctx, &io)?;
         Ok(y)
     }
 
@@ -255,7 +254,7 @@ impl RmsNorm {
             rstd: Some(&rstd),
             ..RmsNormIo::new(x, &y)
         };
-        run(ctx, "rms_norm", |e| self.encode(ctx, e, &io))?;
+        self.forward_into(ctx, &io)?;
         Ok((y, rstd))
     }
 
@@ -283,7 +282,7 @@ impl RmsNorm {
             }),
             ..RmsNormIo::new(x, &out.y)
         };
-        run(ctx, "rms_norm", |e| self.encode(ctx, e, &io))?;
+        self.forward_into(ctx, &io)?;
         Ok(out)
     }
 
@@ -311,9 +310,7 @@ impl RmsNorm {
             dx: &grads.dx,
             dgamma: Some(&grads.dgamma),
         };
-        run(ctx, "rms_norm_backward", |e| {
-            self.encode_backward(ctx, e, &io)
-        })?;
+        self.backward_into(ctx, &io)?;
         Ok(grads)
     }
 }

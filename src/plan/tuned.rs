@@ -25,43 +25,63 @@ pub fn adapter_key(info: &wgpu::AdapterInfo) -> String {
 /// file stores them.
 pub type Winners = BTreeMap<String, BTreeMap<String, String>>;
 
-/// The tuned kernels a context knows, by adapter and shape class.
+/// The tuned kernels of one device, by shape class; lookups allocate
+/// nothing (the plan reads the table on every call).
 #[derive(Debug, Default)]
 pub struct TunedTable {
-    winners: Mutex<Winners>,
+    /// (cols, rows rounded up to a power of two) → kernel.
+    winners: Mutex<BTreeMap<(usize, usize), Kernel>>,
+}
+
+fn class(rows: usize, cols: usize) -> (usize, usize) {
+    (cols, rows.checked_next_power_of_two().unwrap_or(rows))
 }
 
 impl TunedTable {
-    /// A table holding `winners` (e.g. read from a tuning file).
-    pub fn with(winners: Winners) -> Self {
-        TunedTable {
-            winners: Mutex::new(winners),
-        }
-    }
-
-    /// The kernel tuned for rows × cols on the adapter, if any.
-    pub fn get(&self, info: &wgpu::AdapterInfo, rows: usize, cols: usize) -> Option<Kernel> {
+    /// The kernel tuned for rows × cols, if any.
+    pub fn get(&self, rows: usize, cols: usize) -> Option<Kernel> {
         let winners = self.winners.lock().unwrap_or_else(|p| p.into_inner());
-        winners
-            .get(&adapter_key(info))
-            .and_then(|m| m.get(&class_key(rows, cols)))
-            .and_then(|name| Kernel::by_name(name))
+        if winners.is_empty() {
+            return None;
+        }
+        winners.get(&class(rows, cols)).copied()
     }
 
-    /// Records `kernel` as the winner for rows × cols on the adapter.
-    pub fn insert(&self, info: &wgpu::AdapterInfo, rows: usize, cols: usize, kernel: Kernel) {
-        let mut winners = self.winners.lock().unwrap_or_else(|p| p.into_inner());
-        winners
-            .entry(adapter_key(info))
-            .or_default()
-            .insert(class_key(rows, cols), kernel.name().to_string());
-    }
-
-    /// A copy of every winner.
-    pub fn snapshot(&self) -> Winners {
+    /// Records `kernel` as the winner for rows × cols.
+    pub fn insert(&self, rows: usize, cols: usize, kernel: Kernel) {
         self.winners
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .insert(class(rows, cols), kernel);
     }
+
+    /// Every winner, as the tuning file stores them: under `adapter`'s key
+    /// ([`adapter_key`]), by [`class_key`].
+    pub fn snapshot(&self, adapter: &wgpu::AdapterInfo) -> Winners {
+        let winners = self.winners.lock().unwrap_or_else(|p| p.into_inner());
+        let classes = winners
+            .iter()
+            .map(|(&(cols, rows), k)| (class_key(rows, cols), k.name().to_string()))
+            .collect();
+        BTreeMap::from([(adapter_key(adapter), classes)])
+    }
+
+    /// The winners stored for `adapter` in `winners` (a tuning file's
+    /// contents), added to the table; other adapters' are ignored.
+    pub fn load(&self, adapter: &wgpu::AdapterInfo, winners: &Winners) {
+        for (class, kernel) in winners.get(&adapter_key(adapter)).into_iter().flatten() {
+            if let (Some((rows, cols)), Some(kernel)) =
+                (parse_class(class), Kernel::by_name(kernel))
+            {
+                self.insert(rows, cols, kernel);
+            }
+        }
+    }
+}
+
+/// `dim 768, rows <= 4096` → (4096, 768).
+fn parse_class(class: &str) -> Option<(usize, usize)> {
+    let rest = class.strip_prefix("dim ")?;
+    let (cols, rows) = rest.split_once(", rows <= ")?;
+    Some((rows.parse().ok()?, cols.parse().ok()?))
 }

@@ -209,6 +209,68 @@ fn outputs_may_not_share_a_buffer_with_inputs() {
 }
 
 #[test]
+fn outputs_closer_than_the_binding_alignment_are_refused_and_farther_ones_run() {
+    let _serial = crate::common::gl_serial();
+    let ctx = ctx();
+    let align = ctx.limits().min_storage_buffer_offset_alignment as u64;
+    let x_data: Vec<f32> = (0..32).map(|i| (i % 7) as f32).collect();
+    let x = GpuTensor::from_slice(ctx, &x_data, &[4, 8]).unwrap();
+    let y = GpuTensor::zeros(ctx, &[4, 8]).unwrap();
+    // mean and rstd side by side: they do not overlap, but a binding starts
+    // at the aligned offset before its tensor, so rstd's binding would
+    // cover mean's bytes (browsers' WebGPU refuses that).
+    let buf = storage_buffer(ctx, 4 * align, wgpu_norm::TENSOR_USAGES);
+    let mean = GpuTensor::from_buffer(buf.clone(), 0, &[4]).unwrap();
+    let rstd = GpuTensor::from_buffer(buf.clone(), 16, &[4]).unwrap();
+    let io = LayerNormIo {
+        mean: Some(&mean),
+        rstd: Some(&rstd),
+        ..LayerNormIo::new(&x, &y)
+    };
+    let mut enc = ctx.device().create_command_encoder(&Default::default());
+    let e = LayerNorm::new().encode(ctx, &mut enc, &io).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::AliasedBuffers {
+                a: "mean",
+                b: "rstd"
+            }
+        ),
+        "{e}"
+    );
+    // One alignment apart: accepted, and right.
+    let rstd = GpuTensor::from_buffer(buf, align, &[4]).unwrap();
+    let io = LayerNormIo {
+        mean: Some(&mean),
+        rstd: Some(&rstd),
+        ..LayerNormIo::new(&x, &y)
+    };
+    LayerNorm::new().encode(ctx, &mut enc, &io).unwrap();
+    ctx.submit_and_wait(enc).unwrap();
+    let want = wgpu_norm::reference::layer_norm(&x_data, 8, None, None, 1e-5);
+    let err = wgpu_norm::reference::max_abs_error(&mean.read(ctx).unwrap(), &want.mean);
+    assert!(err < 1e-6, "mean error {err}");
+    let err = wgpu_norm::reference::max_abs_error(&rstd.read(ctx).unwrap(), &want.rstd);
+    assert!(err < 1e-4, "rstd error {err}");
+}
+
+#[test]
+fn the_copy_moves_every_value_including_a_tail() {
+    let _serial = crate::common::gl_serial();
+    let ctx = ctx();
+    for n in [1usize, 3, 4, 1027, 4099] {
+        let data: Vec<f32> = (0..n).map(|i| i as f32 * 0.5 - 7.0).collect();
+        let src = GpuTensor::from_slice(ctx, &data, &[n]).unwrap();
+        let dst = GpuTensor::zeros(ctx, &[n]).unwrap();
+        let mut enc = ctx.device().create_command_encoder(&Default::default());
+        wgpu_norm::encode_copy(ctx, &mut enc, &src, &dst, None).unwrap();
+        ctx.submit_and_wait(enc).unwrap();
+        assert_eq!(dst.read(ctx).unwrap(), data, "n = {n}");
+    }
+}
+
+#[test]
 fn tensors_beyond_device_limits() {
     let _serial = crate::common::gl_serial();
     let ctx = ctx();

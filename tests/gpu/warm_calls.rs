@@ -119,8 +119,14 @@ fn entries_go_with_their_tensors_and_rewrapped_buffers_reuse_theirs() {
     }
     assert_eq!(ctx.bind_cache().len(), 1, "{:?}", ctx.bind_cache().stats());
     assert_eq!(ctx.bind_cache().stats().freed, 9);
-    // The caller's own buffers, wrapped anew each call: the entry is found.
+    // The last call's tensors are gone too: the next allocation frees what
+    // was built for them (their buffers with it) before it allocates.
     let x = GpuTensor::zeros(&ctx, &[8, 16]).unwrap();
+    assert_eq!(
+        (ctx.bind_cache().len(), ctx.bind_cache().stats().freed),
+        (0, 10)
+    );
+    // The caller's own buffers, wrapped anew each call: the entry is found.
     let y = GpuTensor::zeros(&ctx, &[8, 16]).unwrap();
     let before = ctx.bind_cache().stats();
     for _ in 0..3 {
