@@ -108,7 +108,8 @@ pub fn tune(ctx: &Context, rows: usize, cols: usize) -> Result<Kernel> {
         .min((TUNE_BYTES / 4 / cols.max(1)).max(1));
     let shape = [class_rows, cols];
     let tensors = LayerNorm::new().tensors(ctx, &shape, 7)?;
-    let io = LayerNorm::io(&tensors, false);
+    let named = tensors.named(false);
+    let io = LayerNorm::named_io(&named)?;
     let mut best: Option<(f64, Kernel)> = None;
     for kernel in Kernel::ALL {
         let candidate = LayerNorm::new().with_kernel(kernel);

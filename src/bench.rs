@@ -13,7 +13,6 @@ use crate::ops::config::NormConfig;
 use crate::ops::copy::encode_copy;
 use crate::ops::layer_norm::LayerNorm;
 use crate::ops::op::NormOp;
-use crate::ops::record::run;
 use crate::ops::rms_norm::RmsNorm;
 use crate::shape::shape_string;
 use crate::tensor::GpuTensor;
@@ -136,9 +135,8 @@ pub fn bench_norm<O: NormOp>(
     let n: usize = shape.iter().product();
     let t = op.tensors(ctx, shape, 0)?;
     if backward {
-        run(ctx, "saved statistics", |e| {
-            op.encode(ctx, e, &O::io(&t, true))
-        })?;
+        // The statistics the backward reads, saved by a forward.
+        op.forward_into(ctx, &O::named_io(&t.named(true))?)?;
     }
     let describe = op.describe(ctx, shape, backward)?;
     let tensors_moved = if backward { 3 } else { 2 };
@@ -146,7 +144,8 @@ pub fn bench_norm<O: NormOp>(
     let copy_len = (n * tensors_moved).div_ceil(2);
     let copy_src = GpuTensor::zeros(ctx, &[copy_len])?;
     let copy_dst = GpuTensor::zeros(ctx, &[copy_len])?;
-    let (io, grad_io) = (O::io(&t, false), O::grad_io(&t));
+    let (forward, backward_tensors) = (t.named(false), t.named(true));
+    let (io, grad_io) = (O::named_io(&forward)?, O::named_grad_io(&backward_tensors)?);
     let mut op_pass = |encoder: &mut wgpu::CommandEncoder, ticks: &mut Ticks| match backward {
         true => op.encode_backward_ticked(ctx, encoder, &grad_io, ticks),
         false => op.encode_ticked(ctx, encoder, &io, ticks),

@@ -31,6 +31,13 @@ pub enum Error {
         source: wgpu::RequestDeviceError,
     },
 
+    /// A call that needs a tensor (by its ONNX role) did not get it.
+    #[error("the call needs the tensor {what}, and none was given")]
+    MissingTensor {
+        /// The tensor's role: `Y`, `dY`, `dX`.
+        what: &'static str,
+    },
+
     /// A name given for a backend is not one of wgpu's.
     #[error("unknown backend {0:?}: expected one of vulkan, gl, metal, dx12")]
     UnknownBackend(String),

@@ -115,6 +115,7 @@ pub use ops::io::{ResidualAdd, ResidualOutput};
 pub use ops::layer_norm::{
     LayerNorm, LayerNormGradIo, LayerNormGrads, LayerNormIo, LayerNormOutput,
 };
+pub use ops::named::{NamedTensors, Signature};
 pub use ops::op::NormOp;
 pub use ops::rms_norm::{RmsNorm, RmsNormGradIo, RmsNormGrads, RmsNormIo};
 pub use ops::tensors::OpTensors;

@@ -141,6 +141,10 @@ impl GpuTensor {
     /// Wraps part of a caller's buffer: `shape` f32 values starting `offset`
     /// bytes in. The buffer needs `STORAGE` usage (and `COPY_SRC` to be read
     /// back with [`GpuTensor::read`]).
+    ///
+    /// Keep the wrapper for as long as you use the buffer with the ops: what
+    /// an op builds for a call (bind groups, uniforms) lives as long as the
+    /// tensors it was built for, and a warm call reuses it.
     pub fn from_buffer(buffer: wgpu::Buffer, offset: u64, shape: &[usize]) -> Result<Self> {
         Self::from_buffer_as(buffer, offset, shape, DType::F32)
     }

@@ -6,8 +6,8 @@ use crate::ops::backward::encode_backward;
 use crate::ops::config::{NormConfig, NormKind};
 use crate::ops::forward::encode_forward;
 use crate::ops::io::{BackwardIo, ForwardIo, ResidualAdd, ResidualOutput};
+use crate::ops::named::{NamedTensors, Signature, required};
 use crate::ops::op::NormOp;
-use crate::ops::tensors::OpTensors;
 use crate::plan::{BackwardKernel, BackwardPlan, Kernel, LayerNormPlan};
 use crate::tensor::GpuTensor;
 use crate::ticks::Ticks;
@@ -183,27 +183,36 @@ impl NormOp for LayerNorm {
         self.config().stats_shape(shape)
     }
 
-    fn io<'a>(t: &'a OpTensors, with_stats: bool) -> LayerNormIo<'a> {
-        LayerNormIo {
-            gamma: Some(&t.gamma),
-            beta: Some(&t.beta),
-            mean: with_stats.then_some(&t.mean),
-            rstd: with_stats.then_some(&t.rstd),
-            ..LayerNormIo::new(&t.x, &t.y)
-        }
+    const SIGNATURE: Signature = Signature {
+        title: "LayerNorm",
+        bias: true,
+        mean: true,
+        residual: true,
+    };
+
+    fn named_io<'a>(t: &NamedTensors<'a>) -> Result<LayerNormIo<'a>> {
+        Ok(LayerNormIo {
+            x: t.x,
+            y: required(t.y, "Y")?,
+            gamma: t.scale,
+            beta: t.bias,
+            mean: t.mean,
+            rstd: t.inv_std_dev,
+            residual: t.residual,
+        })
     }
 
-    fn grad_io<'a>(t: &'a OpTensors) -> LayerNormGradIo<'a> {
-        LayerNormGradIo {
-            x: &t.x,
-            dy: &t.dy,
-            gamma: Some(&t.gamma),
-            mean: Some(&t.mean),
-            rstd: Some(&t.rstd),
-            dx: &t.dx,
-            dgamma: Some(&t.dgamma),
-            dbeta: Some(&t.dbeta),
-        }
+    fn named_grad_io<'a>(t: &NamedTensors<'a>) -> Result<LayerNormGradIo<'a>> {
+        Ok(LayerNormGradIo {
+            x: t.x,
+            dy: required(t.dy, "dY")?,
+            gamma: t.scale,
+            mean: t.mean,
+            rstd: t.inv_std_dev,
+            dx: required(t.dx, "dX")?,
+            dgamma: t.dscale,
+            dbeta: t.dbias,
+        })
     }
 
     fn describe(&self, ctx: &Context, shape: &[usize], backward: bool) -> Result<String> {

@@ -66,6 +66,7 @@ pub(crate) mod copy;
 pub(crate) mod forward;
 pub(crate) mod io;
 pub(crate) mod layer_norm;
+pub(crate) mod named;
 pub(crate) mod op;
 pub(crate) mod record;
 pub(crate) mod rms_norm;

@@ -4,6 +4,7 @@
 
 use crate::context::Context;
 use crate::error::Result;
+use crate::ops::named::{NamedTensors, Signature};
 use crate::ops::record::run;
 use crate::ops::tensors::OpTensors;
 use crate::ticks::Ticks;
@@ -57,13 +58,15 @@ pub trait NormOp {
     /// The shape of its per-row statistics for an input of `shape`.
     fn stats_shape(&self, shape: &[usize]) -> Result<Vec<usize>>;
 
-    /// The forward's io over standard tensors: x → y with every parameter
-    /// the op takes, and its statistics outputs where `with_stats`.
-    fn io<'a>(t: &'a OpTensors, with_stats: bool) -> Self::Io<'a>;
+    /// Which named tensors the op has (for the CLI's flags and messages).
+    const SIGNATURE: Signature;
 
-    /// The backward's io over standard tensors: x, dy, the parameters and the
-    /// saved statistics → dx and every parameter gradient.
-    fn grad_io<'a>(t: &'a OpTensors) -> Self::GradIo<'a>;
+    /// The forward's io from tensors named by role (X and Y present; the
+    /// others as given, those the op does not have ignored).
+    fn named_io<'a>(t: &NamedTensors<'a>) -> Result<Self::Io<'a>>;
+
+    /// The backward's io from tensors named by role (X, dY and dX present).
+    fn named_grad_io<'a>(t: &NamedTensors<'a>) -> Result<Self::GradIo<'a>>;
 
     /// The kernel the op would run on a tensor of `shape` (forward or
     /// backward), as a short description: `row-per-lane, 32 lanes`.

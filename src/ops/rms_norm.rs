@@ -10,8 +10,8 @@ use crate::ops::backward::encode_backward;
 use crate::ops::config::{NormConfig, NormKind};
 use crate::ops::forward::encode_forward;
 use crate::ops::io::{BackwardIo, ForwardIo, ResidualAdd, ResidualOutput};
+use crate::ops::named::{NamedTensors, Signature, required};
 use crate::ops::op::NormOp;
-use crate::ops::tensors::OpTensors;
 use crate::plan::{BackwardKernel, BackwardPlan, Kernel, LayerNormPlan};
 use crate::tensor::GpuTensor;
 use crate::ticks::Ticks;
@@ -162,23 +162,32 @@ impl NormOp for RmsNorm {
         self.config().stats_shape(shape)
     }
 
-    fn io<'a>(t: &'a OpTensors, with_stats: bool) -> RmsNormIo<'a> {
-        RmsNormIo {
-            gamma: Some(&t.gamma),
-            rstd: with_stats.then_some(&t.rstd),
-            ..RmsNormIo::new(&t.x, &t.y)
-        }
+    const SIGNATURE: Signature = Signature {
+        title: "RMSNorm",
+        bias: false,
+        mean: false,
+        residual: true,
+    };
+
+    fn named_io<'a>(t: &NamedTensors<'a>) -> Result<RmsNormIo<'a>> {
+        Ok(RmsNormIo {
+            x: t.x,
+            y: required(t.y, "Y")?,
+            gamma: t.scale,
+            rstd: t.inv_std_dev,
+            residual: t.residual,
+        })
     }
 
-    fn grad_io<'a>(t: &'a OpTensors) -> RmsNormGradIo<'a> {
-        RmsNormGradIo {
-            x: &t.x,
-            dy: &t.dy,
-            gamma: Some(&t.gamma),
-            rstd: Some(&t.rstd),
-            dx: &t.dx,
-            dgamma: Some(&t.dgamma),
-        }
+    fn named_grad_io<'a>(t: &NamedTensors<'a>) -> Result<RmsNormGradIo<'a>> {
+        Ok(RmsNormGradIo {
+            x: t.x,
+            dy: required(t.dy, "dY")?,
+            gamma: t.scale,
+            rstd: t.inv_std_dev,
+            dx: required(t.dx, "dX")?,
+            dgamma: t.dscale,
+        })
     }
 
     fn describe(&self, ctx: &Context, shape: &[usize], backward: bool) -> Result<String> {

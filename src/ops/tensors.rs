@@ -4,6 +4,7 @@
 
 use crate::context::Context;
 use crate::error::Result;
+use crate::ops::named::NamedTensors;
 use crate::synthetic;
 use crate::tensor::GpuTensor;
 
@@ -63,5 +64,22 @@ impl OpTensors {
             dgamma: GpuTensor::zeros(ctx, params)?,
             dbeta: GpuTensor::zeros(ctx, params)?,
         })
+    }
+
+    /// The tensors by role: the forward's (with its statistics as outputs
+    /// where `with_stats`) and the backward's (with the saved statistics).
+    pub fn named(&self, with_stats: bool) -> NamedTensors<'_> {
+        NamedTensors {
+            scale: Some(&self.gamma),
+            bias: Some(&self.beta),
+            mean: with_stats.then_some(&self.mean),
+            inv_std_dev: with_stats.then_some(&self.rstd),
+            y: Some(&self.y),
+            dy: Some(&self.dy),
+            dx: Some(&self.dx),
+            dscale: Some(&self.dgamma),
+            dbias: Some(&self.dbeta),
+            ..NamedTensors::new(&self.x)
+        }
     }
 }

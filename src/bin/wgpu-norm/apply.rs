@@ -16,38 +16,84 @@ use std::path::{Path, PathBuf};
 
 use npyz::WriterBuilder;
 use wgpu_norm::{
-    Context, DType, GpuTensor, LayerNorm, LayerNormIo, NormOp, ResidualAdd, RmsNorm, RmsNormIo,
+    Context, DType, GpuTensor, LayerNorm, NamedTensors, NormConfig, NormOp, ResidualAdd, RmsNorm,
+    Signature,
 };
 
 use crate::common::{CliError, CliResult, open};
 
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Op {
-    /// ONNX LayerNormalization-17 / PyTorch F.layer_norm.
-    LayerNorm,
-    /// ONNX RMSNormalization-23 (scale optional, no bias).
-    RmsNorm,
-    /// Gradients of layer-norm: dX, dScale, dBias from X and dY.
-    LayerNormBackward,
-    /// Gradients of RMS-norm: dX, dScale from X and dY.
-    RmsNormBackward,
+/// An op `apply` runs: its name, direction, which named tensors it has, and
+/// how it runs on them. One entry per op and direction in [`APPLY_OPS`].
+#[derive(Clone, Copy)]
+pub struct ApplyOp {
+    name: &'static str,
+    backward: bool,
+    signature: Signature,
+    run: fn(NormConfig, &Context, &NamedTensors<'_>) -> wgpu_norm::Result<()>,
 }
 
-impl Op {
-    pub fn is_backward(self) -> bool {
-        matches!(self, Op::LayerNormBackward | Op::RmsNormBackward)
-    }
-    fn is_rms(self) -> bool {
-        matches!(self, Op::RmsNorm | Op::RmsNormBackward)
-    }
-    pub fn name(self) -> &'static str {
-        match self {
-            Op::LayerNorm => "layer-norm",
-            Op::RmsNorm => "rms-norm",
-            Op::LayerNormBackward => "layer-norm-backward",
-            Op::RmsNormBackward => "rms-norm-backward",
+fn run_forward<O: NormOp + From<NormConfig>>(
+    cfg: NormConfig,
+    ctx: &Context,
+    t: &NamedTensors<'_>,
+) -> wgpu_norm::Result<()> {
+    O::from(cfg).forward_into(ctx, &O::named_io(t)?)
+}
+
+fn run_backward<O: NormOp + From<NormConfig>>(
+    cfg: NormConfig,
+    ctx: &Context,
+    t: &NamedTensors<'_>,
+) -> wgpu_norm::Result<()> {
+    O::from(cfg).backward_into(ctx, &O::named_grad_io(t)?)
+}
+
+impl ApplyOp {
+    const fn forward<O: NormOp + From<NormConfig>>(name: &'static str) -> Self {
+        ApplyOp {
+            name,
+            backward: false,
+            signature: O::SIGNATURE,
+            run: run_forward::<O>,
         }
     }
+
+    const fn backward<O: NormOp + From<NormConfig>>(name: &'static str) -> Self {
+        ApplyOp {
+            name,
+            backward: true,
+            signature: O::SIGNATURE,
+            run: run_backward::<O>,
+        }
+    }
+
+    pub fn is_backward(self) -> bool {
+        self.backward
+    }
+
+    pub fn name(self) -> &'static str {
+        self.name
+    }
+}
+
+/// Every op `--op` names (a new op adds its lines here).
+pub const APPLY_OPS: &[ApplyOp] = &[
+    ApplyOp::forward::<LayerNorm>("layer-norm"),
+    ApplyOp::forward::<RmsNorm>("rms-norm"),
+    ApplyOp::backward::<LayerNorm>("layer-norm-backward"),
+    ApplyOp::backward::<RmsNorm>("rms-norm-backward"),
+];
+
+/// An op of [`APPLY_OPS`] by its name.
+fn parse_op(name: &str) -> Result<ApplyOp, String> {
+    APPLY_OPS
+        .iter()
+        .copied()
+        .find(|o| o.name == name)
+        .ok_or_else(|| {
+            let names: Vec<_> = APPLY_OPS.iter().map(|o| o.name).collect();
+            format!("unknown op {name:?}: expected one of {}", names.join(", "))
+        })
 }
 
 /// The storage type `--dtype` names.
@@ -62,9 +108,10 @@ pub enum Dtype {
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The operation.
-    #[arg(long, value_enum)]
-    op: Op,
+    /// The operation: layer-norm (ONNX LayerNormalization-17), rms-norm (ONNX
+    /// RMSNormalization-23), layer-norm-backward, rms-norm-backward.
+    #[arg(long, value_parser = parse_op)]
+    op: ApplyOp,
     /// Input X (.npy, f32 or f16, C order).
     #[arg(long)]
     input: PathBuf,
@@ -207,7 +254,7 @@ fn write_npy_temp(
 }
 
 /// Refuses a flag the op does not take, naming both.
-fn refuse(op: Op, flag: &str, given: bool, why: &str) -> CliResult {
+fn refuse(op: ApplyOp, flag: &str, given: bool, why: &str) -> CliResult {
     if given {
         return Err(CliError::Input(format!(
             "--op {} does not take {flag}: {why}",
@@ -218,7 +265,7 @@ fn refuse(op: Op, flag: &str, given: bool, why: &str) -> CliResult {
 }
 
 /// Insists on a flag the op needs.
-fn need<'a>(op: Op, flag: &str, path: &'a Option<PathBuf>) -> CliResult<&'a Path> {
+fn need<'a>(op: ApplyOp, flag: &str, path: &'a Option<PathBuf>) -> CliResult<&'a Path> {
     path.as_deref()
         .ok_or_else(|| CliError::Input(format!("--op {} needs {flag}", op.name())))
 }
@@ -226,17 +273,18 @@ fn need<'a>(op: Op, flag: &str, path: &'a Option<PathBuf>) -> CliResult<&'a Path
 /// The flags that do not fit the op, before anything is read.
 fn check_flags(a: &Args) -> CliResult {
     let op = a.op;
+    let sig = op.signature;
     refuse(
         op,
         "--bias",
-        op.is_rms() && a.bias.is_some(),
-        "RMSNorm has no bias",
+        !sig.bias && a.bias.is_some(),
+        &format!("{} has no bias", sig.title),
     )?;
     refuse(
         op,
         "--mean",
-        op.is_rms() && a.mean.is_some(),
-        "RMSNorm has no mean",
+        !sig.mean && a.mean.is_some(),
+        &format!("{} has no mean", sig.title),
     )?;
     if op.is_backward() {
         let forward_only = "it belongs to the forward ops";
@@ -254,10 +302,10 @@ fn check_flags(a: &Args) -> CliResult {
         refuse(
             op,
             "--grad-bias",
-            op.is_rms() && a.grad_bias.is_some(),
-            "RMSNorm has no bias",
+            !sig.bias && a.grad_bias.is_some(),
+            &format!("{} has no bias", sig.title),
         )?;
-        if !op.is_rms() && a.mean.is_some() != a.inv_std_dev.is_some() {
+        if sig.mean && a.mean.is_some() != a.inv_std_dev.is_some() {
             return Err(CliError::Input(
                 "--mean and --inv-std-dev go together: pass both saved statistics, or neither to recompute them".into(),
             ));
@@ -273,6 +321,12 @@ fn check_flags(a: &Args) -> CliResult {
             refuse(op, flag, given, backward_only)?;
         }
         need(op, "--output", &a.output)?;
+        refuse(
+            op,
+            "--residual",
+            !sig.residual && a.residual.is_some(),
+            &format!("{} takes no residual", sig.title),
+        )?;
         let no_residual = "it needs --residual";
         refuse(
             op,
@@ -301,10 +355,13 @@ pub fn main(args: Args) -> CliResult {
         Dtype::F16 => DType::F16,
     };
     let x = read_npy(&args.input)?;
-    let config = LayerNorm::new()
-        .with_axis(args.axis)
-        .with_epsilon(args.epsilon);
-    let (rows, _cols) = config.rows_cols(&x.shape)?;
+    let config = NormConfig {
+        axis: args.axis,
+        epsilon: args.epsilon,
+        kernel: None,
+        backward_kernel: None,
+    };
+    let rows = config.rows_cols(&x.shape)?.rows;
     let stats_shape = config.stats_shape(&x.shape)?;
     let norm_shape = config.norm_shape(&x.shape)?;
     let load_shaped = |path: &Option<PathBuf>, what: &str, shape: &[usize], like: &str| {
@@ -374,34 +431,17 @@ pub fn main(args: Args) -> CliResult {
             .as_ref()
             .map(|_| zeros(&norm_shape))
             .transpose()?;
-        run(&ctx, |encoder| match op {
-            Op::LayerNormBackward => config.encode_backward(
-                &ctx,
-                encoder,
-                &wgpu_norm::LayerNormGradIo {
-                    x: &xg,
-                    dy: &dy,
-                    gamma: scale.as_ref(),
-                    mean: mean.as_ref(),
-                    rstd: rstd.as_ref(),
-                    dx: &dx,
-                    dgamma: dscale.as_ref(),
-                    dbeta: dbias.as_ref(),
-                },
-            ),
-            _ => rms(&config).encode_backward(
-                &ctx,
-                encoder,
-                &wgpu_norm::RmsNormGradIo {
-                    x: &xg,
-                    dy: &dy,
-                    gamma: scale.as_ref(),
-                    rstd: rstd.as_ref(),
-                    dx: &dx,
-                    dgamma: dscale.as_ref(),
-                },
-            ),
-        })?;
+        let named = NamedTensors {
+            scale: scale.as_ref(),
+            mean: mean.as_ref(),
+            inv_std_dev: rstd.as_ref(),
+            dy: Some(&dy),
+            dx: Some(&dx),
+            dscale: dscale.as_ref(),
+            dbias: dbias.as_ref(),
+            ..NamedTensors::new(&xg)
+        };
+        (op.run)(config, &ctx, &named)?;
         outputs.push((args.grad_input.clone().expect("checked"), dx));
         for (path, t) in [(&args.grad_scale, dscale), (&args.grad_bias, dbias)] {
             if let (Some(p), Some(t)) = (path, t) {
@@ -428,30 +468,16 @@ pub fn main(args: Args) -> CliResult {
             bias: rb.as_ref(),
             sum: sum.as_ref(),
         });
-        run(&ctx, |encoder| match op {
-            Op::LayerNorm => config.encode(
-                &ctx,
-                encoder,
-                &LayerNormIo {
-                    gamma: scale.as_ref(),
-                    beta: bias.as_ref(),
-                    mean: mean.as_ref(),
-                    rstd: rstd.as_ref(),
-                    residual,
-                    ..LayerNormIo::new(&xg, &y)
-                },
-            ),
-            _ => rms(&config).encode(
-                &ctx,
-                encoder,
-                &RmsNormIo {
-                    gamma: scale.as_ref(),
-                    rstd: rstd.as_ref(),
-                    residual,
-                    ..RmsNormIo::new(&xg, &y)
-                },
-            ),
-        })?;
+        let named = NamedTensors {
+            scale: scale.as_ref(),
+            bias: bias.as_ref(),
+            residual,
+            mean: mean.as_ref(),
+            inv_std_dev: rstd.as_ref(),
+            y: Some(&y),
+            ..NamedTensors::new(&xg)
+        };
+        (op.run)(config, &ctx, &named)?;
         outputs.push((args.output.clone().expect("checked"), y));
         for (path, t) in [
             (&args.mean, mean),
@@ -475,21 +501,4 @@ pub fn main(args: Args) -> CliResult {
             .map_err(|e| CliError::Failed(format!("{}: {}", path.display(), e.error)))?;
     }
     Ok(())
-}
-
-/// The RMSNorm of the same axis and epsilon.
-fn rms(config: &LayerNorm) -> RmsNorm {
-    RmsNorm::new()
-        .with_axis(config.axis)
-        .with_epsilon(config.epsilon)
-}
-
-/// Encodes with `encode`, submits, and waits.
-fn run(
-    ctx: &Context,
-    encode: impl FnOnce(&mut wgpu::CommandEncoder) -> wgpu_norm::Result<()>,
-) -> CliResult {
-    let mut encoder = ctx.device().create_command_encoder(&Default::default());
-    encode(&mut encoder)?;
-    Ok(ctx.submit_and_wait(encoder)?)
 }

@@ -3,7 +3,6 @@
 
 use wgpu_norm::{Context, ContextOptions, GpuTensor, LayerNorm, RmsNorm, reference, synthetic};
 
-use crate::apply::Op;
 use crate::common::{CliError, CliResult, Shape, shape_string};
 
 #[derive(clap::Args)]
@@ -18,6 +17,34 @@ pub struct Args {
     /// rms-norm-backward (dx compared, after the forward's saved statistics).
     #[arg(long, value_enum, default_value = "layer-norm")]
     op: Op,
+}
+
+/// The ops `check` compares: each with its f64 reference and tolerance.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Op {
+    /// LayerNorm forward.
+    LayerNorm,
+    /// RMSNorm forward.
+    RmsNorm,
+    /// LayerNorm backward (dx).
+    LayerNormBackward,
+    /// RMSNorm backward (dx).
+    RmsNormBackward,
+}
+
+impl Op {
+    fn is_backward(self) -> bool {
+        matches!(self, Op::LayerNormBackward | Op::RmsNormBackward)
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Op::LayerNorm => "layer-norm",
+            Op::RmsNorm => "rms-norm",
+            Op::LayerNormBackward => "layer-norm-backward",
+            Op::RmsNormBackward => "rms-norm-backward",
+        }
+    }
 }
 
 struct Outcome {
