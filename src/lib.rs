@@ -116,7 +116,7 @@ pub use ops::layer_norm::{
     LayerNorm, LayerNormGradIo, LayerNormGrads, LayerNormIo, LayerNormOutput,
 };
 pub use ops::named::{NamedTensors, Signature};
-pub use ops::op::NormOp;
+pub use ops::op::{BackwardOutputs, ForwardOutputs, NormOp};
 pub use ops::rms_norm::{RmsNorm, RmsNormGradIo, RmsNormGrads, RmsNormIo};
 pub use ops::tensors::OpTensors;
 pub use plan::{BackwardKernel, BackwardPlan, Kernel, LayerNormPlan, Reduction};

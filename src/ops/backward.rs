@@ -362,45 +362,7 @@ fn build_pass<'a>(
         let piece_sums = scratch(ctx, "backward piece sums", most_rows * plan.splits as u64);
         let row_sums = scratch(ctx, "backward row sums", most_rows);
 
-        // Params: one block per chunk, then one for the second stage.
-        let mut params = Vec::with_capacity(c.chunks.len() + 1);
-        let mut windows = Vec::with_capacity(c.chunks.len());
-        let mut part_base = 0u64;
-        for chunk in &c.chunks {
-            let rows = |t: &GpuTensor, per_row| row_window(t, chunk, per_row, align);
-            let w = (
-                rows(io.x, cols as u64),
-                rows(io.dy, cols as u64),
-                rows(io.dx, cols as u64),
-                mean.map(|t| (t, rows(t, 1))),
-                rows(rstd, 1),
-            );
-            params.push(Params {
-                rows: chunk.rows as u32,
-                dim: cols as u32,
-                x_base: w.0.base,
-                dy_base: w.1.base,
-                dx_base: w.2.base,
-                gamma_base: gamma.map_or(0, |(_, w)| w.base),
-                mean_base: w.3.map_or(0, |(_, w)| w.base),
-                rstd_base: w.4.base,
-                part_base: part_base as u32,
-                parts: c.parts as u32,
-                rows_per_part: plan.rows_per_part,
-                ..Params::default()
-            });
-            part_base += chunk.rows.div_ceil(plan.rows_per_part as u64);
-            windows.push(w);
-        }
-        params.push(Params {
-            rows: c.rc.rows as u32,
-            dim: cols as u32,
-            dgamma_base: dgamma.map_or(0, |(_, w)| w.base),
-            dbeta_base: dbeta.map_or(0, |(_, w)| w.base),
-            parts: c.parts as u32,
-            rows_per_part: plan.rows_per_part,
-            ..Params::default()
-        });
+        let (windows, params) = chunk_windows(io, c, mean, rstd, align);
         let uniforms = Uniforms::new(ctx, "normalisation backward params", &params);
         let group = |entry: Entry, layout: &wgpu::BindGroupLayout, b: &BackwardBindings<'_>| {
             let entries: Vec<_> = entry
@@ -488,4 +450,61 @@ fn build_pass<'a>(
             ],
         }
     })
+}
+
+/// Phase 3b (no GPU work): per chunk the windows of x, dy, dx, the mean and
+/// rstd, and the uniform blocks: one per chunk, then one for the second
+/// dgamma/dbeta stage.
+fn chunk_windows<'a>(
+    io: &BackwardIo<'a>,
+    c: &Choice,
+    mean: Option<&'a GpuTensor>,
+    rstd: &'a GpuTensor,
+    align: u64,
+) -> (Vec<ChunkWindows<'a>>, Vec<Params>) {
+    let (plan, cols) = (c.plan, c.rc.cols);
+    let gamma = columns(io.gamma, cols, align);
+    let (dgamma, dbeta) = (
+        columns(io.dgamma, cols, align),
+        columns(io.dbeta, cols, align),
+    );
+    let mut params = Vec::with_capacity(c.chunks.len() + 1);
+    let mut windows = Vec::with_capacity(c.chunks.len());
+    let mut part_base = 0u64;
+    for chunk in &c.chunks {
+        let rows = |t: &GpuTensor, per_row| row_window(t, chunk, per_row, align);
+        let w = (
+            rows(io.x, cols as u64),
+            rows(io.dy, cols as u64),
+            rows(io.dx, cols as u64),
+            mean.map(|t| (t, rows(t, 1))),
+            rows(rstd, 1),
+        );
+        params.push(Params {
+            rows: chunk.rows as u32,
+            dim: cols as u32,
+            x_base: w.0.base,
+            dy_base: w.1.base,
+            dx_base: w.2.base,
+            gamma_base: gamma.map_or(0, |(_, w)| w.base),
+            mean_base: w.3.map_or(0, |(_, w)| w.base),
+            rstd_base: w.4.base,
+            part_base: part_base as u32,
+            parts: c.parts as u32,
+            rows_per_part: plan.rows_per_part,
+            ..Params::default()
+        });
+        part_base += chunk.rows.div_ceil(plan.rows_per_part as u64);
+        windows.push(w);
+    }
+    params.push(Params {
+        rows: c.rc.rows as u32,
+        dim: cols as u32,
+        dgamma_base: dgamma.map_or(0, |(_, w)| w.base),
+        dbeta_base: dbeta.map_or(0, |(_, w)| w.base),
+        parts: c.parts as u32,
+        rows_per_part: plan.rows_per_part,
+        ..Params::default()
+    });
+    (windows, params)
 }

@@ -261,32 +261,8 @@ fn build<'a>(
     c: &Choice,
 ) -> Result<Recording> {
     let views = c.variant.views;
-    // Every pipeline fits WebGPU's default 8 storage buffers; a device
-    // created with fewer is told so.
-    let available = ctx.limits().max_storage_buffers_per_shader_stage;
-    for &entry in &c.steps {
-        let needed = bindings::storage_buffers(entry, views);
-        if needed > available {
-            return Err(Error::LimitTooLow {
-                what: "a normalisation forward",
-                limit: "max_storage_buffers_per_shader_stage",
-                needed: needed as u64,
-                actual: available as u64,
-            });
-        }
-    }
     let cache = ctx.pipelines();
-    let steps = c
-        .steps
-        .iter()
-        .map(|&e| {
-            Ok((
-                e,
-                cache.forward(ctx, c.plan, c.variant, e)?,
-                cache.layout(ctx, e, views)?,
-            ))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let steps = pipelines(ctx, c)?;
     let dtype = io.x.dtype();
     let (cols, align) = (
         c.rc.cols,
@@ -328,47 +304,9 @@ fn build<'a>(
         let beta = columns(io.beta, cols, align);
         let bias = columns(io.residual.and_then(|r| r.bias), cols, align);
 
-        // Per chunk: the row-indexed windows and the params.
-        struct Windows {
-            x: BindingWindow,
-            y: Option<BindingWindow>,
-            mean: Option<BindingWindow>,
-            rstd: Option<BindingWindow>,
-            residual: Option<BindingWindow>,
-            sum: Option<BindingWindow>,
-        }
+        let (windows, params) = chunk_windows(cfg, io, c, align);
         let residual = io.residual.map(|r| r.residual);
         let sum = io.residual.and_then(|r| r.sum);
-        let mut windows = Vec::with_capacity(c.chunks.len());
-        let mut params = Vec::with_capacity(c.chunks.len());
-        for chunk in &c.chunks {
-            let rows_of =
-                |t: Option<&GpuTensor>, per_row| t.map(|t| row_window(t, chunk, per_row, align));
-            let w = Windows {
-                x: row_window(io.x, chunk, cols as u64, align),
-                y: rows_of(io.y, cols as u64),
-                mean: rows_of(io.mean, 1),
-                rstd: rows_of(io.rstd, 1),
-                residual: rows_of(residual, cols as u64),
-                sum: rows_of(sum, cols as u64),
-            };
-            let base = |w: Option<BindingWindow>| w.map_or(0, |w| w.base);
-            params.push(Params {
-                rows: chunk.rows as u32,
-                dim: cols as u32,
-                x_base: w.x.base,
-                y_base: base(w.y),
-                mean_base: base(w.mean),
-                rstd_base: base(w.rstd),
-                gamma_base: gamma.map_or(0, |(_, w)| w.base),
-                beta_base: beta.map_or(0, |(_, w)| w.base),
-                epsilon: cfg.epsilon,
-                residual_base: base(w.residual),
-                residual_bias_base: bias.map_or(0, |(_, w)| w.base),
-                sum_base: base(w.sum),
-            });
-            windows.push(w);
-        }
         let uniforms = Uniforms::new(ctx, "normalisation params", &params);
 
         let mut dispatches = Vec::with_capacity(c.chunks.len() * steps.len());
@@ -448,6 +386,96 @@ fn build<'a>(
             _buffers: buffers,
         }
     })
+}
+
+/// Phase 3a: the pipeline and bind group layout of each step, after
+/// checking that each fits the device's storage-buffer limit (every one fits
+/// WebGPU's default 8; a device created with fewer is told so).
+fn pipelines(
+    ctx: &Context,
+    c: &Choice,
+) -> Result<Vec<(Entry, wgpu::ComputePipeline, wgpu::BindGroupLayout)>> {
+    let views = c.variant.views;
+    let available = ctx.limits().max_storage_buffers_per_shader_stage;
+    for &entry in &c.steps {
+        let needed = bindings::storage_buffers(entry, views);
+        if needed > available {
+            return Err(Error::LimitTooLow {
+                what: "a normalisation forward",
+                limit: "max_storage_buffers_per_shader_stage",
+                needed: needed as u64,
+                actual: available as u64,
+            });
+        }
+    }
+    let cache = ctx.pipelines();
+    c.steps
+        .iter()
+        .map(|&e| {
+            Ok((
+                e,
+                cache.forward(ctx, c.plan, c.variant, e)?,
+                cache.layout(ctx, e, views)?,
+            ))
+        })
+        .collect()
+}
+
+/// The row-indexed windows of one chunk.
+struct Windows {
+    x: BindingWindow,
+    y: Option<BindingWindow>,
+    mean: Option<BindingWindow>,
+    rstd: Option<BindingWindow>,
+    residual: Option<BindingWindow>,
+    sum: Option<BindingWindow>,
+}
+
+/// Phase 3b (no GPU work): per chunk, the windows of the row-indexed
+/// tensors and the uniform block.
+fn chunk_windows(
+    cfg: &NormConfig,
+    io: &ForwardIo<'_>,
+    c: &Choice,
+    align: u64,
+) -> (Vec<Windows>, Vec<Params>) {
+    let cols = c.rc.cols;
+    let gamma = columns(io.gamma, cols, align);
+    let beta = columns(io.beta, cols, align);
+    let bias = columns(io.residual.and_then(|r| r.bias), cols, align);
+    let residual = io.residual.map(|r| r.residual);
+    let sum = io.residual.and_then(|r| r.sum);
+    let mut windows = Vec::with_capacity(c.chunks.len());
+    let mut params = Vec::with_capacity(c.chunks.len());
+    for chunk in &c.chunks {
+        let rows_of =
+            |t: Option<&GpuTensor>, per_row| t.map(|t| row_window(t, chunk, per_row, align));
+        let w = Windows {
+            x: row_window(io.x, chunk, cols as u64, align),
+            y: rows_of(io.y, cols as u64),
+            mean: rows_of(io.mean, 1),
+            rstd: rows_of(io.rstd, 1),
+            residual: rows_of(residual, cols as u64),
+            sum: rows_of(sum, cols as u64),
+        };
+        let base = |w: Option<BindingWindow>| w.map_or(0, |w| w.base);
+        params.push(Params {
+            rows: chunk.rows as u32,
+            dim: cols as u32,
+            x_base: w.x.base,
+            y_base: base(w.y),
+            mean_base: base(w.mean),
+            rstd_base: base(w.rstd),
+            gamma_base: gamma.map_or(0, |(_, w)| w.base),
+            beta_base: beta.map_or(0, |(_, w)| w.base),
+            epsilon: cfg.epsilon,
+            residual_base: base(w.residual),
+            residual_bias_base: bias.map_or(0, |(_, w)| w.base),
+            sum_base: base(w.sum),
+        });
+        windows.push(w);
+    }
+    (windows, params)
 }
 
 /// Workgroups of one dispatch of `entry` over `rows` rows.

@@ -176,6 +176,8 @@ impl NormOp for LayerNorm {
     }
 
     fn param_shape(&self, shape: &[usize]) -> Result<Vec<usize>> {
+        // Checks epsilon and the shape too, before anything is allocated.
+        self.config().rows_cols(shape)?;
         self.config().norm_shape(shape)
     }
 
@@ -276,15 +278,12 @@ impl LayerNorm {
         gamma: Option<&GpuTensor>,
         beta: Option<&GpuTensor>,
     ) -> Result<GpuTensor> {
-        self.config().rows_cols(x.shape())?;
-        let y = GpuTensor::zeros_as(ctx, x.shape(), x.dtype())?;
-        let io = LayerNormIo {
-            gamma,
-            beta,
-            ..LayerNormIo::new(x, &y)
+        let inputs = NamedTensors {
+            scale: gamma,
+            bias: beta,
+            ..NamedTensors::new(x)
         };
-        self.forward_into(ctx, &io)?;
-        Ok(y)
+        Ok(self.forward_new(ctx, &inputs, false)?.y)
     }
 
     /// Like [`LayerNorm::forward`], also returning the per-row mean and rstd.
@@ -295,22 +294,17 @@ impl LayerNorm {
         gamma: Option<&GpuTensor>,
         beta: Option<&GpuTensor>,
     ) -> Result<LayerNormOutput> {
-        self.config().rows_cols(x.shape())?;
-        let stats_shape = self.stats_shape(x.shape())?;
-        let out = LayerNormOutput {
-            y: GpuTensor::zeros_as(ctx, x.shape(), x.dtype())?,
-            mean: GpuTensor::zeros(ctx, &stats_shape)?,
-            rstd: GpuTensor::zeros(ctx, &stats_shape)?,
+        let inputs = NamedTensors {
+            scale: gamma,
+            bias: beta,
+            ..NamedTensors::new(x)
         };
-        let io = LayerNormIo {
-            gamma,
-            beta,
-            mean: Some(&out.mean),
-            rstd: Some(&out.rstd),
-            ..LayerNormIo::new(x, &out.y)
-        };
-        self.forward_into(ctx, &io)?;
-        Ok(out)
+        let out = self.forward_new(ctx, &inputs, true)?;
+        Ok(LayerNormOutput {
+            y: out.y,
+            mean: out.mean.expect("LayerNorm has a mean"),
+            rstd: out.rstd.expect("statistics were asked for"),
+        })
     }
 
     /// The pre-LN block's fused step: `s = x + residual (+ bias)` and
@@ -335,23 +329,21 @@ impl LayerNorm {
         gamma: Option<&GpuTensor>,
         beta: Option<&GpuTensor>,
     ) -> Result<ResidualOutput> {
-        self.config().rows_cols(x.shape())?;
-        let out = ResidualOutput {
-            y: GpuTensor::zeros_as(ctx, x.shape(), x.dtype())?,
-            sum: GpuTensor::zeros_as(ctx, x.shape(), x.dtype())?,
-        };
-        let io = LayerNormIo {
-            gamma,
-            beta,
+        let inputs = NamedTensors {
+            scale: gamma,
+            bias: beta,
             residual: Some(ResidualAdd {
                 residual,
                 bias,
-                sum: Some(&out.sum),
+                sum: None,
             }),
-            ..LayerNormIo::new(x, &out.y)
+            ..NamedTensors::new(x)
         };
-        self.forward_into(ctx, &io)?;
-        Ok(out)
+        let out = self.forward_new(ctx, &inputs, false)?;
+        Ok(ResidualOutput {
+            y: out.y,
+            sum: out.sum.expect("a residual call writes the sum"),
+        })
     }
 
     /// The gradients of a layer norm: from `dy` (and x, gamma, and the
@@ -375,24 +367,18 @@ impl LayerNorm {
         gamma: Option<&GpuTensor>,
         stats: Option<(&GpuTensor, &GpuTensor)>,
     ) -> Result<LayerNormGrads> {
-        self.config().rows_cols(x.shape())?;
-        let norm_shape = self.norm_shape(x.shape())?;
-        let grads = LayerNormGrads {
-            dx: GpuTensor::zeros_as(ctx, x.shape(), x.dtype())?,
-            dgamma: GpuTensor::zeros_as(ctx, &norm_shape, x.dtype())?,
-            dbeta: GpuTensor::zeros_as(ctx, &norm_shape, x.dtype())?,
-        };
-        let io = LayerNormGradIo {
-            x,
-            dy,
-            gamma,
+        let inputs = NamedTensors {
+            dy: Some(dy),
+            scale: gamma,
             mean: stats.map(|s| s.0),
-            rstd: stats.map(|s| s.1),
-            dx: &grads.dx,
-            dgamma: Some(&grads.dgamma),
-            dbeta: Some(&grads.dbeta),
+            inv_std_dev: stats.map(|s| s.1),
+            ..NamedTensors::new(x)
         };
-        self.backward_into(ctx, &io)?;
-        Ok(grads)
+        let out = self.backward_new(ctx, &inputs)?;
+        Ok(LayerNormGrads {
+            dx: out.dx,
+            dgamma: out.dscale,
+            dbeta: out.dbias.expect("LayerNorm has a bias"),
+        })
     }
 }

@@ -4,9 +4,11 @@
 
 use crate::context::Context;
 use crate::error::Result;
+use crate::ops::io::ResidualAdd;
 use crate::ops::named::{NamedTensors, Signature};
 use crate::ops::record::run;
 use crate::ops::tensors::OpTensors;
+use crate::tensor::GpuTensor;
 use crate::ticks::Ticks;
 
 /// A normalisation op: LayerNorm and RmsNorm implement it; a new op is one
@@ -132,6 +134,73 @@ pub trait NormOp {
         })
     }
 
+    /// Runs the forward on fresh outputs and waits: Y of X's shape and
+    /// type, the statistics where `stats` (and the op has them: f32, shaped
+    /// [`NormOp::stats_shape`]), and the sum where `inputs` has a residual.
+    /// The outputs named in `inputs` are ignored. Shapes and epsilon are
+    /// checked before anything is allocated.
+    fn forward_new(
+        &self,
+        ctx: &Context,
+        inputs: &NamedTensors<'_>,
+        stats: bool,
+    ) -> Result<ForwardOutputs> {
+        let (shape, dtype) = (inputs.x.shape(), inputs.x.dtype());
+        self.param_shape(shape)?;
+        let stats_shape = self.stats_shape(shape)?;
+        let stat = |has: bool| -> Result<Option<GpuTensor>> {
+            (stats && has)
+                .then(|| GpuTensor::zeros(ctx, &stats_shape))
+                .transpose()
+        };
+        let out = ForwardOutputs {
+            y: GpuTensor::zeros_as(ctx, shape, dtype)?,
+            mean: stat(Self::SIGNATURE.mean)?,
+            rstd: stat(true)?,
+            sum: inputs
+                .residual
+                .map(|_| GpuTensor::zeros_as(ctx, shape, dtype))
+                .transpose()?,
+        };
+        let named = NamedTensors {
+            y: Some(&out.y),
+            mean: out.mean.as_ref(),
+            inv_std_dev: out.rstd.as_ref(),
+            residual: inputs.residual.map(|r| ResidualAdd {
+                sum: out.sum.as_ref(),
+                ..r
+            }),
+            ..*inputs
+        };
+        self.forward_into(ctx, &Self::named_io(&named)?)?;
+        Ok(out)
+    }
+
+    /// Runs the backward on fresh gradients and waits: dX of X's shape and
+    /// type, dScale and (where the op has a bias) dB shaped
+    /// [`NormOp::param_shape`]. `inputs` holds X, dY, the scale and the saved
+    /// statistics (recomputed where absent); its output tensors are ignored.
+    fn backward_new(&self, ctx: &Context, inputs: &NamedTensors<'_>) -> Result<BackwardOutputs> {
+        let (shape, dtype) = (inputs.x.shape(), inputs.x.dtype());
+        let params = self.param_shape(shape)?;
+        let out = BackwardOutputs {
+            dx: GpuTensor::zeros_as(ctx, shape, dtype)?,
+            dscale: GpuTensor::zeros_as(ctx, &params, dtype)?,
+            dbias: Self::SIGNATURE
+                .bias
+                .then(|| GpuTensor::zeros_as(ctx, &params, dtype))
+                .transpose()?,
+        };
+        let named = NamedTensors {
+            dx: Some(&out.dx),
+            dscale: Some(&out.dscale),
+            dbias: out.dbias.as_ref(),
+            ..*inputs
+        };
+        self.backward_into(ctx, &Self::named_grad_io(&named)?)?;
+        Ok(out)
+    }
+
     /// [`NormOp::encode_backward`] with its passes timed by `ticks`:
     /// `<NAME>_backward <shape> (…)`, and `<NAME>_stats …` where the
     /// statistics are recomputed.
@@ -144,4 +213,28 @@ pub trait NormOp {
     ) -> Result<()> {
         self.encode_backward_with(ctx, encoder, io, Some(ticks))
     }
+}
+
+/// What [`NormOp::forward_new`] returns.
+#[derive(Clone, Debug)]
+pub struct ForwardOutputs {
+    /// The normalised tensor.
+    pub y: GpuTensor,
+    /// Per-row mean, where asked and the op has one.
+    pub mean: Option<GpuTensor>,
+    /// Per-row rstd (InvStdDev), where asked.
+    pub rstd: Option<GpuTensor>,
+    /// x + residual (+ bias), where the call had a residual.
+    pub sum: Option<GpuTensor>,
+}
+
+/// What [`NormOp::backward_new`] returns.
+#[derive(Clone, Debug)]
+pub struct BackwardOutputs {
+    /// Gradient with respect to x.
+    pub dx: GpuTensor,
+    /// Gradient with respect to the scale.
+    pub dscale: GpuTensor,
+    /// Gradient with respect to the bias, where the op has one.
+    pub dbias: Option<GpuTensor>,
 }

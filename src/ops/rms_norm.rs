@@ -155,6 +155,8 @@ impl NormOp for RmsNorm {
     }
 
     fn param_shape(&self, shape: &[usize]) -> Result<Vec<usize>> {
+        // Checks epsilon and the shape too, before anything is allocated.
+        self.config().rows_cols(shape)?;
         self.config().norm_shape(shape)
     }
 
@@ -236,14 +238,11 @@ impl RmsNorm {
         x: &GpuTensor,
         gamma: Option<&GpuTensor>,
     ) -> Result<GpuTensor> {
-        self.config().rows_cols(x.shape())?;
-        let y = GpuTensor::zeros_as(ctx, x.shape(), x.dtype())?;
-        let io = RmsNormIo {
-            gamma,
-            ..RmsNormIo::new(x, &y)
+        let inputs = NamedTensors {
+            scale: gamma,
+            ..NamedTensors::new(x)
         };
-        self.forward_into(ctx, &io)?;
-        Ok(y)
+        Ok(self.forward_new(ctx, &inputs, false)?.y)
     }
 
     /// Like [`RmsNorm::forward`], also returning the per-row rstd (f32,
@@ -254,17 +253,12 @@ impl RmsNorm {
         x: &GpuTensor,
         gamma: Option<&GpuTensor>,
     ) -> Result<(GpuTensor, GpuTensor)> {
-        let cfg = self.config();
-        cfg.rows_cols(x.shape())?;
-        let y = GpuTensor::zeros_as(ctx, x.shape(), x.dtype())?;
-        let rstd = GpuTensor::zeros(ctx, &cfg.stats_shape(x.shape())?)?;
-        let io = RmsNormIo {
-            gamma,
-            rstd: Some(&rstd),
-            ..RmsNormIo::new(x, &y)
+        let inputs = NamedTensors {
+            scale: gamma,
+            ..NamedTensors::new(x)
         };
-        self.forward_into(ctx, &io)?;
-        Ok((y, rstd))
+        let out = self.forward_new(ctx, &inputs, true)?;
+        Ok((out.y, out.rstd.expect("statistics were asked for")))
     }
 
     /// The fused step `s = x + residual (+ bias)`, `y = rms_norm(s)`, in one
@@ -277,22 +271,20 @@ impl RmsNorm {
         bias: Option<&GpuTensor>,
         gamma: Option<&GpuTensor>,
     ) -> Result<ResidualOutput> {
-        self.config().rows_cols(x.shape())?;
-        let out = ResidualOutput {
-            y: GpuTensor::zeros_as(ctx, x.shape(), x.dtype())?,
-            sum: GpuTensor::zeros_as(ctx, x.shape(), x.dtype())?,
-        };
-        let io = RmsNormIo {
-            gamma,
+        let inputs = NamedTensors {
+            scale: gamma,
             residual: Some(ResidualAdd {
                 residual,
                 bias,
-                sum: Some(&out.sum),
+                sum: None,
             }),
-            ..RmsNormIo::new(x, &out.y)
+            ..NamedTensors::new(x)
         };
-        self.forward_into(ctx, &io)?;
-        Ok(out)
+        let out = self.forward_new(ctx, &inputs, false)?;
+        Ok(ResidualOutput {
+            y: out.y,
+            sum: out.sum.expect("a residual call writes the sum"),
+        })
     }
 
     /// The gradients dx and dgamma from `dy`, x, gamma, and the forward's
@@ -305,21 +297,16 @@ impl RmsNorm {
         gamma: Option<&GpuTensor>,
         rstd: Option<&GpuTensor>,
     ) -> Result<RmsNormGrads> {
-        let cfg = self.config();
-        cfg.rows_cols(x.shape())?;
-        let grads = RmsNormGrads {
-            dx: GpuTensor::zeros_as(ctx, x.shape(), x.dtype())?,
-            dgamma: GpuTensor::zeros_as(ctx, &cfg.norm_shape(x.shape())?, x.dtype())?,
+        let inputs = NamedTensors {
+            dy: Some(dy),
+            scale: gamma,
+            inv_std_dev: rstd,
+            ..NamedTensors::new(x)
         };
-        let io = RmsNormGradIo {
-            x,
-            dy,
-            gamma,
-            rstd,
-            dx: &grads.dx,
-            dgamma: Some(&grads.dgamma),
-        };
-        self.backward_into(ctx, &io)?;
-        Ok(grads)
+        let out = self.backward_new(ctx, &inputs)?;
+        Ok(RmsNormGrads {
+            dx: out.dx,
+            dgamma: out.dscale,
+        })
     }
 }
