@@ -6,7 +6,8 @@ use wgpu_norm::{Context, Error, GpuTensor, Kernel, LayerNorm, reference};
 
 const HOW_TO_GET_AN_ADAPTER: &str = "no wgpu adapter: install Mesa's software adapters \
 (`apt-get install -y mesa-vulkan-drivers` brings lavapipe; llvmpipe GL comes with libgl1-mesa-dri / libegl-mesa0) \
-and pick one with WGPU_BACKEND=vulkan or WGPU_BACKEND=gl";
+and pick one with WGPU_BACKEND=vulkan or WGPU_BACKEND=gl; SwiftShader comes with Debian's chromium package \
+(`apt-get install -y chromium`, then VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json WGPU_BACKEND=vulkan)";
 
 /// Held by every in-process GPU test on the GL backend, so that they run one
 /// at a time there: wgpu's GL backend keeps one context lock per device for
