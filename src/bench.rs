@@ -1,6 +1,9 @@
 //! Benchmarks measured the way the project reports them: GPU-tick medians of
 //! an op and of a copy moving the same bytes, on the same adapter, in the
-//! same run, interleaved step by step, and their ratio.
+//! same run, interleaved step by step, and their ratio. The copy is the
+//! fastest copy kernel on the adapter for that many bytes ([`fastest_copy`],
+//! tuned once per size class and kept in the context's tuned table); the
+//! driver's own `copy_buffer_to_buffer` is reported beside it.
 //!
 //! Any [`NormOp`] can be timed with [`bench_norm`]; [`BENCH_OPS`] is the
 //! list `wgpu-norm bench --ops` offers (a new op adds its lines there).
@@ -10,10 +13,11 @@ use serde::Serialize;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::ops::config::NormConfig;
-use crate::ops::copy::encode_copy;
+use crate::ops::copy::{encode_copy_with, encode_driver_copy};
 use crate::ops::layer_norm::LayerNorm;
 use crate::ops::op::NormOp;
 use crate::ops::rms_norm::RmsNorm;
+use crate::plan::CopyKernel;
 use crate::shape::shape_string;
 use crate::tensor::GpuTensor;
 use crate::ticks::{Ticks, ticked_steps};
@@ -104,8 +108,14 @@ pub struct BenchRow {
     /// Median time of the op, µs (named for the layer-norm forward, the
     /// first op measured; it holds whichever `op` says).
     pub ln_median_us: f64,
-    /// Median time of a copy of the same bytes, µs.
+    /// Median time of a copy of the same bytes, µs: the fastest copy kernel.
     pub copy_median_us: f64,
+    /// Which copy kernel that is (`grid-stride/1024`, …).
+    pub copy_kernel: String,
+    /// The driver's `copy_buffer_to_buffer` of the same bytes, median µs on
+    /// the CPU's clock (submit to done: it runs outside any compute pass,
+    /// which timestamps time), so not comparable with the GPU times.
+    pub driver_copy_cpu_us: f64,
     /// `ln_median_us / copy_median_us`: 1.0 is the memory floor.
     pub ratio: f64,
     /// The op's effective bandwidth: the bytes it must move (x read once and
@@ -115,6 +125,13 @@ pub struct BenchRow {
     pub copy_gbps: f64,
     /// Timed steps.
     pub iters: usize,
+    /// Rounds of the whole bench this row's ratio is the median of (1
+    /// unless `--repeat`); `ratio_min` and `ratio_max` are their spread.
+    pub repeats: usize,
+    /// The smallest ratio over the rounds.
+    pub ratio_min: f64,
+    /// The largest ratio over the rounds.
+    pub ratio_max: f64,
     /// `gpu_timestamps` or `cpu_wall_clock`.
     pub timing_source: String,
 }
@@ -144,6 +161,7 @@ pub fn bench_norm<O: NormOp>(
     let copy_len = (n * tensors_moved).div_ceil(2);
     let copy_src = GpuTensor::zeros(ctx, &[copy_len])?;
     let copy_dst = GpuTensor::zeros(ctx, &[copy_len])?;
+    let copy_kernel = fastest_copy(ctx, copy_len as u64 * 4)?;
     let (forward, backward_tensors) = (t.named(false), t.named(true));
     let (io, grad_io) = (O::named_io(&forward)?, O::named_grad_io(&backward_tensors)?);
     let mut op_pass = |encoder: &mut wgpu::CommandEncoder, ticks: &mut Ticks| match backward {
@@ -155,7 +173,7 @@ pub fn bench_norm<O: NormOp>(
         2,
         iters as u64,
         &mut [&mut op_pass, &mut |encoder, ticks| {
-            encode_copy(ctx, encoder, &copy_src, &copy_dst, Some(ticks))
+            encode_copy_with(ctx, encoder, copy_kernel, &copy_src, &copy_dst, Some(ticks))
         }],
     )?
     .1;
@@ -177,6 +195,7 @@ pub fn bench_norm<O: NormOp>(
     };
     let op_us = median(&label)?;
     let copy_us = median("copy")?;
+    let driver_copy_cpu_us = driver_copy_us(ctx, &copy_src, &copy_dst, iters.max(3))?;
     let bytes = (tensors_moved * n) as f64 * 4.0;
     Ok(BenchRow {
         op: label,
@@ -184,10 +203,103 @@ pub fn bench_norm<O: NormOp>(
         kernel: describe,
         ln_median_us: op_us,
         copy_median_us: copy_us,
+        copy_kernel: copy_kernel.name(),
+        driver_copy_cpu_us,
         ratio: op_us / copy_us,
+        repeats: 1,
+        ratio_min: op_us / copy_us,
+        ratio_max: op_us / copy_us,
         gbps: bytes / (op_us * 1e-6) / 1e9,
         copy_gbps: bytes / (copy_us * 1e-6) / 1e9,
         iters,
         timing_source: report.timing_source,
     })
+}
+
+/// The fastest copy kernel for copies of `bytes` on `ctx`: the tuned one for
+/// the size class, else the fastest of [`time_copies`], kept in the
+/// context's tuned table.
+pub fn fastest_copy(ctx: &Context, bytes: u64) -> Result<CopyKernel> {
+    if let Some(k) = ctx.tuned().copy(bytes) {
+        return Ok(k);
+    }
+    let winner = time_copies(ctx, bytes, 5)?
+        .into_iter()
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(k, _)| k)
+        .ok_or_else(|| Error::Validation {
+            during: "tuning the copy",
+            message: "no copy pass was timed".into(),
+        })?;
+    ctx.tuned().insert_copy(bytes, winner);
+    Ok(winner)
+}
+
+/// Every [`CopyKernel`] copying `bytes`, checked (each must copy every value
+/// exactly), then timed with ticks — one warm-up and `steps` steps, the
+/// kernels interleaved — as (kernel, median µs).
+pub fn time_copies(ctx: &Context, bytes: u64, steps: u64) -> Result<Vec<(CopyKernel, f64)>> {
+    let n = (bytes / 4).max(1) as usize;
+    let data: Vec<f32> = (0..n).map(|i| (i % 1021) as f32).collect();
+    let src = GpuTensor::from_slice(ctx, &data, &[n])?;
+    let dst = GpuTensor::zeros(ctx, &[n])?;
+    for kernel in CopyKernel::ALL {
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        encode_copy_with(ctx, &mut encoder, kernel, &src, &dst, None)?;
+        ctx.submit_and_wait(encoder)?;
+        if dst.read(ctx)? != data {
+            return Err(Error::Validation {
+                during: "checking a copy kernel",
+                message: format!("{} did not copy {n} values exactly", kernel.name()),
+            });
+        }
+    }
+    let mut passes: Vec<Box<crate::ticks::TickedPass<'_>>> = CopyKernel::ALL
+        .into_iter()
+        .map(|kernel| {
+            let (src, dst) = (&src, &dst);
+            Box::new(
+                move |encoder: &mut wgpu::CommandEncoder, ticks: &mut Ticks| {
+                    encode_copy_with(ctx, encoder, kernel, src, dst, Some(ticks))
+                },
+            ) as Box<crate::ticks::TickedPass<'_>>
+        })
+        .collect();
+    let mut refs: Vec<&mut crate::ticks::TickedPass<'_>> =
+        passes.iter_mut().map(|p| &mut **p).collect();
+    let report = ticked_steps(ctx, 1, steps, &mut refs)?.1;
+    Ok(CopyKernel::ALL
+        .into_iter()
+        .filter_map(|k| {
+            let suffix = format!("({})", k.name());
+            report
+                .passes
+                .iter()
+                .find(|p| p.label.ends_with(&suffix))
+                .map(|p| (k, p.median_us))
+        })
+        .collect())
+}
+
+/// Median of `steps` driver copies (`copy_buffer_to_buffer`) of `src` into
+/// `dst`, µs on the CPU's clock (each submitted and waited for, after one
+/// warm-up).
+pub fn driver_copy_us(
+    ctx: &Context,
+    src: &GpuTensor,
+    dst: &GpuTensor,
+    steps: usize,
+) -> Result<f64> {
+    let mut times = Vec::with_capacity(steps);
+    for step in 0..=steps {
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        encode_driver_copy(ctx, &mut encoder, src, dst)?;
+        let start = std::time::Instant::now();
+        ctx.submit_and_wait(encoder)?;
+        if step > 0 {
+            times.push(start.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
 }

@@ -103,14 +103,17 @@ mod tensor;
 mod ticks;
 
 pub use autotune::{Autotune, tune};
-pub use bench::{BENCH_OPS, BenchOp, BenchRow, DEFAULT_SHAPES, bench_norm};
+pub use bench::{
+    BENCH_OPS, BenchOp, BenchRow, DEFAULT_SHAPES, bench_norm, driver_copy_us, fastest_copy,
+    time_copies,
+};
 pub use caps::{AdapterClass, Capabilities, OPTIONAL_FEATURES, SubgroupSizes};
 pub use context::{Context, ContextOptions, TuneHook, parse_backend};
 pub use error::{Error, Result};
 pub use gpu::Gpu;
 pub use kernels::{LayerNormVariant, Views, backward_source, forward_source};
 pub use ops::config::{NormConfig, NormKind};
-pub use ops::copy::encode_copy;
+pub use ops::copy::{encode_copy, encode_copy_with, encode_driver_copy};
 pub use ops::io::{ResidualAdd, ResidualOutput};
 pub use ops::layer_norm::{
     LayerNorm, LayerNormGradIo, LayerNormGrads, LayerNormIo, LayerNormOutput,
@@ -119,7 +122,7 @@ pub use ops::named::{NamedTensors, Signature};
 pub use ops::op::{BackwardOutputs, ForwardOutputs, NormOp};
 pub use ops::rms_norm::{RmsNorm, RmsNormGradIo, RmsNormGrads, RmsNormIo};
 pub use ops::tensors::OpTensors;
-pub use plan::{BackwardKernel, BackwardPlan, Kernel, LayerNormPlan, Reduction};
+pub use plan::{BackwardKernel, BackwardPlan, CopyKernel, Kernel, LayerNormPlan, Reduction};
 pub use shape::{DType, RowsCols, shape_string};
 pub use tensor::{GpuTensor, TENSOR_USAGES};
 pub use ticks::{

@@ -9,7 +9,9 @@ use crate::gpu::Gpu;
 use crate::kernels::PARAM_LANES;
 use crate::kernels::bindings::{self, slot};
 use crate::kernels::sources::{self, Views};
-use crate::plan::{BackwardPlan, COMBINE_LANES, Entry, Kernel, LayerNormPlan, Reduction};
+use crate::plan::{
+    BackwardPlan, COMBINE_LANES, COPY_LANES, CopyKernel, Entry, Kernel, LayerNormPlan, Reduction,
+};
 use crate::shape::DType;
 
 /// How a forward pipeline is specialised: the normalisation, the storage
@@ -61,7 +63,8 @@ pub struct BackwardVariant {
 enum PipelineKey {
     Forward(LayerNormPlan, LayerNormVariant, Entry),
     Backward(BackwardPlan, BackwardVariant, Entry),
-    Copy,
+    /// The copy, by its unroll factor.
+    Copy(u32),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -226,11 +229,16 @@ impl PipelineCache {
         })
     }
 
-    /// The copy pipeline (`shaders/copy.wgsl`), with wgpu's own layout.
-    pub fn copy(&self, gpu: &Gpu) -> Result<wgpu::ComputePipeline> {
-        if let Some(p) = self.lock_pipelines().get(&PipelineKey::Copy) {
+    /// The pipeline of a copy kernel (`shaders/copy.wgsl`), with wgpu's own layout.
+    pub fn copy(&self, gpu: &Gpu, kernel: CopyKernel) -> Result<wgpu::ComputePipeline> {
+        let key = PipelineKey::Copy(kernel.unroll());
+        if let Some(p) = self.lock_pipelines().get(&key) {
             return Ok(p.clone());
         }
+        let constants = [
+            ("WG", COPY_LANES as f64),
+            ("UNROLL", kernel.unroll() as f64),
+        ];
         let module = self.module(gpu, ModuleKey::Copy)?;
         let pipeline = gpu.scoped("building the copy pipeline", || {
             gpu.device()
@@ -239,12 +247,14 @@ impl PipelineCache {
                     layout: None,
                     module: &module,
                     entry_point: Some("copy"),
-                    compilation_options: Default::default(),
+                    compilation_options: wgpu::PipelineCompilationOptions {
+                        constants: &constants,
+                        zero_initialize_workgroup_memory: false,
+                    },
                     cache: None,
                 })
         })?;
-        self.lock_pipelines()
-            .insert(PipelineKey::Copy, pipeline.clone());
+        self.lock_pipelines().insert(key, pipeline.clone());
         Ok(pipeline)
     }
 

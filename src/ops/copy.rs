@@ -1,5 +1,6 @@
-//! A plain copy kernel (`shaders/copy.wgsl`): the memory floor that the
-//! normalisation kernels are measured against in the benchmarks.
+//! Copies that the benchmarks measure every op against: the copy kernels of
+//! `shaders/copy.wgsl` (the floor: the fastest of them on the adapter) and
+//! the driver's own `copy_buffer_to_buffer`, reported beside them.
 
 use wgpu::util::DeviceExt;
 
@@ -7,27 +8,15 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::ops::record::bind;
 use crate::ops::validate::check_dtype;
-use crate::plan::BindingWindow;
+use crate::plan::{self, BindingWindow, COPY_LANES, CopyKernel};
 use crate::shape::DType;
 use crate::tensor::GpuTensor;
 use crate::ticks::Ticks;
 
-/// Lanes per workgroup of the copy.
-const COPY_WG: u32 = 256;
-/// Workgroups of the grid-stride loop (the stride is COPY_WG × this, in vec4s).
-const COPY_GROUPS: u32 = 1 << 20;
-
-/// Encodes a copy of `src` into `dst` (same length, f32, whole buffers from
-/// offset 0, at most one storage binding) as one compute pass, timed by
-/// `ticks` when given, labelled `copy <n> f32`. dst's buffer must hold whole
-/// vec4s past the last value (tensors this crate allocates do).
-pub fn encode_copy(
-    ctx: &Context,
-    encoder: &mut wgpu::CommandEncoder,
-    src: &GpuTensor,
-    dst: &GpuTensor,
-    ticks: Option<&mut Ticks>,
-) -> Result<()> {
+/// Checks a copy of `src` into `dst`: the same length, f32, other buffers,
+/// both from offset 0, and dst's buffer holding whole vec4s past the last
+/// value (tensors this crate allocates do). Returns the bytes to copy.
+fn check_copy(src: &GpuTensor, dst: &GpuTensor) -> Result<u64> {
     if src.len() != dst.len() {
         return Err(Error::ShapeMismatch {
             what: "copy destination",
@@ -41,18 +30,17 @@ pub fn encode_copy(
             b: "copy source",
         });
     }
-    let max = ctx.limits().max_storage_buffer_binding_size;
-    let vec4_bytes = src.size_bytes().next_multiple_of(16);
     for (what, t) in [("copy source", src), ("copy destination", dst)] {
         check_dtype(what, t, DType::F32)?;
-        if t.offset() != 0 || vec4_bytes > max {
-            return Err(Error::TensorTooLarge {
+        if t.offset() != 0 {
+            return Err(Error::MisalignedOffset {
                 what,
-                bytes: t.offset() + vec4_bytes,
-                max,
+                offset: t.offset(),
+                alignment: t.buffer().size().max(1),
             });
         }
     }
+    let vec4_bytes = src.size_bytes().next_multiple_of(16);
     if dst.buffer().size() < vec4_bytes {
         return Err(Error::BufferTooSmall {
             what: "copy destination",
@@ -61,50 +49,121 @@ pub fn encode_copy(
             buffer_size: dst.buffer().size(),
         });
     }
-    let pipeline = ctx.pipelines().copy(ctx)?;
-    let n = src.len() as u32;
-    let groups = COPY_GROUPS.min((n / 4).div_ceil(COPY_WG)).max(1);
-    ctx.scoped("encoding copy", || {
-        let params = ctx
-            .device()
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("copy params"),
-                contents: bytemuck::cast_slice(&[n, groups * COPY_WG, 0, 0]),
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
-        let window = |size| BindingWindow {
-            offset: 0,
-            size,
-            base: 0,
-        };
-        let whole4 = src.size_bytes() / 16 * 16;
-        let src4 = match whole4 {
-            0 => ctx.pipelines().dummy(0).as_entire_binding(),
-            size => bind(src.buffer(), window(size)),
-        };
-        let bind_group = ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("copy"),
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &[
-                wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: src4,
-                },
-                wgpu::BindGroupEntry {
-                    binding: 1,
-                    resource: bind(src.buffer(), window(src.size_bytes())),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 2,
-                    resource: bind(dst.buffer(), window(vec4_bytes)),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 4,
-                    resource: params.as_entire_binding(),
-                },
-            ],
+    Ok(src.size_bytes())
+}
+
+/// Encodes a copy of `src` into `dst` with the default kernel
+/// (`grid-stride/1024`); see [`encode_copy_with`].
+pub fn encode_copy(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    src: &GpuTensor,
+    dst: &GpuTensor,
+    ticks: Option<&mut Ticks>,
+) -> Result<()> {
+    let kernel = CopyKernel::GridStride {
+        groups: 1024,
+        unroll: 1,
+    };
+    encode_copy_with(ctx, encoder, kernel, src, dst, ticks)
+}
+
+/// Encodes a copy of `src` into `dst` (same length, f32, whole buffers from
+/// offset 0, of any size the device can allocate) with `kernel`, as one
+/// compute pass — a dispatch per storage binding's worth of values, none
+/// over 65,535 workgroups per dimension — timed by `ticks` when given and
+/// labelled `copy <n> f32 (<kernel>)`.
+///
+/// ```
+/// use wgpu_norm::{Context, CopyKernel, GpuTensor, encode_copy_with};
+/// let ctx = Context::new()?;
+/// let src = GpuTensor::from_slice(&ctx, &[1.0, 2.0, 3.0, 4.0, 5.0], &[5])?;
+/// let dst = GpuTensor::zeros(&ctx, &[5])?;
+/// let mut encoder = ctx.device().create_command_encoder(&Default::default());
+/// encode_copy_with(&ctx, &mut encoder, CopyKernel::PerVec4, &src, &dst, None)?;
+/// ctx.submit_and_wait(encoder)?;
+/// assert_eq!(dst.read(&ctx)?, vec![1.0, 2.0, 3.0, 4.0, 5.0]);
+/// # Ok::<(), wgpu_norm::Error>(())
+/// ```
+pub fn encode_copy_with(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    kernel: CopyKernel,
+    src: &GpuTensor,
+    dst: &GpuTensor,
+    ticks: Option<&mut Ticks>,
+) -> Result<()> {
+    let bytes = check_copy(src, dst)?;
+    let limits = ctx.limits();
+    // A chunk is whole vec4s that start at an aligned offset, within one binding.
+    let step = (limits.min_storage_buffer_offset_alignment as u64).max(16);
+    let chunk_bytes = limits.max_storage_buffer_binding_size / step * step;
+    if chunk_bytes == 0 {
+        return Err(Error::LimitTooLow {
+            what: "a copy",
+            limit: "max_storage_buffer_binding_size",
+            needed: step,
+            actual: limits.max_storage_buffer_binding_size,
         });
-        let label = format!("copy {n} f32");
+    }
+    let pipeline = ctx.pipelines().copy(ctx, kernel)?;
+    let n = src.len();
+    ctx.scoped("encoding a copy", || {
+        let layout = pipeline.get_bind_group_layout(0);
+        let mut groups = Vec::new();
+        let mut start = 0u64;
+        while start < bytes {
+            let len = chunk_bytes.min(bytes - start);
+            let values = (len / 4) as u32;
+            let vec4s = len / 16;
+            let workgroups = kernel.workgroups(vec4s.max(1));
+            let params = ctx
+                .device()
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("copy params"),
+                    contents: bytemuck::cast_slice(&[
+                        values,
+                        (workgroups * COPY_LANES as u64) as u32,
+                        0,
+                        0,
+                    ]),
+                    usage: wgpu::BufferUsages::UNIFORM,
+                });
+            let window = |size| BindingWindow {
+                offset: start,
+                size,
+                base: 0,
+            };
+            let src4 = match vec4s {
+                0 => ctx.pipelines().dummy(0).as_entire_binding(),
+                v => bind(src.buffer(), window(v * 16)),
+            };
+            let group = ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("copy"),
+                layout: &layout,
+                entries: &[
+                    wgpu::BindGroupEntry {
+                        binding: 0,
+                        resource: src4,
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 1,
+                        resource: bind(src.buffer(), window(len.next_multiple_of(4))),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 2,
+                        resource: bind(dst.buffer(), window(len.next_multiple_of(16))),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 4,
+                        resource: params.as_entire_binding(),
+                    },
+                ],
+            });
+            groups.push((group, workgroups));
+            start += len;
+        }
+        let label = format!("copy {n} f32 ({})", kernel.name());
         let mut pass = match ticks {
             Some(t) => t.begin_compute_pass(encoder, &label, &[("values", n.to_string())]),
             None => encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
@@ -113,7 +172,39 @@ pub fn encode_copy(
             }),
         };
         pass.set_pipeline(&pipeline);
-        pass.set_bind_group(0, &bind_group, &[]);
-        pass.dispatch_workgroups(groups, 1, 1);
+        for (group, workgroups) in &groups {
+            let (gx, gy) = plan::grid(*workgroups);
+            pass.set_bind_group(0, group, &[]);
+            pass.dispatch_workgroups(gx, gy, 1);
+        }
+    })
+}
+
+/// Encodes the driver's own copy of `src` into `dst` (`copy_buffer_to_buffer`;
+/// the same checks as [`encode_copy_with`]). It runs outside any compute
+/// pass, so ticks cannot time it: the bench times it on the CPU's clock.
+pub fn encode_driver_copy(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    src: &GpuTensor,
+    dst: &GpuTensor,
+) -> Result<()> {
+    let bytes = check_copy(src, dst)?.next_multiple_of(4);
+    for (what, t) in [("copy source", src), ("copy destination", dst)] {
+        let needed = if what == "copy source" {
+            wgpu::BufferUsages::COPY_SRC
+        } else {
+            wgpu::BufferUsages::COPY_DST
+        };
+        if !t.buffer().usage().contains(needed) {
+            return Err(Error::MissingUsage {
+                what,
+                needed,
+                actual: t.buffer().usage(),
+            });
+        }
+    }
+    ctx.scoped("encoding a driver copy", || {
+        encoder.copy_buffer_to_buffer(src.buffer(), 0, dst.buffer(), 0, bytes)
     })
 }

@@ -24,8 +24,8 @@ pub use chunks::{
 };
 pub use forward::{LADDER, LayerNormPlan, Rung, SPLIT_PIECE};
 pub use specs::{
-    BACKWARD_KERNELS, BackwardKernel, BackwardSpec, COMBINE_LANES, Entry, KERNELS, Kernel,
-    KernelSpec, ROWS_PER_BLOCK, Reduction, Roles, Rows,
+    BACKWARD_KERNELS, BackwardKernel, BackwardSpec, COMBINE_LANES, COPY_LANES, CopyKernel, Entry,
+    KERNELS, Kernel, KernelSpec, ROWS_PER_BLOCK, Reduction, Roles, Rows,
 };
 pub use tuned::TunedTable;
 

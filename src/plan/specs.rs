@@ -547,3 +547,83 @@ impl BackwardKernel {
         }
     }
 }
+
+/// Lanes per workgroup of every copy kernel.
+pub const COPY_LANES: u32 = 256;
+
+/// A copy kernel (`shaders/copy.wgsl`): the floor the bench measures every
+/// op against. The bench tunes among them and takes the fastest.
+///
+/// | variant                 | what it changes                                              |
+/// |-------------------------|--------------------------------------------------------------|
+/// | grid-stride/256         | 256 workgroups of 256 lanes walk the array, a vec4 per trip  |
+/// | grid-stride/1024        | 1,024 workgroups                                             |
+/// | grid-stride/4096        | 4,096 workgroups                                             |
+/// | grid-stride/1024/x2     | 1,024 workgroups, two vec4s per trip (unrolled)              |
+/// | grid-stride/1024/x4     | 1,024 workgroups, four vec4s per trip                        |
+/// | vec4-per-lane           | one vec4 per invocation, as many workgroups as that takes    |
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CopyKernel {
+    /// `groups` workgroups walk the array, `unroll` vec4s a lane per trip.
+    GridStride {
+        /// Workgroups in the grid.
+        groups: u32,
+        /// vec4s a lane copies per trip (1, 2 or 4).
+        unroll: u32,
+    },
+    /// One vec4 per invocation.
+    PerVec4,
+}
+
+impl CopyKernel {
+    /// Every copy kernel.
+    pub const ALL: [CopyKernel; 6] = [
+        CopyKernel::GridStride {
+            groups: 256,
+            unroll: 1,
+        },
+        CopyKernel::GridStride {
+            groups: 1024,
+            unroll: 1,
+        },
+        CopyKernel::GridStride {
+            groups: 4096,
+            unroll: 1,
+        },
+        CopyKernel::GridStride {
+            groups: 1024,
+            unroll: 2,
+        },
+        CopyKernel::GridStride {
+            groups: 1024,
+            unroll: 4,
+        },
+        CopyKernel::PerVec4,
+    ];
+
+    /// `grid-stride/1024/x2`, `vec4-per-lane`, …
+    pub fn name(self) -> String {
+        match self {
+            CopyKernel::GridStride { groups, unroll: 1 } => format!("grid-stride/{groups}"),
+            CopyKernel::GridStride { groups, unroll } => format!("grid-stride/{groups}/x{unroll}"),
+            CopyKernel::PerVec4 => "vec4-per-lane".to_string(),
+        }
+    }
+
+    /// vec4s a lane copies per trip.
+    pub fn unroll(self) -> u32 {
+        match self {
+            CopyKernel::GridStride { unroll, .. } => unroll,
+            CopyKernel::PerVec4 => 1,
+        }
+    }
+
+    /// Workgroups of a dispatch over `vec4s` vec4s.
+    pub fn workgroups(self, vec4s: u64) -> u64 {
+        let needed = vec4s.div_ceil(COPY_LANES as u64).max(1);
+        match self {
+            CopyKernel::GridStride { groups, .. } => needed.min(groups as u64),
+            CopyKernel::PerVec4 => needed,
+        }
+    }
+}

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use crate::plan::specs::Kernel;
+use crate::plan::specs::{CopyKernel, Kernel};
 
 /// `dim 768, rows <= 4096`: the key of a shape class — the row length, and
 /// the row count rounded up to a power of two.
@@ -31,6 +31,8 @@ pub type Winners = BTreeMap<String, BTreeMap<String, String>>;
 pub struct TunedTable {
     /// (cols, rows rounded up to a power of two) → kernel.
     winners: Mutex<BTreeMap<(usize, usize), Kernel>>,
+    /// Bytes rounded up to a power of two → the fastest copy kernel.
+    copies: Mutex<BTreeMap<u64, CopyKernel>>,
 }
 
 fn class(rows: usize, cols: usize) -> (usize, usize) {
@@ -53,6 +55,22 @@ impl TunedTable {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(class(rows, cols), kernel);
+    }
+
+    /// The copy kernel tuned for copies of `bytes`, if any.
+    pub fn copy(&self, bytes: u64) -> Option<CopyKernel> {
+        let copies = self.copies.lock().unwrap_or_else(|p| p.into_inner());
+        copies
+            .get(&bytes.checked_next_power_of_two().unwrap_or(bytes))
+            .copied()
+    }
+
+    /// Records `kernel` as the fastest copy of `bytes`.
+    pub fn insert_copy(&self, bytes: u64, kernel: CopyKernel) {
+        self.copies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(bytes.checked_next_power_of_two().unwrap_or(bytes), kernel);
     }
 
     /// Every winner, as the tuning file stores them: under `adapter`'s key

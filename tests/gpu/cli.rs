@@ -587,6 +587,8 @@ fn bench_measures_every_op_against_a_copy_as_json_lines() {
         "4x33x65,2x1x7",
         "--iters",
         "2",
+        "--repeat",
+        "3",
         "--json",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -628,5 +630,24 @@ fn bench_measures_every_op_against_a_copy_as_json_lines() {
             (gbps - moved * n * 4.0 / (t * 1e-6) / 1e9).abs() <= 1e-9 * gbps,
             "{line}"
         );
+        // --repeat 3: the median of three rounds, with their spread; the
+        // floor is a named copy kernel, the driver's copy reported beside.
+        assert_eq!(line["repeats"].as_u64(), Some(3), "{line}");
+        let (lo, hi) = (
+            line["ratio_min"].as_f64().unwrap(),
+            line["ratio_max"].as_f64().unwrap(),
+        );
+        assert!(lo <= ratio && ratio <= hi, "{line}");
+        let names: Vec<String> = wgpu_norm::CopyKernel::ALL
+            .iter()
+            .map(|k| k.name())
+            .collect();
+        assert!(
+            names
+                .iter()
+                .any(|k| Some(k.as_str()) == line["copy_kernel"].as_str()),
+            "{line}"
+        );
+        assert!(line["driver_copy_cpu_us"].as_f64().unwrap() > 0.0, "{line}");
     }
 }

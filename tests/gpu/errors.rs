@@ -256,18 +256,45 @@ fn outputs_closer_than_the_binding_alignment_are_refused_and_farther_ones_run() 
 }
 
 #[test]
-fn the_copy_moves_every_value_including_a_tail() {
+fn every_copy_kernel_moves_every_value_also_over_one_binding() {
     let _serial = crate::common::gl_serial();
-    let ctx = ctx();
-    for n in [1usize, 3, 4, 1027, 4099] {
-        let data: Vec<f32> = (0..n).map(|i| i as f32 * 0.5 - 7.0).collect();
-        let src = GpuTensor::from_slice(ctx, &data, &[n]).unwrap();
-        let dst = GpuTensor::zeros(ctx, &[n]).unwrap();
-        let mut enc = ctx.device().create_command_encoder(&Default::default());
-        wgpu_norm::encode_copy(ctx, &mut enc, &src, &dst, None).unwrap();
-        ctx.submit_and_wait(enc).unwrap();
-        assert_eq!(dst.read(ctx).unwrap(), data, "n = {n}");
+    // A device whose storage bindings hold 64 KiB: 70,003 values (273 KiB)
+    // take five dispatches, the last with a tail of 3 values.
+    let mut limits = ctx().limits().clone();
+    limits.max_storage_buffer_binding_size = 64 << 10;
+    let small = pollster::block_on(wgpu_norm::Context::with_options(
+        wgpu_norm::ContextOptions {
+            limits: Some(limits),
+            ..Default::default()
+        },
+    ))
+    .unwrap();
+    for ctx in [ctx(), &small] {
+        for n in [1usize, 3, 4, 1027, 4099, 70_003] {
+            let data: Vec<f32> = (0..n).map(|i| i as f32 * 0.5 - 7.0).collect();
+            let src = GpuTensor::from_slice(ctx, &data, &[n]).unwrap();
+            for kernel in wgpu_norm::CopyKernel::ALL {
+                let dst = GpuTensor::zeros(ctx, &[n]).unwrap();
+                let mut enc = ctx.device().create_command_encoder(&Default::default());
+                wgpu_norm::encode_copy_with(ctx, &mut enc, kernel, &src, &dst, None).unwrap();
+                ctx.submit_and_wait(enc).unwrap();
+                assert_eq!(dst.read(ctx).unwrap(), data, "{} n = {n}", kernel.name());
+            }
+            let dst = GpuTensor::zeros(ctx, &[n]).unwrap();
+            let mut enc = ctx.device().create_command_encoder(&Default::default());
+            wgpu_norm::encode_driver_copy(ctx, &mut enc, &src, &dst).unwrap();
+            ctx.submit_and_wait(enc).unwrap();
+            assert_eq!(dst.read(ctx).unwrap(), data, "driver copy n = {n}");
+        }
     }
+    // The bench's floor is the fastest of them, tuned once per size class.
+    let k = wgpu_norm::fastest_copy(&small, 280_000).unwrap();
+    assert_eq!(small.tuned().copy(280_000), Some(k));
+    assert_eq!(
+        wgpu_norm::fastest_copy(&small, 300_000).unwrap(),
+        k,
+        "same class: no retune"
+    );
 }
 
 #[test]

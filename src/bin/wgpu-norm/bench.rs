@@ -22,10 +22,18 @@ pub struct Args {
     /// Timed steps per shape (after two warm-up steps).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     iters: u32,
+    /// Run the whole set this many times, interleaved (round after round),
+    /// and report per row the median ratio and its spread.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    repeat: u32,
     /// Measure every forward kernel that can run each shape (layer-norm forward
     /// only), not only the planned one.
     #[arg(long)]
     all_kernels: bool,
+    /// Time every copy kernel (and the driver's copy) on each shape's bytes
+    /// instead of the ops: the floor's candidates.
+    #[arg(long)]
+    copies: bool,
     /// One JSON object per line per measurement on stdout.
     #[arg(long)]
     json: bool,
@@ -63,6 +71,9 @@ pub fn main(args: Args) -> CliResult {
     } else {
         args.shapes.iter().map(|s| s.0.clone()).collect()
     };
+    if args.copies {
+        return copies(&ctx, &shapes, args.iters, args.json);
+    }
     let ops: Vec<BenchOp> = if args.ops.is_empty() {
         BENCH_OPS.to_vec()
     } else {
@@ -84,21 +95,26 @@ pub fn main(args: Args) -> CliResult {
             }
         }
     }
-    let bar = indicatif::ProgressBar::new(jobs.len() as u64).with_style(
+    let bar = indicatif::ProgressBar::new(jobs.len() as u64 * args.repeat as u64).with_style(
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
             .expect("a valid template"),
     );
-    let mut rows: Vec<BenchRow> = Vec::new();
-    for (shape, which, op) in &jobs {
-        bar.set_message(format!(
-            "{} {}",
-            which.label,
-            crate::common::shape_string(shape)
-        ));
-        rows.push(which.run(&ctx, *op, shape, args.iters as usize)?);
-        bar.inc(1);
+    // Round after round over every job, so that a slow spell of the machine
+    // touches every row alike.
+    let mut rounds: Vec<Vec<BenchRow>> = vec![Vec::new(); jobs.len()];
+    for _ in 0..args.repeat {
+        for ((shape, which, op), results) in jobs.iter().zip(&mut rounds) {
+            bar.set_message(format!(
+                "{} {}",
+                which.label,
+                crate::common::shape_string(shape)
+            ));
+            results.push(which.run(&ctx, *op, shape, args.iters as usize)?);
+            bar.inc(1);
+        }
     }
     bar.finish_and_clear();
+    let rows: Vec<BenchRow> = rounds.into_iter().map(median_row).collect();
 
     if args.json {
         for r in &rows {
@@ -110,24 +126,46 @@ pub fn main(args: Args) -> CliResult {
     } else {
         println!("{}", adapter_label(ctx.adapter_info()));
         println!(
-            "{:<20} {:<14} {:<46} {:>12} {:>12} {:>7} {:>9} {:>9}",
-            "op", "shape", "kernel", "op (us)", "copy (us)", "ratio", "GB/s", "copy GB/s"
+            "{:<20} {:<14} {:<46} {:>12} {:>12} {:<20} {:>13} {:>9} {:>9} {:>9}",
+            "op",
+            "shape",
+            "kernel",
+            "op (us)",
+            "copy (us)",
+            "copy kernel",
+            "ratio",
+            "GB/s",
+            "copy GB/s",
+            "driver copy (us, CPU)"
         );
         for r in &rows {
+            let ratio = match r.repeats {
+                1 => format!("{:.2}", r.ratio),
+                _ => format!("{:.2} ({:.2}-{:.2})", r.ratio, r.ratio_min, r.ratio_max),
+            };
             println!(
-                "{:<20} {:<14} {:<46} {:>12.1} {:>12.1} {:>7.2} {:>9.2} {:>9.2}",
+                "{:<20} {:<14} {:<46} {:>12.1} {:>12.1} {:<20} {:>13} {:>9.2} {:>9.2} {:>9.1}",
                 r.op,
                 r.shape,
                 r.kernel,
                 r.ln_median_us,
                 r.copy_median_us,
-                r.ratio,
+                r.copy_kernel,
+                ratio,
                 r.gbps,
-                r.copy_gbps
+                r.copy_gbps,
+                r.driver_copy_cpu_us
             );
         }
         if let Some(r) = rows.first() {
-            println!("(medians of {} steps, {})", r.iters, r.timing_source);
+            let repeats = match r.repeats {
+                1 => String::new(),
+                k => format!("; ratio: median (range) of {k} rounds"),
+            };
+            println!(
+                "(medians of {} steps, {}; copy: the fastest copy kernel for the bytes{repeats})",
+                r.iters, r.timing_source
+            );
         }
         for (_, class, kernel) in ctx.tuned_kernels() {
             println!("autotuner: {class} -> {kernel}");
@@ -141,6 +179,55 @@ pub fn main(args: Args) -> CliResult {
             .collect();
         crate::plot::bandwidth_svg(path, ctx.adapter_info(), &forward)
             .map_err(|e| CliError::Failed(format!("{}: {e}", path.display())))?;
+    }
+    Ok(())
+}
+
+/// The row whose ratio is the median of `rows` (the upper one of an even
+/// count), with the spread of their ratios.
+fn median_row(mut rows: Vec<BenchRow>) -> BenchRow {
+    rows.sort_by(|a, b| a.ratio.total_cmp(&b.ratio));
+    let (min, max) = (rows[0].ratio, rows[rows.len() - 1].ratio);
+    let repeats = rows.len();
+    let mut row = rows.swap_remove(repeats / 2);
+    row.repeats = repeats;
+    row.ratio_min = min;
+    row.ratio_max = max;
+    row
+}
+
+/// `--copies`: every copy kernel, and the driver's copy, on the bytes of each
+/// shape's forward (x read, y written).
+fn copies(ctx: &wgpu_norm::Context, shapes: &[Vec<usize>], iters: u32, json: bool) -> CliResult {
+    if !json {
+        println!("{}", adapter_label(ctx.adapter_info()));
+        println!(
+            "{:<14} {:<22} {:>12} {:>9}",
+            "shape", "copy", "median (us)", "GB/s"
+        );
+    }
+    for shape in shapes {
+        let n: usize = shape.iter().product();
+        let bytes = n as u64 * 4;
+        let mut rows = wgpu_norm::time_copies(ctx, bytes, iters as u64)?
+            .into_iter()
+            .map(|(k, us)| (k.name(), us, "gpu_timestamps"))
+            .collect::<Vec<_>>();
+        let src = wgpu_norm::GpuTensor::zeros(ctx, &[n])?;
+        let dst = wgpu_norm::GpuTensor::zeros(ctx, &[n])?;
+        let driver = wgpu_norm::driver_copy_us(ctx, &src, &dst, iters as usize)?;
+        rows.push(("copy_buffer_to_buffer".into(), driver, "cpu_wall_clock"));
+        for (name, us, clock) in rows {
+            // A copy reads and writes every byte.
+            let gbps = 2.0 * bytes as f64 / (us * 1e-6) / 1e9;
+            let shape = crate::common::shape_string(shape);
+            if json {
+                let row = serde_json::json!({"shape": shape, "copy": name, "median_us": us, "gbps": gbps, "clock": clock});
+                println!("{row}");
+            } else {
+                println!("{shape:<14} {name:<22} {us:>12.1} {gbps:>9.2}");
+            }
+        }
     }
     Ok(())
 }
