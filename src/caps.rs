@@ -8,6 +8,9 @@ pub struct SubgroupSizes {
     pub min: u32,
     /// Largest subgroup the adapter may run.
     pub max: u32,
+    /// The size a probe kernel saw run (once per context,
+    /// `shaders/subgroup_probe.wgsl`); `min` where it could not run.
+    pub probed: u32,
 }
 
 /// The optional abilities a device has.
@@ -36,6 +39,7 @@ impl Capabilities {
                 .then_some(SubgroupSizes {
                     min: info.subgroup_min_size,
                     max: info.subgroup_max_size,
+                    probed: info.subgroup_min_size,
                 }),
             shader_f16: features.contains(wgpu::Features::SHADER_F16),
         }

@@ -183,7 +183,7 @@ pub enum Error {
 
     /// One row does not fit in one storage binding, so no chunking can help.
     #[error(
-        "a row of {dim} values ({row_bytes} bytes) does not fit the device's max_storage_buffer_binding_size of {max_binding} bytes"
+        "a row of {dim} values ({row_bytes} bytes) does not fit one storage binding of {max_binding} bytes (the device's max_storage_buffer_binding_size, at most 2^31; less the binding offset alignment where the tensors or rows are not aligned to it)"
     )]
     RowTooLarge {
         /// Elements per row.

@@ -38,8 +38,14 @@ impl Gpu {
         info: wgpu::AdapterInfo,
         lost: Arc<Mutex<Option<String>>>,
     ) -> Self {
+        let mut capabilities = Capabilities::of(device.features(), &info);
+        if let Some(sizes) = &mut capabilities.subgroups
+            && let Some(size) = probe_subgroup_size(&device, &queue, sizes.max)
+        {
+            sizes.probed = size;
+        }
         Gpu {
-            capabilities: Capabilities::of(device.features(), &info),
+            capabilities,
             limits: device.limits(),
             device,
             queue,
@@ -129,4 +135,68 @@ impl Gpu {
         self.check_lost()?;
         Ok(value)
     }
+}
+
+/// Runs `shaders/subgroup_probe.wgsl` once and reads back the subgroup size
+/// it saw; `None` (and the plan falls back to the reported minimum) where
+/// anything fails or the size is outside wgpu's reported range.
+fn probe_subgroup_size(device: &wgpu::Device, queue: &wgpu::Queue, max: u32) -> Option<u32> {
+    let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some("subgroup probe"),
+        source: wgpu::ShaderSource::Wgsl(include_str!("../shaders/subgroup_probe.wgsl").into()),
+    });
+    let lanes = max.clamp(
+        64,
+        device.limits().max_compute_invocations_per_workgroup.max(1),
+    );
+    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some("subgroup probe"),
+        layout: None,
+        module: &module,
+        entry_point: Some("probe"),
+        compilation_options: wgpu::PipelineCompilationOptions {
+            constants: &[("WG", lanes as f64)],
+            zero_initialize_workgroup_memory: false,
+        },
+        cache: None,
+    });
+    let buffer = |usage| {
+        device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("subgroup probe"),
+            size: 16,
+            usage,
+            mapped_at_creation: false,
+        })
+    };
+    let out = buffer(wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC);
+    let staging = buffer(wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
+    let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some("subgroup probe"),
+        layout: &pipeline.get_bind_group_layout(0),
+        entries: &[wgpu::BindGroupEntry {
+            binding: 0,
+            resource: out.as_entire_binding(),
+        }],
+    });
+    let mut encoder = device.create_command_encoder(&Default::default());
+    {
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        pass.set_pipeline(&pipeline);
+        pass.set_bind_group(0, &group, &[]);
+        pass.dispatch_workgroups(1, 1, 1);
+    }
+    encoder.copy_buffer_to_buffer(&out, 0, &staging, 0, 16);
+    queue.submit([encoder.finish()]);
+    if pollster::block_on(scope.pop()).is_some() {
+        return None;
+    }
+    staging.slice(..).map_async(wgpu::MapMode::Read, |_| {});
+    device.poll(wgpu::PollType::wait_indefinitely()).ok()?;
+    let size = {
+        let view = staging.slice(..).get_mapped_range().ok()?;
+        u32::from_le_bytes([view[0], view[1], view[2], view[3]])
+    };
+    staging.unmap();
+    (size > 0 && size.is_power_of_two()).then_some(size)
 }

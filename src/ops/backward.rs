@@ -68,7 +68,7 @@ fn choose(
     let mut plan = cfg.backward_plan(ctx, rc)?;
     let limits = ctx.limits();
     let align = limits.min_storage_buffer_offset_alignment as u64;
-    let max_binding = limits.max_storage_buffer_binding_size;
+    let max_binding = plan::max_binding(limits);
     let lane_rows = plan.kernel.spec().rows_per_lane as u64;
     let max_rows = match plan.kernel {
         BackwardKernel::RowPerLane => {
@@ -78,12 +78,14 @@ fn choose(
         BackwardKernel::SplitRow(_) => plan::MAX_WORKGROUPS_PER_DISPATCH / plan.splits as u64,
     };
     let cols = rc.cols as u64;
+    let row_bytes = (cols * dtype.size_bytes()).max(4);
+    let offsets = [io.x, io.dy, io.dx].map(|t| t.offset());
     let chunks = plan::chunk_rows(
         rc.rows as u64,
         rc.cols,
-        cols * dtype.size_bytes(),
+        row_bytes,
         max_binding,
-        align,
+        plan::start_slack(offsets, row_bytes, align),
         max_rows,
     )?;
     let wants_params = io.dgamma.is_some() || io.dbeta.is_some();
@@ -119,8 +121,19 @@ fn choose(
         };
         plan = fallback.backward_plan(ctx, rc)?;
     }
+    // Fewer, longer parts until the partial sums fit; a part per chunk is
+    // the least there can be.
+    let most_rows = chunks.iter().map(|c| c.rows).max().unwrap_or(1);
     while wants_params && 2 * parts_of(&plan) * cols * 4 > max_binding {
-        plan.rows_per_part *= 2;
+        if plan.rows_per_part as u64 >= most_rows {
+            return Err(Error::LimitTooLow {
+                what: "the dgamma/dbeta partial sums (two f32 per column and part of rows, one part per chunk at least)",
+                limit: "max_storage_buffer_binding_size",
+                needed: 2 * parts_of(&plan) * cols * 4,
+                actual: max_binding,
+            });
+        }
+        plan.rows_per_part = plan.rows_per_part.saturating_mul(2);
     }
     let parts = if wants_params { parts_of(&plan) } else { 0 };
     Ok(Choice {

@@ -97,7 +97,7 @@ pub fn encode_copy_with(
     let limits = ctx.limits();
     // A chunk is whole vec4s that start at an aligned offset, within one binding.
     let step = (limits.min_storage_buffer_offset_alignment as u64).max(16);
-    let chunk_bytes = limits.max_storage_buffer_binding_size / step * step;
+    let chunk_bytes = plan::max_binding(limits) / step * step;
     if chunk_bytes == 0 {
         return Err(Error::LimitTooLow {
             what: "a copy",

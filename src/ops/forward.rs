@@ -79,12 +79,24 @@ pub(crate) fn choose(
         Rows::Pieces => plan::MAX_WORKGROUPS_PER_DISPATCH / plan.splits as u64,
         _ => plan::MAX_WORKGROUPS_PER_DISPATCH * plan.rows_per_workgroup as u64,
     };
+    // A row's bytes in the widest row-indexed tensor (mean and rstd take 4).
+    let row_bytes = (rc.cols as u64 * dtype.size_bytes()).max(4);
+    let residual_tensors = io
+        .residual
+        .map(|r| r.residual)
+        .into_iter()
+        .chain(io.residual.and_then(|r| r.sum));
+    let offsets = [Some(io.x), io.y]
+        .into_iter()
+        .flatten()
+        .chain(residual_tensors)
+        .map(|t| t.offset());
     let chunks = plan::chunk_rows(
         rc.rows as u64,
         rc.cols,
-        rc.cols as u64 * dtype.size_bytes(),
-        limits.max_storage_buffer_binding_size,
-        align,
+        row_bytes,
+        plan::max_binding(limits),
+        plan::start_slack(offsets, row_bytes, align),
         max_rows,
     )?;
     let cols = rc.cols as u64;

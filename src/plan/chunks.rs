@@ -8,6 +8,19 @@ use crate::shape::DType;
 /// Rows one dispatch can address: 65,535 workgroups in x times 65,535 in y.
 pub const MAX_WORKGROUPS_PER_DISPATCH: u64 = 65_535 * 65_535;
 
+/// The largest binding the crate makes, whatever the device allows: the
+/// kernels index with u32, and Metal reports bindings up to its buffer
+/// length, where an index past 2^32 elements would wrap silently. 2^31
+/// bytes keeps every element index (2^30 f16 values) far from it.
+pub const MAX_BINDING_BYTES: u64 = 1 << 31;
+
+/// The bytes one storage binding may span on a device of `limits`.
+pub fn max_binding(limits: &wgpu::Limits) -> u64 {
+    limits
+        .max_storage_buffer_binding_size
+        .min(MAX_BINDING_BYTES)
+}
+
 /// A run of consecutive rows encoded as one dispatch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RowChunk {
@@ -22,18 +35,20 @@ pub struct RowChunk {
 ///
 /// `row_bytes` is the largest number of bytes a row takes in any tensor bound
 /// per chunk (dim × 4 for f32 x and y). A binding must start at a multiple of
-/// `offset_alignment`, so a window may begin up to `offset_alignment - 2`
-/// bytes before its first row and end up to 2 bytes past its last (whole
-/// words); that slack is reserved.
+/// the device's offset alignment, so a window may begin up to `slack` bytes
+/// before its first row (the alignment, or 0 where every row-indexed tensor
+/// starts aligned and a row is a multiple of the alignment: see
+/// [`start_slack`]) and end up to 2 bytes past its last (whole words); that
+/// is reserved. A row of exactly one binding then fits.
 pub fn chunk_rows(
     rows: u64,
     dim: usize,
     row_bytes: u64,
     max_binding: u64,
-    offset_alignment: u64,
+    slack: u64,
     max_rows_per_dispatch: u64,
 ) -> Result<Vec<RowChunk>> {
-    let usable = max_binding.saturating_sub(offset_alignment) & !3;
+    let usable = max_binding.saturating_sub(slack) & !3;
     let rows_per_chunk = (usable / row_bytes).min(max_rows_per_dispatch);
     if rows_per_chunk == 0 {
         return Err(Error::RowTooLarge {
@@ -50,6 +65,14 @@ pub fn chunk_rows(
         first_row += n;
     }
     Ok(chunks)
+}
+
+/// The bytes a chunk's window may start before its first row: none where
+/// every row-indexed tensor starts at a multiple of `alignment` and a row is
+/// one (then so is every chunk's start), else `alignment`.
+pub fn start_slack(offsets: impl IntoIterator<Item = u64>, row_bytes: u64, alignment: u64) -> u64 {
+    let aligned = row_bytes % alignment == 0 && offsets.into_iter().all(|o| o % alignment == 0);
+    if aligned { 0 } else { alignment }
 }
 
 /// Where one tensor's slice of a chunk is bound: the binding starts at the
@@ -127,6 +150,32 @@ mod tests {
             matches!(err, Error::RowTooLarge { dim: 1_048_576, .. }),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_row_of_exactly_one_binding_fits_where_it_starts_aligned() {
+        let max = 128u64 << 20;
+        let slack = start_slack([0, 256], max, 256);
+        assert_eq!(slack, 0);
+        let chunks = chunk_rows(2, (max / 4) as usize, max, max, slack, u64::MAX).unwrap();
+        assert_eq!(chunks.len(), 2, "a row a chunk");
+        for c in &chunks {
+            let w = binding_window(c.first_row * max, c.rows * max / 4, 256);
+            assert!(w.size <= max && w.offset % 256 == 0, "{w:?}");
+        }
+        // At an unaligned offset the slack is needed, and the row is refused.
+        let slack = start_slack([4], max, 256);
+        assert!(chunk_rows(2, (max / 4) as usize, max, max, slack, u64::MAX).is_err());
+    }
+
+    #[test]
+    fn bindings_stop_at_two_gibibytes() {
+        let limits = |max| wgpu::Limits {
+            max_storage_buffer_binding_size: max,
+            ..Default::default()
+        };
+        assert_eq!(max_binding(&limits(4 << 30)), 1 << 31);
+        assert_eq!(max_binding(&limits(128 << 20)), 128 << 20);
     }
 
     #[test]

@@ -192,7 +192,9 @@ impl LayerNormPlan {
                 })?;
             lanes = lanes.max(sizes.max);
             if spec.rows == Rows::PerSubgroup {
-                rows_per_workgroup = lanes / sizes.min;
+                // The size that runs, not the range wgpu reports (4..64 on
+                // Metal, 4..128 on Vulkan without subgroup-size control).
+                rows_per_workgroup = (lanes / sizes.probed.clamp(sizes.min, sizes.max)).max(1);
             }
             if spec.single_subgroup_size {
                 // Its sums are one subgroupAdd: the workgroup must be one subgroup.
@@ -289,7 +291,11 @@ mod tests {
         Capabilities {
             timestamps: false,
             timestamps_inside_passes: false,
-            subgroups: subgroups.map(|(min, max)| SubgroupSizes { min, max }),
+            subgroups: subgroups.map(|(min, max)| SubgroupSizes {
+                min,
+                max,
+                probed: min,
+            }),
             shader_f16: false,
         }
     }
@@ -362,6 +368,22 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.workgroup_size, 64);
+    }
+
+    #[test]
+    fn subgroup_rows_follow_the_probed_size_not_the_reported_minimum() {
+        let limits = wgpu::Limits::default();
+        let gpu = info(wgpu::DeviceType::IntegratedGpu);
+        // Metal reports 4..64; an Apple GPU runs 32.
+        let mut apple = caps(Some((4, 64)));
+        apple.subgroups.as_mut().unwrap().probed = 32;
+        let p = LayerNormPlan::new(100, 768, apple, &gpu, &limits);
+        assert_eq!(p.kernel, Kernel::RowPerSubgroup);
+        assert_eq!(
+            (p.workgroup_size, p.rows_per_workgroup),
+            (128, 4),
+            "one row per 32-wide subgroup, not per 4 lanes"
+        );
     }
 
     #[test]

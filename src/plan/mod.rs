@@ -19,8 +19,8 @@ pub mod tuned;
 
 pub use backward::{BACKWARD_LADDER, BackwardPlan, BackwardRung, FUSED_MAX_ROWS, MAX_PARTS};
 pub use chunks::{
-    BindingWindow, MAX_WORKGROUPS_PER_DISPATCH, RowChunk, binding_window, binding_window_of,
-    chunk_rows, grid,
+    BindingWindow, MAX_BINDING_BYTES, MAX_WORKGROUPS_PER_DISPATCH, RowChunk, binding_window,
+    binding_window_of, chunk_rows, grid, max_binding, start_slack,
 };
 pub use forward::{LADDER, LayerNormPlan, Rung, SPLIT_PIECE};
 pub use specs::{

@@ -336,3 +336,24 @@ fn the_autotuner_times_candidates_once_and_persists_the_winner() {
     assert_eq!(plan.kernel.name(), winner);
     assert_eq!(next.cached_pipelines(), 0, "no candidate was timed");
 }
+
+#[test]
+fn the_subgroup_size_is_probed_and_planned_with() {
+    let _serial = crate::common::gl_serial();
+    let ctx = ctx();
+    match ctx.capabilities().subgroups {
+        Some(s) => {
+            assert!(
+                s.min <= s.probed && s.probed <= s.max && s.probed.is_power_of_two(),
+                "probed {s:?}"
+            );
+            let plan = LayerNorm::new()
+                .with_kernel(Kernel::RowPerSubgroup)
+                .plan(ctx, &[100, 64])
+                .unwrap();
+            assert_eq!(plan.rows_per_workgroup, plan.workgroup_size / s.probed);
+        }
+        // The refusal of the subgroup kernels there is tested above.
+        None => assert!(!ctx.device().features().contains(wgpu::Features::SUBGROUP)),
+    }
+}

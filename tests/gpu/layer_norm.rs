@@ -265,6 +265,78 @@ fn tensor_over_the_binding_limit_is_chunked() {
 }
 
 #[test]
+fn a_row_of_exactly_one_binding_runs_forward_and_backward() {
+    let _serial = crate::common::gl_serial();
+    // Bindings of 64 KiB, rows of 16,384 f32 (64 KiB): one row a chunk.
+    let mut limits = ctx().limits().clone();
+    limits.max_storage_buffer_binding_size = 64 << 10;
+    let small = pollster::block_on(Context::with_options(ContextOptions {
+        limits: Some(limits),
+        ..Default::default()
+    }))
+    .unwrap();
+    let (rows, dim) = (3usize, 16_384usize);
+    let x = synthetic::normal(61, rows * dim, 2.0, 1.5);
+    let dy = synthetic::normal(62, rows * dim, 0.0, 1.0);
+    let (g, b) = params(63, dim);
+    check(
+        "one binding a row",
+        &small,
+        LayerNorm::new(),
+        &[rows, dim],
+        &x,
+        Some(&g),
+        Some(&b),
+    );
+    let xg = GpuTensor::from_slice(&small, &x, &[rows, dim]).unwrap();
+    let dyg = GpuTensor::from_slice(&small, &dy, &[rows, dim]).unwrap();
+    let gg = GpuTensor::from_slice(&small, &g, &[dim]).unwrap();
+    // dx alone: every row in a chunk of its own.
+    let dx = GpuTensor::zeros(&small, &[rows, dim]).unwrap();
+    let io = wgpu_norm::LayerNormGradIo {
+        x: &xg,
+        dy: &dyg,
+        gamma: Some(&gg),
+        mean: None,
+        rstd: None,
+        dx: &dx,
+        dgamma: None,
+        dbeta: None,
+    };
+    LayerNorm::new().backward_into(&small, &io).unwrap();
+    let want = reference::norm_backward(&x, &dy, dim, Some(&g), 1e-5, false);
+    let (tol_dx, _, _) = reference::norm_backward_tolerance(&dy, &want, Some(&g));
+    let err = reference::max_abs_error(&dx.read(&small).unwrap(), &want.dx);
+    assert!(err <= tol_dx, "dx error {err:.3e} > {tol_dx:.3e}");
+    // dgamma/dbeta's partial sums (two f32 per column and chunk) cannot fit
+    // one binding here: refused with the numbers, not a panic.
+    let e = LayerNorm::new()
+        .backward(&small, &xg, &dyg, Some(&gg), None)
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            wgpu_norm::Error::LimitTooLow {
+                needed: 393_216,
+                actual: 65_536,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // One value more is one binding too many: refused, naming the limit.
+    let x1 = GpuTensor::zeros(&small, &[1, dim + 1]).unwrap();
+    let e = LayerNorm::new()
+        .forward(&small, &x1, None, None)
+        .unwrap_err();
+    assert!(
+        matches!(e, wgpu_norm::Error::RowTooLarge { .. })
+            && e.to_string().contains("max_storage_buffer_binding_size"),
+        "{e}"
+    );
+}
+
+#[test]
 fn caller_buffers_at_odd_offsets() {
     let _serial = crate::common::gl_serial();
     // Tensors wrapped in a caller's buffer at offsets that are not 16-byte

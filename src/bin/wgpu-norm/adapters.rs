@@ -25,9 +25,19 @@ pub fn main(args: Args) -> CliResult {
         let info = adapter.get_info();
         let f = adapter.features();
         let l = adapter.limits();
-        let subgroups = f
-            .contains(wgpu::Features::SUBGROUP)
-            .then(|| json!({"min": info.subgroup_min_size, "max": info.subgroup_max_size}));
+        // The size that runs, from a probe kernel on a device of this adapter.
+        let probed = f.contains(wgpu::Features::SUBGROUP).then(|| {
+            pollster::block_on(wgpu_norm::Context::from_adapter(
+                &adapter,
+                &wgpu_norm::ContextOptions::default(),
+            ))
+            .ok()
+            .and_then(|ctx| ctx.capabilities().subgroups)
+            .map(|s| s.probed)
+        });
+        let subgroups = f.contains(wgpu::Features::SUBGROUP).then(|| {
+            json!({"min": info.subgroup_min_size, "max": info.subgroup_max_size, "probed": probed.flatten()})
+        });
         let report = json!({
             "name": info.name,
             "backend": format!("{:?}", info.backend),
@@ -62,8 +72,12 @@ pub fn main(args: Args) -> CliResult {
         );
         match f.contains(wgpu::Features::SUBGROUP) {
             true => println!(
-                "  subgroups        yes, size {}..={}",
-                info.subgroup_min_size, info.subgroup_max_size
+                "  subgroups        yes, size {}..={} (probed: {})",
+                info.subgroup_min_size,
+                info.subgroup_max_size,
+                probed
+                    .flatten()
+                    .map_or("could not run".to_string(), |s| s.to_string())
             ),
             false => println!("  subgroups        no"),
         }
