@@ -92,6 +92,10 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../../shaders/layer_norm_split_row.wgsl"),
     ),
     (
+        "layer_norm_row_cached.wgsl",
+        include_str!("../../shaders/layer_norm_row_cached.wgsl"),
+    ),
+    (
         "norm_backward.wgsl",
         include_str!("../../shaders/norm_backward.wgsl"),
     ),
@@ -191,4 +195,19 @@ pub fn backward_source(reduction: Reduction, dtype: DType) -> String {
     [prelude(dtype), "norm_backward.wgsl", reduce]
         .map(file)
         .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::KERNELS;
+
+    #[test]
+    fn every_file_a_kernel_names_is_compiled_in() {
+        for spec in KERNELS {
+            for f in spec.files {
+                assert!(FILES.iter().any(|(n, _)| n == f), "{}: {f}", spec.name);
+            }
+        }
+    }
 }

@@ -65,7 +65,7 @@ impl NormConfig {
     pub fn plan(&self, ctx: &Context, rc: RowsCols) -> Result<LayerNormPlan> {
         let (caps, info, limits) = (ctx.capabilities(), ctx.adapter_info(), ctx.limits());
         if let Some(k) = self.kernel {
-            return LayerNormPlan::forced(k, rc.cols, caps, info, limits);
+            return LayerNormPlan::forced(k, rc.rows, rc.cols, caps, info, limits);
         }
         let tuned = match ctx.tuned().get(rc.rows, rc.cols) {
             Some(k) => Some(k),
@@ -75,7 +75,7 @@ impl NormConfig {
             },
         };
         match tuned {
-            Some(k) => LayerNormPlan::forced(k, rc.cols, caps, info, limits),
+            Some(k) => LayerNormPlan::forced(k, rc.rows, rc.cols, caps, info, limits),
             None => Ok(LayerNormPlan::new(rc.rows, rc.cols, caps, info, limits)),
         }
     }

@@ -3,7 +3,7 @@
 
 use crate::caps::{AdapterClass, Capabilities};
 use crate::error::{Error, Result};
-use crate::plan::forward::{ANY, SPLIT_PIECE, device_lanes};
+use crate::plan::forward::{ANY, GPU_SPLIT_ROWS, device_lanes, split_pieces};
 use crate::plan::specs::{BackwardKernel, Reduction};
 
 use AdapterClass::{Cpu, Gpu};
@@ -64,7 +64,8 @@ const fn back(
 /// after 65,535 loop iterations: hence 8-lane workgroups only up to 131,072
 /// values (the backward walks scalars), four rows per lane at most
 /// [`FUSED_MAX_ROWS`] rows (its dgamma parts are four rows), pieces of
-/// [`SPLIT_PIECE`] values, and 1,024 lanes for the longest rows. As in the
+/// [`SPLIT_PIECE`](crate::plan::SPLIT_PIECE) values (more on GPUs:
+/// [`split_pieces`]), and 1,024 lanes for the longest rows. As in the
 /// forward's [`LADDER`](crate::plan::LADDER), few long rows are split so that they fill the
 /// device, and CPU adapters run 8-lane workgroups (the forward's reason).
 /// On lavapipe that took 1x32x65536 from 8.1 to 6.5 times a copy and
@@ -78,8 +79,8 @@ const fn back(
 /// | any   | any        | 1,024     | row per workgroup, tree     | 64    |
 /// | CPU   | 63         | any       | split row, subgroup         | 8     |
 /// | CPU   | 63         | any       | split row, tree             | 8     |
-/// | GPU   | 63         | any       | split row, subgroup         | 256   |
-/// | GPU   | 63         | any       | split row, tree             | 256   |
+/// | GPU   | 511        | any       | split row, subgroup         | 256   |
+/// | GPU   | 511        | any       | split row, tree             | 256   |
 /// | CPU   | any        | 131,072   | row per workgroup, subgroup | 8     |
 /// | CPU   | any        | 131,072   | row per workgroup, tree     | 8     |
 /// | any   | any        | 4,194,304 | row per workgroup, subgroup | 256   |
@@ -118,8 +119,14 @@ pub const BACKWARD_LADDER: &[BackwardRung] = &[
         BackwardKernel::RowPerWorkgroup(TREE),
         8,
     ),
-    back(Some(Gpu), 63, ANY, BackwardKernel::SplitRow(SUBGROUP), 256),
-    back(Some(Gpu), 63, ANY, BackwardKernel::SplitRow(TREE), 256),
+    back(
+        Some(Gpu),
+        GPU_SPLIT_ROWS,
+        ANY,
+        BackwardKernel::SplitRow(SUBGROUP),
+        256,
+    ),
+    back(Some(Gpu), GPU_SPLIT_ROWS, ANY, BackwardKernel::SplitRow(TREE), 256),
     back(
         None,
         ANY,
@@ -173,11 +180,12 @@ impl BackwardPlan {
                     && (!r.kernel.needs_subgroups() || capabilities.subgroups.is_some())
             })
             .expect("the backward ladder ends with a rung for any shape without subgroups");
-        Self::from_rung(*rung, rows, dim, capabilities, limits)
+        Self::from_rung(*rung, class, rows, dim, capabilities, limits)
     }
 
     fn from_rung(
         rung: BackwardRung,
+        class: AdapterClass,
         rows: usize,
         dim: usize,
         capabilities: Capabilities,
@@ -188,7 +196,7 @@ impl BackwardPlan {
             lanes = lanes.max(sizes.max);
         }
         let splits = match rung.kernel {
-            BackwardKernel::SplitRow(_) => dim.div_ceil(SPLIT_PIECE).clamp(1, 1024) as u32,
+            BackwardKernel::SplitRow(_) => split_pieces(rows, dim, class),
             _ => 1,
         };
         let rows_per_part = match rung.kernel {
@@ -240,7 +248,7 @@ impl BackwardPlan {
             .min_by_key(|r| (r.class.is_some_and(|c| c != class), r.max_dim))
             .copied()
             .unwrap_or(back(None, ANY, ANY, kernel, 64));
-        Ok(Self::from_rung(rung, rows, dim, capabilities, limits))
+        Ok(Self::from_rung(rung, class, rows, dim, capabilities, limits))
     }
 
     /// `row-per-lane, 64 lanes, 64 rows per part`,

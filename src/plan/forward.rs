@@ -3,7 +3,7 @@
 
 use crate::caps::{AdapterClass, Capabilities};
 use crate::error::{Error, Result};
-use crate::plan::specs::{Kernel, ROWS_PER_BLOCK, Reduction, Rows};
+use crate::plan::specs::{Kernel, ROW_CACHE_VALUES, ROWS_PER_BLOCK, Reduction, Rows};
 
 /// One rung of the ladder: up to `max_rows` rows of up to `max_dim` values
 /// on an adapter of `class` run `kernel` with `workgroup_size` lanes.
@@ -80,12 +80,12 @@ const TREE: Reduction = Reduction::Workgroup;
 /// | CPU   | any        | 131,072   | row block, no subgroups     | 8     |
 /// | GPU   | any        | 1,024     | row per subgroup            | 128   |
 /// | GPU   | any        | 256       | row per workgroup, tree     | 32    |
-/// | GPU   | any        | 2,048     | row per workgroup, subgroup | 64    |
-/// | GPU   | any        | 2,048     | row per workgroup, tree     | 64    |
-/// | GPU   | any        | 8,192     | row per workgroup, subgroup | 128   |
-/// | GPU   | any        | 8,192     | row per workgroup, tree     | 128   |
-/// | GPU   | 63         | any       | split row, subgroup         | 256   |
-/// | GPU   | 63         | any       | split row, tree             | 256   |
+/// | GPU   | any        | 2,048     | row cached, subgroup        | 64    |
+/// | GPU   | any        | 2,048     | row cached, tree            | 64    |
+/// | GPU   | any        | 8,192     | row cached, subgroup        | 256   |
+/// | GPU   | any        | 8,192     | row cached, tree            | 256   |
+/// | GPU   | 511        | any       | split row, subgroup         | 256   |
+/// | GPU   | 511        | any       | split row, tree             | 256   |
 /// | CPU   | any        | 262,144   | row per workgroup, subgroup | 8     |
 /// | CPU   | any        | 262,144   | row per workgroup, tree     | 8     |
 /// | any   | any        | 4,194,304 | row per workgroup, subgroup | 256   |
@@ -100,12 +100,12 @@ pub const LADDER: &[Rung] = &[
     rung(Cpu, ANY, 131_072, Kernel::RowBlock(TREE), 8),
     rung(Gpu, ANY, 1024, Kernel::RowPerSubgroup, 128),
     rung(Gpu, ANY, 256, Kernel::RowPerWorkgroup(TREE), 32),
-    rung(Gpu, ANY, 2048, Kernel::RowPerWorkgroup(SUBGROUP), 64),
-    rung(Gpu, ANY, 2048, Kernel::RowPerWorkgroup(TREE), 64),
-    rung(Gpu, ANY, 8192, Kernel::RowPerWorkgroup(SUBGROUP), 128),
-    rung(Gpu, ANY, 8192, Kernel::RowPerWorkgroup(TREE), 128),
-    rung(Gpu, 63, ANY, Kernel::SplitRow(SUBGROUP), 256),
-    rung(Gpu, 63, ANY, Kernel::SplitRow(TREE), 256),
+    rung(Gpu, ANY, 2048, Kernel::RowCached(SUBGROUP), 64),
+    rung(Gpu, ANY, 2048, Kernel::RowCached(TREE), 64),
+    rung(Gpu, ANY, 8192, Kernel::RowCached(SUBGROUP), 256),
+    rung(Gpu, ANY, 8192, Kernel::RowCached(TREE), 256),
+    rung(Gpu, GPU_SPLIT_ROWS, ANY, Kernel::SplitRow(SUBGROUP), 256),
+    rung(Gpu, GPU_SPLIT_ROWS, ANY, Kernel::SplitRow(TREE), 256),
     rung(Cpu, ANY, 1 << 18, Kernel::RowPerWorkgroup(SUBGROUP), 8),
     rung(Cpu, ANY, 1 << 18, Kernel::RowPerWorkgroup(TREE), 8),
     rung(Cpu, ANY, 1 << 22, Kernel::RowPerWorkgroup(SUBGROUP), 256),
@@ -121,9 +121,36 @@ pub const LADDER: &[Rung] = &[
 /// No limit, in a rung.
 pub(crate) const ANY: usize = usize::MAX;
 
+/// On GPUs, rows longer than 8,192 values are split when there are fewer than
+/// [`GPU_MIN_WORKGROUPS`] / 2 of them: one workgroup per row would leave
+/// compute units idle (128 rows of 65,536 were 128 workgroups).
+pub const GPU_SPLIT_ROWS: usize = GPU_MIN_WORKGROUPS / 2 - 1;
+
 /// Values per piece the split-row kernel aims for (so a piece keeps one
 /// workgroup busy, and no lane loops long).
 pub const SPLIT_PIECE: usize = 8192;
+
+/// Workgroups a GPU's grid should have at least: several per compute unit
+/// (wgpu does not report how many a GPU has; 1,024 is eight each on a
+/// 128-unit GPU). Rows fewer than that are split into more pieces, down to
+/// [`GPU_MIN_PIECE`] values; the autotuner can still pick a kernel that does
+/// not split.
+pub const GPU_MIN_WORKGROUPS: usize = 1024;
+
+/// The fewest values a piece takes when a GPU's rows are split to fill it.
+pub const GPU_MIN_PIECE: usize = 2048;
+
+/// Pieces per row of the split-row kernel: pieces of [`SPLIT_PIECE`] values,
+/// and on a GPU more of them (of at least [`GPU_MIN_PIECE`]) until the grid
+/// has [`GPU_MIN_WORKGROUPS`]; at most 1,024.
+pub fn split_pieces(rows: usize, dim: usize, class: AdapterClass) -> u32 {
+    let mut pieces = dim.div_ceil(SPLIT_PIECE);
+    if class == AdapterClass::Gpu {
+        let fill = GPU_MIN_WORKGROUPS.div_ceil(rows.max(1));
+        pieces = pieces.max(fill.min(dim / GPU_MIN_PIECE));
+    }
+    pieces.clamp(1, 1024) as u32
+}
 
 /// What the plan picked for a layer-norm forward of rows of `dim` values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -152,7 +179,8 @@ impl LayerNormPlan {
             .iter()
             .filter(|r| r.class == class && rows <= r.max_rows && dim <= r.max_dim)
             .find_map(|r| {
-                Self::with_kernel(r.kernel, r.workgroup_size, dim, capabilities, info, limits).ok()
+                Self::with_kernel(r.kernel, r.workgroup_size, rows, dim, capabilities, info, limits)
+                    .ok()
             })
             .expect("the ladder ends with rungs for any dim that any adapter can run")
     }
@@ -165,6 +193,7 @@ impl LayerNormPlan {
     pub fn with_kernel(
         kernel: Kernel,
         workgroup_size: u32,
+        rows: usize,
         dim: usize,
         capabilities: Capabilities,
         info: &wgpu::AdapterInfo,
@@ -210,6 +239,17 @@ impl LayerNormPlan {
                 lanes = sizes.max;
             }
         }
+        if let Kernel::RowCached(_) = kernel
+            && dim > lanes as usize * ROW_CACHE_VALUES
+        {
+            return Err(Error::KernelUnsuitable {
+                kernel: kernel.name(),
+                reason: format!(
+                    "rows of {dim} values exceed what {lanes} lanes hold ({} values each)",
+                    ROW_CACHE_VALUES
+                ),
+            });
+        }
         if spec.rows == Rows::BlockPerWorkgroup {
             // Lanes 0-2 take the dim % 4 last columns.
             lanes = lanes.max(4);
@@ -219,7 +259,7 @@ impl LayerNormPlan {
             rows_per_workgroup = ROWS_PER_BLOCK * lanes;
         }
         let splits = match kernel {
-            Kernel::SplitRow(_) => dim.div_ceil(SPLIT_PIECE).clamp(1, 1024) as u32,
+            Kernel::SplitRow(_) => split_pieces(rows, dim, AdapterClass::of(info)),
             // Without subgroups every lane's share of a row is a piece.
             Kernel::RowBlock(Reduction::Workgroup) => lanes,
             _ => 1,
@@ -244,6 +284,7 @@ impl LayerNormPlan {
     /// has one (else of any class).
     pub fn forced(
         kernel: Kernel,
+        rows: usize,
         dim: usize,
         capabilities: Capabilities,
         info: &wgpu::AdapterInfo,
@@ -256,7 +297,7 @@ impl LayerNormPlan {
             .filter(|r| r.kernel == kernel)
             .min_by_key(|r| (r.class != class, dim > r.max_dim, r.max_dim))
             .map_or(256, |r| r.workgroup_size);
-        Self::with_kernel(kernel, lanes, dim, capabilities, info, limits)
+        Self::with_kernel(kernel, lanes, rows, dim, capabilities, info, limits)
     }
 
     /// `row-per-lane, 64 lanes`, `split-row/subgroup, 256 lanes, 128 pieces` etc.
@@ -329,11 +370,11 @@ mod tests {
         // subgroup size.
         let intel = caps(Some((8, 32)));
         assert!(matches!(
-            LayerNormPlan::with_kernel(Kernel::RowBlock(SUBGROUP), 8, 4096, intel, &cpu, &limits),
+            LayerNormPlan::with_kernel(Kernel::RowBlock(SUBGROUP), 8, 100, 4096, intel, &cpu, &limits),
             Err(Error::KernelUnsuitable { .. })
         ));
         // A forced kernel takes its adapter class's lanes even past its rung's dims.
-        let forced = LayerNormPlan::forced(Kernel::RowPerLane, 4096, lavapipe, &cpu, &limits);
+        let forced = LayerNormPlan::forced(Kernel::RowPerLane, 100, 4096, lavapipe, &cpu, &limits);
         assert_eq!(forced.unwrap().workgroup_size, 32);
         assert_eq!(
             plan(1 << 20, lavapipe, &cpu).kernel,
@@ -353,7 +394,10 @@ mod tests {
             plan(200, caps(None), &gpu).kernel,
             Kernel::RowPerWorkgroup(TREE)
         );
-        assert_eq!(plan(4096, nvidia, &gpu).workgroup_size, 128);
+        // Rows up to 8,192 are held in registers on GPUs: x read once.
+        let p = plan(4096, nvidia, &gpu);
+        assert_eq!((p.kernel, p.workgroup_size), (Kernel::RowCached(SUBGROUP), 256));
+        assert_eq!(plan(2000, caps(None), &gpu).kernel, Kernel::RowCached(TREE));
         // The top rung asks for 1,024 lanes; a device with 256 gets 256.
         assert_eq!(plan(1 << 23, nvidia, &gpu).workgroup_size, 256);
         // AMD's wave64: a workgroup holds whole subgroups.
@@ -361,6 +405,7 @@ mod tests {
         let p = LayerNormPlan::with_kernel(
             Kernel::RowPerWorkgroup(SUBGROUP),
             32,
+            100,
             100,
             amd,
             &gpu,
@@ -384,6 +429,24 @@ mod tests {
             (128, 4),
             "one row per 32-wide subgroup, not per 4 lanes"
         );
+    }
+
+    #[test]
+    fn long_rows_on_a_gpu_are_split_until_the_grid_is_full() {
+        let limits = wgpu::Limits::default();
+        let gpu = info(wgpu::DeviceType::DiscreteGpu);
+        let nvidia = caps(Some((32, 32)));
+        // 128 rows of 65,536: eight pieces a row, 1,024 workgroups (was 128).
+        let p = LayerNormPlan::new(128, 65_536, nvidia, &gpu, &limits);
+        assert_eq!((p.kernel, p.splits), (Kernel::SplitRow(SUBGROUP), 8));
+        // One row of 1M: 512 pieces of 2,048 (was 128 of 8,192).
+        let p = LayerNormPlan::new(1, 1 << 20, nvidia, &gpu, &limits);
+        assert_eq!(p.splits, 512);
+        // 4,096 rows fill the grid as they are: a workgroup a row.
+        let p = LayerNormPlan::new(4096, 65_536, nvidia, &gpu, &limits);
+        assert_eq!(p.kernel, Kernel::RowPerWorkgroup(SUBGROUP));
+        // CPU adapters keep their measured rule.
+        assert_eq!(split_pieces(1, 1 << 20, AdapterClass::Cpu), 128);
     }
 
     #[test]
@@ -411,7 +474,7 @@ mod tests {
         let limits = wgpu::Limits::default();
         let gpu = info(wgpu::DeviceType::DiscreteGpu);
         let e =
-            LayerNormPlan::with_kernel(Kernel::RowPerSubgroup, 64, 10, caps(None), &gpu, &limits)
+            LayerNormPlan::with_kernel(Kernel::RowPerSubgroup, 64, 1, 10, caps(None), &gpu, &limits)
                 .unwrap_err();
         assert!(
             matches!(
@@ -424,7 +487,7 @@ mod tests {
             "{e}"
         );
         let e =
-            LayerNormPlan::with_kernel(Kernel::RowPerLane, 64, 1 << 20, caps(None), &gpu, &limits)
+            LayerNormPlan::with_kernel(Kernel::RowPerLane, 64, 1, 1 << 20, caps(None), &gpu, &limits)
                 .unwrap_err();
         assert!(e.to_string().contains("1048576"), "{e}");
     }

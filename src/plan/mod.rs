@@ -22,7 +22,10 @@ pub use chunks::{
     BindingWindow, MAX_BINDING_BYTES, MAX_WORKGROUPS_PER_DISPATCH, RowChunk, binding_window,
     binding_window_of, chunk_rows, grid, max_binding, start_slack,
 };
-pub use forward::{LADDER, LayerNormPlan, Rung, SPLIT_PIECE};
+pub use forward::{
+    GPU_MIN_PIECE, GPU_MIN_WORKGROUPS, GPU_SPLIT_ROWS, LADDER, LayerNormPlan, Rung, SPLIT_PIECE,
+    split_pieces,
+};
 pub use specs::{
     BACKWARD_KERNELS, BackwardKernel, BackwardSpec, COMBINE_LANES, COPY_LANES, CopyKernel, Entry,
     KERNELS, Kernel, KernelSpec, ROWS_PER_BLOCK, Reduction, Roles, Rows,

@@ -64,7 +64,16 @@ pub enum Kernel {
     /// `layer_norm_split_row.wgsl`: each row cut into pieces, one workgroup
     /// per piece (moments, combine, apply), for long rows and few of them.
     SplitRow(Reduction),
+    /// `layer_norm_row_cached.wgsl`: one workgroup per row, the row held in
+    /// registers so that x is read once; rows up to [`ROW_CACHE_VALUES`]
+    /// values a lane. For GPUs.
+    RowCached(Reduction),
 }
+
+/// Values of a row one lane of the row-cached kernel holds in registers
+/// (`CACHE4` vec4s of `shaders/layer_norm_row_cached.wgsl`): rows up to
+/// this many times its lanes.
+pub const ROW_CACHE_VALUES: usize = 32;
 
 /// Rows one lane of the row-per-lane kernel, or one workgroup of the
 /// row-block kernel, normalises in step (`ROWS_PER_BLOCK` of
@@ -270,7 +279,7 @@ const BLOCK_STATS: &[Entry] = &[Entry::RowBlockMoments, Entry::SplitCombine];
 const ONE: &[Entry] = &[Entry::Forward];
 
 /// Every forward kernel variant, in the order the autotuner tries them.
-pub const KERNELS: [KernelSpec; 8] = [
+pub const KERNELS: [KernelSpec; 10] = [
     KernelSpec {
         kernel: Kernel::RowPerLane,
         name: "row-per-lane",
@@ -384,11 +393,35 @@ pub const KERNELS: [KernelSpec; 8] = [
         rows: Rows::Pieces,
         overrides: &["SPLITS"],
     },
+    KernelSpec {
+        kernel: Kernel::RowCached(Reduction::Subgroup),
+        name: "row-cached/subgroup",
+        files: &["layer_norm_row_cached.wgsl", "reduce_subgroup.wgsl"],
+        steps: ONE,
+        stats_steps: ONE,
+        needs_subgroups: true,
+        single_subgroup_size: false,
+        max_dim: 256 * ROW_CACHE_VALUES,
+        rows: Rows::PerWorkgroup,
+        overrides: &[],
+    },
+    KernelSpec {
+        kernel: Kernel::RowCached(Reduction::Workgroup),
+        name: "row-cached/workgroup",
+        files: &["layer_norm_row_cached.wgsl", "reduce_workgroup.wgsl"],
+        steps: ONE,
+        stats_steps: ONE,
+        needs_subgroups: false,
+        single_subgroup_size: false,
+        max_dim: 256 * ROW_CACHE_VALUES,
+        rows: Rows::PerWorkgroup,
+        overrides: &[],
+    },
 ];
 
 impl Kernel {
     /// Every kernel, in the order the autotuner tries them.
-    pub const ALL: [Kernel; 8] = [
+    pub const ALL: [Kernel; 10] = [
         KERNELS[0].kernel,
         KERNELS[1].kernel,
         KERNELS[2].kernel,
@@ -397,6 +430,8 @@ impl Kernel {
         KERNELS[5].kernel,
         KERNELS[6].kernel,
         KERNELS[7].kernel,
+        KERNELS[8].kernel,
+        KERNELS[9].kernel,
     ];
 
     /// The variant's descriptor.
