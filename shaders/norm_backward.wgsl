@@ -373,3 +373,115 @@ fn param_sums(
         dbeta[params.dbeta_base + col] = elem(dbeta_sum);
     }
 }
+
+// ---------------------------------------------------------------------------
+// dx_rows_cached, for GPUs: one workgroup per part of `rows_per_part`
+// consecutive rows (the host picks parts so that the grid fills the GPU).
+// Each lane holds its vec4 columns (lid, lid + WG, ...; at most CACHE4_B) of
+// gamma in registers for the whole part, and per row reads x and dy once as
+// vec4s into registers, takes one fused workgroup sum of (Σg, Σg·x̃, Σx̃),
+// writes dx as vec4s, and adds dy·x̂ and dy to its columns' dgamma/dbeta sums.
+// At the end it writes those sums as the part's partials (the layout
+// `param_partials` writes), which `param_sums` adds in part order: one read
+// of x and dy in all, deterministic. Needs every row vec4-aligned in x, dy
+// and dx, and rows up to WG x CACHE4_B x 4 values (the host checks both).
+
+const CACHE4_B: u32 = 8u;
+
+@group(0) @binding(13) var<storage, read> x4: array<vec4<elem>>;
+@group(0) @binding(14) var<storage, read> dy4: array<vec4<elem>>;
+@group(0) @binding(15) var<storage, read_write> dx4: array<vec4<elem>>;
+
+// gamma at columns 4 c4 .. 4 c4 + 3 (1 without gamma).
+fn gamma_quad(c4: u32) -> vec4<f32> {
+    if (HAS_GAMMA) {
+        let g = params.gamma_base + 4u * c4;
+        return vec4<f32>(f32(gamma[g]), f32(gamma[g + 1u]), f32(gamma[g + 2u]), f32(gamma[g + 3u]));
+    }
+    return vec4<f32>(1.0);
+}
+
+fn quad_sum(v: vec4<f32>) -> f32 {
+    return v.x + v.y + v.z + v.w;
+}
+
+@compute @workgroup_size(WG)
+fn dx_rows_cached(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    ids: LaneIds,
+) {
+    let part = wid.y * groups.x + wid.x;
+    let first = part * params.rows_per_part;
+    if (first >= params.rows) {
+        return; // whole workgroup: `part` is uniform
+    }
+    let last = min(first + params.rows_per_part, params.rows);
+    let lid = ids.lid;
+    let dim = params.dim;
+    let dim4 = dim / 4u;
+    let n = f32(dim);
+    var g4: array<vec4<f32>, CACHE4_B>;
+    var dg: array<vec4<f32>, CACHE4_B>;
+    var db: array<vec4<f32>, CACHE4_B>;
+    var xr: array<vec4<f32>, CACHE4_B>;
+    var dyr: array<vec4<f32>, CACHE4_B>;
+    for (var k = 0u; k < CACHE4_B; k += 1u) {
+        let c = lid + k * WG;
+        if (c < dim4) {
+            g4[k] = gamma_quad(c);
+        }
+        dg[k] = vec4<f32>(0.0);
+        db[k] = vec4<f32>(0.0);
+    }
+    for (var row = first; row < last; row += 1u) {
+        let mean = row_mean(row);
+        let rstd = rstd_in[params.rstd_base + row];
+        let x_row4 = (params.x_base + row * dim) / 4u;
+        let dy_row4 = (params.dy_base + row * dim) / 4u;
+        var s = vec4<f32>(0.0);
+        for (var k = 0u; k < CACHE4_B; k += 1u) {
+            let c = lid + k * WG;
+            if (c < dim4) {
+                let xv = vec4<f32>(x4[x_row4 + c]);
+                let dv = vec4<f32>(dy4[dy_row4 + c]);
+                xr[k] = xv;
+                dyr[k] = dv;
+                let xt = (xv - vec4<f32>(mean)) * rstd;
+                let g = dv * g4[k];
+                s += vec4<f32>(quad_sum(g), dot(g, xt), quad_sum(xt), 0.0);
+            }
+        }
+        // The row's means of (g, g·x̃, x̃), as write_dx takes them.
+        let means = workgroup_sum4(s, ids) / n;
+        let centre = select(means.z, 0.0, RMS);
+        let mean_g = select(means.x, 0.0, RMS);
+        let mean_gx = means.y - centre * means.x;
+        let dx_row4 = (params.dx_base + row * dim) / 4u;
+        for (var k = 0u; k < CACHE4_B; k += 1u) {
+            let c = lid + k * WG;
+            if (c < dim4) {
+                let xhat = (xr[k] - vec4<f32>(mean)) * rstd - vec4<f32>(centre);
+                let g = dyr[k] * g4[k];
+                dx4[dx_row4 + c] = vec4<elem>(rstd * (g - vec4<f32>(mean_g) - xhat * mean_gx));
+                dg[k] += dyr[k] * xhat;
+                db[k] += dyr[k];
+            }
+        }
+    }
+    let slot = params.part_base + part;
+    for (var k = 0u; k < CACHE4_B; k += 1u) {
+        let c = lid + k * WG;
+        if (c < dim4) {
+            let col = 4u * c;
+            for (var j = 0u; j < 4u; j += 1u) {
+                if (WRITE_DGAMMA) {
+                    param_partial_sums[slot * dim + col + j] = dg[k][j];
+                }
+                if (WRITE_DBETA) {
+                    param_partial_sums[(params.parts + slot) * dim + col + j] = db[k][j];
+                }
+            }
+        }
+    }
+}

@@ -36,3 +36,20 @@ fn workgroup_sum(v: f32, ids: LaneIds) -> f32 {
     workgroupBarrier();
     return total;
 }
+
+// The same for a vec4 (four sums at once: a fused reduction).
+var<workgroup> partials4: array<vec4<f32>, WG>;
+
+fn workgroup_sum4(v: vec4<f32>, ids: LaneIds) -> vec4<f32> {
+    let subgroup_total = subgroupAdd(v);
+    if (ids.lane == 0u) {
+        partials4[ids.subgroup] = subgroup_total;
+    }
+    workgroupBarrier();
+    var total = vec4<f32>(0.0);
+    for (var i = 0u; i < ids.subgroups; i = i + 1u) {
+        total = total + partials4[i];
+    }
+    workgroupBarrier();
+    return total;
+}

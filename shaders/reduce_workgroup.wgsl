@@ -31,3 +31,20 @@ fn workgroup_sum(v: f32, ids: LaneIds) -> f32 {
     workgroupBarrier();
     return total;
 }
+
+// The same for a vec4 (four sums in one tree: a fused reduction).
+var<workgroup> partials4: array<vec4<f32>, WG>;
+
+fn workgroup_sum4(v: vec4<f32>, ids: LaneIds) -> vec4<f32> {
+    partials4[ids.lid] = v;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
+        if (ids.lid < stride) {
+            partials4[ids.lid] = partials4[ids.lid] + partials4[ids.lid + stride];
+        }
+        workgroupBarrier();
+    }
+    let total = partials4[0];
+    workgroupBarrier();
+    return total;
+}

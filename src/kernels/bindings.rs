@@ -38,8 +38,8 @@ pub mod slot {
     pub const SUM: u32 = 13;
     /// The rstd output of `unpack_stats`.
     pub const UNPACKED_RSTD: u32 = 14;
-    /// Slots in all (one past the largest).
-    pub const COUNT: usize = 15;
+    /// Slots in all (one past the largest; the backward's go to 15).
+    pub const COUNT: usize = 16;
 }
 
 /// The slots a forward `entry` uses under `views`, ascending.
@@ -98,7 +98,7 @@ pub fn binding_type(entry: Entry, slot: u32) -> wgpu::BufferBindingType {
         // shaders/norm_backward.wgsl: x, dy, gamma, mean, rstd are read; 9 is
         // params; the rest written.
         return match slot {
-            0..=4 => Storage { read_only: true },
+            0..=4 | 13 | 14 => Storage { read_only: true },
             9 => Uniform,
             _ => Storage { read_only: false },
         };
@@ -141,6 +141,7 @@ mod tests {
             Entry::DxSplitApply,
             Entry::ParamPartials,
             Entry::ParamSums,
+            Entry::DxRowsCached,
         ];
         for entry in entries {
             for vec4_rows in [false, true] {

@@ -15,7 +15,8 @@ use crate::ops::config::{NormConfig, NormKind};
 use crate::ops::forward::encode_forward;
 use crate::ops::io::{BackwardIo, ForwardIo};
 use crate::ops::record::{
-    Dispatch, Recording, Uniforms, bind, bind_or, columns, pass_label, row_window, scratch,
+    Dispatch, Recording, Uniforms, bind, bind_or, bind_vec4_or, columns, pass_label, row_window,
+    scratch,
 };
 use crate::ops::validate;
 use crate::plan::{
@@ -69,12 +70,31 @@ fn choose(
     let limits = ctx.limits();
     let align = limits.min_storage_buffer_offset_alignment as u64;
     let max_binding = plan::max_binding(limits);
+    // The rows-cached kernel reads whole vec4s of rows it holds in registers:
+    // where a row is not vec4-aligned in x, dy and dx, or longer than its
+    // lanes hold, the workgroup-per-row kernel of the same reduction runs.
+    if let BackwardKernel::RowsCached(reduction) = plan.kernel {
+        let vec4 = 4 * dtype.size_bytes();
+        let aligned = rc.cols % 4 == 0
+            && (align % vec4 == 0)
+            && [io.x, io.dy, io.dx].iter().all(|t| t.offset() % vec4 == 0);
+        if !aligned || rc.cols > plan.workgroup_size as usize * plan::ROW_CACHE_VALUES {
+            let fallback = NormConfig {
+                backward_kernel: Some(BackwardKernel::RowPerWorkgroup(reduction)),
+                ..*cfg
+            };
+            plan = fallback.backward_plan(ctx, rc)?;
+        }
+    }
     let lane_rows = plan.kernel.spec().rows_per_lane as u64;
     let max_rows = match plan.kernel {
         BackwardKernel::RowPerLane => {
             plan::MAX_WORKGROUPS_PER_DISPATCH * lane_rows * plan.workgroup_size as u64
         }
         BackwardKernel::RowPerWorkgroup(_) => plan::MAX_WORKGROUPS_PER_DISPATCH,
+        BackwardKernel::RowsCached(_) => {
+            plan::MAX_WORKGROUPS_PER_DISPATCH * plan.rows_per_part as u64
+        }
         BackwardKernel::SplitRow(_) => plan::MAX_WORKGROUPS_PER_DISPATCH / plan.splits as u64,
     };
     let cols = rc.cols as u64;
@@ -194,6 +214,9 @@ struct BackwardBindings<'a> {
     row_centre: wgpu::BindingResource<'a>,
     piece_sums: wgpu::BindingResource<'a>,
     row_sums: wgpu::BindingResource<'a>,
+    x4: wgpu::BindingResource<'a>,
+    dy4: wgpu::BindingResource<'a>,
+    dx4: wgpu::BindingResource<'a>,
 }
 
 impl<'a> BackwardBindings<'a> {
@@ -212,6 +235,9 @@ impl<'a> BackwardBindings<'a> {
             10 => self.row_centre.clone(),
             11 => self.piece_sums.clone(),
             12 => self.row_sums.clone(),
+            13 => self.x4.clone(),
+            14 => self.dy4.clone(),
+            15 => self.dx4.clone(),
             other => unreachable!("no backward binding {other}"),
         }
     }
@@ -406,6 +432,9 @@ fn build_pass<'a>(
             row_centre: row_centre.as_entire_binding(),
             piece_sums: piece_sums.as_entire_binding(),
             row_sums: row_sums.as_entire_binding(),
+            x4: bind_vec4_or(w.map(|w| (io.x, w.0)), cache.dummy(13)),
+            dy4: bind_vec4_or(w.map(|w| (io.dy, w.1)), cache.dummy(14)),
+            dx4: bind_vec4_or(w.map(|w| (io.dx, w.2)), cache.dummy(15)),
         };
         let column_blocks = (cols as u64).div_ceil(PARAM_LANES as u64);
         let mut dispatches = Vec::new();
@@ -418,6 +447,7 @@ fn build_pass<'a>(
                         .rows
                         .div_ceil(spec.rows_per_lane as u64 * plan.workgroup_size as u64),
                     Entry::DxRowPerWorkgroup => chunk.rows,
+                    Entry::DxRowsCached => chunk.rows.div_ceil(plan.rows_per_part as u64),
                     Entry::DxSplitCombine => chunk.rows.div_ceil(COMBINE_LANES as u64),
                     _ => chunk.rows * plan.splits as u64,
                 };

@@ -3,7 +3,7 @@
 
 use crate::caps::{AdapterClass, Capabilities};
 use crate::error::{Error, Result};
-use crate::plan::forward::{ANY, GPU_SPLIT_ROWS, device_lanes, split_pieces};
+use crate::plan::forward::{ANY, GPU_MIN_WORKGROUPS, GPU_SPLIT_ROWS, device_lanes, split_pieces};
 use crate::plan::specs::{BackwardKernel, Reduction};
 
 use AdapterClass::{Cpu, Gpu};
@@ -74,6 +74,8 @@ const fn back(
 ///
 /// | class | rows up to | dim up to | dx kernel                   | lanes |
 /// |-------|------------|-----------|-----------------------------|-------|
+/// | GPU   | any        | 8,192     | rows cached, subgroup       | 256   |
+/// | GPU   | any        | 8,192     | rows cached, tree           | 256   |
 /// | CPU   | 240,000    | 4,096     | four rows per lane          | 64    |
 /// | any   | any        | 1,024     | row per workgroup, subgroup | 64    |
 /// | any   | any        | 1,024     | row per workgroup, tree     | 64    |
@@ -88,6 +90,14 @@ const fn back(
 /// | any   | any        | larger    | row per workgroup, subgroup | 1,024 |
 /// | any   | any        | larger    | row per workgroup, tree     | 1,024 |
 pub const BACKWARD_LADDER: &[BackwardRung] = &[
+    back(
+        Some(Gpu),
+        ANY,
+        8192,
+        BackwardKernel::RowsCached(SUBGROUP),
+        256,
+    ),
+    back(Some(Gpu), ANY, 8192, BackwardKernel::RowsCached(TREE), 256),
     back(
         Some(Cpu),
         FUSED_MAX_ROWS,
@@ -126,7 +136,13 @@ pub const BACKWARD_LADDER: &[BackwardRung] = &[
         BackwardKernel::SplitRow(SUBGROUP),
         256,
     ),
-    back(Some(Gpu), GPU_SPLIT_ROWS, ANY, BackwardKernel::SplitRow(TREE), 256),
+    back(
+        Some(Gpu),
+        GPU_SPLIT_ROWS,
+        ANY,
+        BackwardKernel::SplitRow(TREE),
+        256,
+    ),
     back(
         None,
         ANY,
@@ -202,6 +218,10 @@ impl BackwardPlan {
         let rows_per_part = match rung.kernel {
             // Each lane's four rows are a part.
             BackwardKernel::RowPerLane => 4,
+            // A workgroup per part: enough parts to fill a GPU.
+            BackwardKernel::RowsCached(_) => {
+                rows.div_ceil(GPU_MIN_WORKGROUPS).clamp(1, 32_768) as u32
+            }
             _ => rows.div_ceil(MAX_PARTS).clamp(64, 32_768) as u32,
         };
         BackwardPlan {
@@ -248,7 +268,14 @@ impl BackwardPlan {
             .min_by_key(|r| (r.class.is_some_and(|c| c != class), r.max_dim))
             .copied()
             .unwrap_or(back(None, ANY, ANY, kernel, 64));
-        Ok(Self::from_rung(rung, class, rows, dim, capabilities, limits))
+        Ok(Self::from_rung(
+            rung,
+            class,
+            rows,
+            dim,
+            capabilities,
+            limits,
+        ))
     }
 
     /// `row-per-lane, 64 lanes, 64 rows per part`,

@@ -179,8 +179,16 @@ impl LayerNormPlan {
             .iter()
             .filter(|r| r.class == class && rows <= r.max_rows && dim <= r.max_dim)
             .find_map(|r| {
-                Self::with_kernel(r.kernel, r.workgroup_size, rows, dim, capabilities, info, limits)
-                    .ok()
+                Self::with_kernel(
+                    r.kernel,
+                    r.workgroup_size,
+                    rows,
+                    dim,
+                    capabilities,
+                    info,
+                    limits,
+                )
+                .ok()
             })
             .expect("the ladder ends with rungs for any dim that any adapter can run")
     }
@@ -370,7 +378,15 @@ mod tests {
         // subgroup size.
         let intel = caps(Some((8, 32)));
         assert!(matches!(
-            LayerNormPlan::with_kernel(Kernel::RowBlock(SUBGROUP), 8, 100, 4096, intel, &cpu, &limits),
+            LayerNormPlan::with_kernel(
+                Kernel::RowBlock(SUBGROUP),
+                8,
+                100,
+                4096,
+                intel,
+                &cpu,
+                &limits
+            ),
             Err(Error::KernelUnsuitable { .. })
         ));
         // A forced kernel takes its adapter class's lanes even past its rung's dims.
@@ -396,7 +412,10 @@ mod tests {
         );
         // Rows up to 8,192 are held in registers on GPUs: x read once.
         let p = plan(4096, nvidia, &gpu);
-        assert_eq!((p.kernel, p.workgroup_size), (Kernel::RowCached(SUBGROUP), 256));
+        assert_eq!(
+            (p.kernel, p.workgroup_size),
+            (Kernel::RowCached(SUBGROUP), 256)
+        );
         assert_eq!(plan(2000, caps(None), &gpu).kernel, Kernel::RowCached(TREE));
         // The top rung asks for 1,024 lanes; a device with 256 gets 256.
         assert_eq!(plan(1 << 23, nvidia, &gpu).workgroup_size, 256);
@@ -450,6 +469,21 @@ mod tests {
     }
 
     #[test]
+    fn gpu_backwards_hold_rows_in_registers_in_parts_that_fill_the_gpu() {
+        let limits = wgpu::Limits::default();
+        let gpu = info(wgpu::DeviceType::DiscreteGpu);
+        let nvidia = caps(Some((32, 32)));
+        let p = crate::plan::BackwardPlan::new(4096, 768, nvidia, &gpu, &limits);
+        assert_eq!(
+            (p.kernel, p.workgroup_size, p.rows_per_part),
+            (crate::plan::BackwardKernel::RowsCached(SUBGROUP), 256, 4),
+            "1,024 parts of four rows"
+        );
+        let p = crate::plan::BackwardPlan::new(4096, 768, caps(None), &gpu, &limits);
+        assert_eq!(p.kernel, crate::plan::BackwardKernel::RowsCached(TREE));
+    }
+
+    #[test]
     fn few_long_rows_are_split() {
         let limits = wgpu::Limits::default();
         let cpu = info(wgpu::DeviceType::Cpu);
@@ -473,9 +507,16 @@ mod tests {
     fn unsuitable_kernels_are_refused() {
         let limits = wgpu::Limits::default();
         let gpu = info(wgpu::DeviceType::DiscreteGpu);
-        let e =
-            LayerNormPlan::with_kernel(Kernel::RowPerSubgroup, 64, 1, 10, caps(None), &gpu, &limits)
-                .unwrap_err();
+        let e = LayerNormPlan::with_kernel(
+            Kernel::RowPerSubgroup,
+            64,
+            1,
+            10,
+            caps(None),
+            &gpu,
+            &limits,
+        )
+        .unwrap_err();
         assert!(
             matches!(
                 e,
@@ -486,9 +527,16 @@ mod tests {
             ),
             "{e}"
         );
-        let e =
-            LayerNormPlan::with_kernel(Kernel::RowPerLane, 64, 1, 1 << 20, caps(None), &gpu, &limits)
-                .unwrap_err();
+        let e = LayerNormPlan::with_kernel(
+            Kernel::RowPerLane,
+            64,
+            1,
+            1 << 20,
+            caps(None),
+            &gpu,
+            &limits,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("1048576"), "{e}");
     }
 

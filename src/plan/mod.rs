@@ -28,7 +28,7 @@ pub use forward::{
 };
 pub use specs::{
     BACKWARD_KERNELS, BackwardKernel, BackwardSpec, COMBINE_LANES, COPY_LANES, CopyKernel, Entry,
-    KERNELS, Kernel, KernelSpec, ROWS_PER_BLOCK, Reduction, Roles, Rows,
+    KERNELS, Kernel, KernelSpec, ROW_CACHE_VALUES, ROWS_PER_BLOCK, Reduction, Roles, Rows,
 };
 pub use tuned::TunedTable;
 

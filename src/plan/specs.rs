@@ -27,6 +27,7 @@
 //! | row-per-lane                | four rows per invocation, dgamma/dbeta parts written in the dx pass (CPU)        |
 //! | row-per-workgroup/…         | one workgroup per row (three workgroup sums), then two dgamma/dbeta stages      |
 //! | split-row/…                 | pieces of a long row: sums, combine, apply, then the two dgamma/dbeta stages    |
+//! | rows-cached/…               | GPUs: rows in registers as vec4s, one fused sum, dgamma/dbeta parts in the dx pass |
 
 /// How the lanes of a workgroup combine their partial sums.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -131,6 +132,9 @@ pub enum Entry {
     ParamPartials,
     /// `param_sums` of the backward (dgamma/dbeta stage 2).
     ParamSums,
+    /// `dx_rows_cached` of the backward (GPUs: rows in registers, vec4s,
+    /// one fused sum, dgamma/dbeta partials from the dx pass).
+    DxRowsCached,
 }
 
 /// What a forward dispatch touches; the pipeline cache maps these roles to
@@ -169,6 +173,7 @@ impl Entry {
             Entry::DxSplitApply => "dx_split_apply",
             Entry::ParamPartials => "param_partials",
             Entry::ParamSums => "param_sums",
+            Entry::DxRowsCached => "dx_rows_cached",
         }
     }
 
@@ -183,6 +188,7 @@ impl Entry {
                 | Entry::DxSplitApply
                 | Entry::ParamPartials
                 | Entry::ParamSums
+                | Entry::DxRowsCached
         )
     }
 
@@ -224,7 +230,8 @@ impl Entry {
 
     /// The bindings of a backward entry (`shaders/norm_backward.wgsl`: 0 x,
     /// 1 dy, 2 gamma, 3 mean, 4 rstd, 5 dx, 6 partial sums, 7 dgamma, 8 dbeta,
-    /// 9 params, 10 row centres, 11 piece sums, 12 row sums).
+    /// 9 params, 10 row centres, 11 piece sums, 12 row sums, 13 x as vec4s,
+    /// 14 dy as vec4s, 15 dx as vec4s).
     pub fn backward_bindings(self) -> &'static [u32] {
         match self {
             Entry::DxFourRowsPerLane => &[0, 1, 2, 3, 4, 5, 6, 9],
@@ -234,6 +241,7 @@ impl Entry {
             Entry::DxSplitApply => &[0, 1, 2, 3, 4, 5, 9, 10, 12],
             Entry::ParamPartials => &[0, 1, 3, 4, 6, 9, 10],
             Entry::ParamSums => &[6, 7, 8, 9],
+            Entry::DxRowsCached => &[2, 3, 4, 6, 9, 13, 14, 15],
             _ => &[],
         }
     }
@@ -475,6 +483,12 @@ pub enum BackwardKernel {
     /// `dx_split_sums` then `dx_split_apply`: each row cut into pieces, a
     /// workgroup each, so that few long rows still fill the device.
     SplitRow(Reduction),
+    /// `dx_rows_cached`: a workgroup per part of rows, rows held in
+    /// registers and read once as vec4s, one fused reduction per row, and the
+    /// dgamma/dbeta partials written from the dx pass. For GPUs; rows up to
+    /// [`ROW_CACHE_VALUES`] values a lane, vec4-aligned (else the
+    /// workgroup-per-row kernel runs).
+    RowsCached(Reduction),
 }
 
 /// What one backward dx variant is.
@@ -502,7 +516,7 @@ const DX_SPLIT: &[Entry] = &[
 ];
 
 /// Every backward dx variant.
-pub const BACKWARD_KERNELS: [BackwardSpec; 5] = [
+pub const BACKWARD_KERNELS: [BackwardSpec; 7] = [
     BackwardSpec {
         kernel: BackwardKernel::RowPerLane,
         name: "row-per-lane",
@@ -543,16 +557,34 @@ pub const BACKWARD_KERNELS: [BackwardSpec; 5] = [
         needs_subgroups: false,
         rows_per_lane: 0,
     },
+    BackwardSpec {
+        kernel: BackwardKernel::RowsCached(Reduction::Subgroup),
+        name: "rows-cached/subgroup",
+        steps: &[Entry::DxRowsCached],
+        fused_params: true,
+        needs_subgroups: true,
+        rows_per_lane: 0,
+    },
+    BackwardSpec {
+        kernel: BackwardKernel::RowsCached(Reduction::Workgroup),
+        name: "rows-cached/workgroup",
+        steps: &[Entry::DxRowsCached],
+        fused_params: true,
+        needs_subgroups: false,
+        rows_per_lane: 0,
+    },
 ];
 
 impl BackwardKernel {
     /// Every dx kernel.
-    pub const ALL: [BackwardKernel; 5] = [
+    pub const ALL: [BackwardKernel; 7] = [
         BACKWARD_KERNELS[0].kernel,
         BACKWARD_KERNELS[1].kernel,
         BACKWARD_KERNELS[2].kernel,
         BACKWARD_KERNELS[3].kernel,
         BACKWARD_KERNELS[4].kernel,
+        BACKWARD_KERNELS[5].kernel,
+        BACKWARD_KERNELS[6].kernel,
     ];
 
     /// The variant's descriptor.
@@ -577,7 +609,9 @@ impl BackwardKernel {
     /// reduces nothing: the tree file compiles anywhere).
     pub fn reduction(self) -> Reduction {
         match self {
-            BackwardKernel::RowPerWorkgroup(r) | BackwardKernel::SplitRow(r) => r,
+            BackwardKernel::RowPerWorkgroup(r)
+            | BackwardKernel::SplitRow(r)
+            | BackwardKernel::RowsCached(r) => r,
             BackwardKernel::RowPerLane => Reduction::Workgroup,
         }
     }
