@@ -64,6 +64,9 @@ struct Params {
     part_base: u32,      // first part of this dispatch's rows, in `param_partial_sums`
     parts: u32,          // parts in all (the dbeta partials follow the dgamma ones)
     rows_per_part: u32,
+    col_base: u32,       // the dgamma/dbeta stages: first column of this block
+    block_cols: u32,     // the dgamma/dbeta stages: columns in the block (the
+                         // partial sums of a block are [part][column of the block])
 }
 
 @group(0) @binding(0) var<storage, read> x: array<elem>;
@@ -309,7 +312,9 @@ fn dx_split_apply(
     write_dx(row, cols.x + lid, cols.y, WG, mean, rstd, means, false);
 }
 
-// Stage 1 of dgamma/dbeta: workgroup (column block, part); lane = one column.
+// Stage 1 of dgamma/dbeta: workgroup (column block, part); lane = one column
+// of this dispatch's block of columns (block_cols from col_base: all of them
+// unless their partial sums would not fit one binding).
 @compute @workgroup_size(WG)
 fn param_partials(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -317,12 +322,14 @@ fn param_partials(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let dim = params.dim;
-    let column_blocks = (dim + WG - 1u) / WG;
+    let block_cols = params.block_cols;
+    let column_blocks = (block_cols + WG - 1u) / WG;
     let index = wid.y * groups.x + wid.x;
     let part = index / column_blocks;
-    let col = (index % column_blocks) * WG + lid;
+    let bcol = (index % column_blocks) * WG + lid;
+    let col = params.col_base + bcol;
     let first = part * params.rows_per_part;
-    if (col >= dim || first >= params.rows) {
+    if (bcol >= block_cols || first >= params.rows) {
         return;
     }
     let end = min(first + params.rows_per_part, params.rows);
@@ -337,33 +344,34 @@ fn param_partials(
     }
     let slot = params.part_base + part;
     if (WRITE_DGAMMA) {
-        param_partial_sums[slot * dim + col] = dgamma_sum;
+        param_partial_sums[slot * block_cols + bcol] = dgamma_sum;
     }
     if (WRITE_DBETA) {
-        param_partial_sums[(params.parts + slot) * dim + col] = dbeta_sum;
+        param_partial_sums[(params.parts + slot) * block_cols + bcol] = dbeta_sum;
     }
 }
 
-// Stage 2: one lane per column adds the column's parts in order.
+// Stage 2: one lane per column of the block adds the column's parts in order.
 @compute @workgroup_size(WG)
 fn param_sums(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let dim = params.dim;
-    let col = (wid.y * groups.x + wid.x) * WG + lid;
-    if (col >= dim) {
+    let block_cols = params.block_cols;
+    let bcol = (wid.y * groups.x + wid.x) * WG + lid;
+    if (bcol >= block_cols) {
         return;
     }
+    let col = params.col_base + bcol;
     var dgamma_sum = 0.0;
     var dbeta_sum = 0.0;
     for (var p = 0u; p < params.parts; p += 1u) {
         if (WRITE_DGAMMA) {
-            dgamma_sum += param_partial_sums[p * dim + col];
+            dgamma_sum += param_partial_sums[p * block_cols + bcol];
         }
         if (WRITE_DBETA) {
-            dbeta_sum += param_partial_sums[(params.parts + p) * dim + col];
+            dbeta_sum += param_partial_sums[(params.parts + p) * block_cols + bcol];
         }
     }
     if (WRITE_DGAMMA) {

@@ -43,7 +43,9 @@ struct Params {
     part_base: u32,
     parts: u32,
     rows_per_part: u32,
-    _pad: [u32; 3],
+    col_base: u32,
+    block_cols: u32,
+    _pad: u32,
 }
 
 /// What phase 2 decides.
@@ -54,6 +56,10 @@ struct Choice {
     variant: BackwardVariant,
     /// dgamma/dbeta partial sums in all (0 without dgamma and dbeta).
     parts: u64,
+    /// The column blocks of the dgamma/dbeta stages, (first column, columns):
+    /// one block of every column unless the partial sums of all columns
+    /// would not fit one binding.
+    blocks: Vec<(u64, u64)>,
 }
 
 /// Phase 2: the dx plan, the chunks, and the dgamma/dbeta parts (whose
@@ -141,21 +147,45 @@ fn choose(
         };
         plan = fallback.backward_plan(ctx, rc)?;
     }
-    // Fewer, longer parts until the partial sums fit; a part per chunk is
-    // the least there can be.
+    // Fewer, longer parts until the partial sums fit, down to one part per
+    // chunk; beyond that the columns are cut into blocks whose partial sums
+    // fit a binding each (the separate stages can; the fused kernels write
+    // every column at once, and gave way above).
     let most_rows = chunks.iter().map(|c| c.rows).max().unwrap_or(1);
-    while wants_params && 2 * parts_of(&plan) * cols * 4 > max_binding {
-        if plan.rows_per_part as u64 >= most_rows {
-            return Err(Error::LimitTooLow {
-                what: "the dgamma/dbeta partial sums (two f32 per column and part of rows, one part per chunk at least)",
-                limit: "max_storage_buffer_binding_size",
-                needed: 2 * parts_of(&plan) * cols * 4,
-                actual: max_binding,
-            });
-        }
+    while wants_params
+        && 2 * parts_of(&plan) * cols * 4 > max_binding
+        && (plan.rows_per_part as u64) < most_rows
+    {
         plan.rows_per_part = plan.rows_per_part.saturating_mul(2);
     }
     let parts = if wants_params { parts_of(&plan) } else { 0 };
+    let per_col = 2 * parts * 4;
+    let blocks = if per_col * cols <= max_binding {
+        vec![(0, cols)]
+    } else {
+        // Whole multiples of 64 columns: every block's bytes stay a
+        // multiple of the binding offset alignment (256).
+        let block = max_binding / per_col / 64 * 64;
+        if block == 0 || plan.kernel.spec().fused_params {
+            return Err(Error::LimitTooLow {
+                what: "the dgamma/dbeta partial sums of 64 columns (two f32 per column and part of rows, one part per chunk at least)",
+                limit: "max_storage_buffer_binding_size",
+                needed: per_col * 64,
+                actual: max_binding,
+            });
+        }
+        if per_col * cols > limits.max_buffer_size {
+            return Err(Error::LimitTooLow {
+                what: "the dgamma/dbeta partial sums",
+                limit: "max_buffer_size",
+                needed: per_col * cols,
+                actual: limits.max_buffer_size,
+            });
+        }
+        (0..cols.div_ceil(block))
+            .map(|b| (b * block, block.min(cols - b * block)))
+            .collect()
+    };
     Ok(Choice {
         rc,
         plan,
@@ -168,6 +198,7 @@ fn choose(
             dbeta: io.dbeta.is_some(),
         },
         parts,
+        blocks,
     })
 }
 
@@ -436,7 +467,19 @@ fn build_pass<'a>(
             dy4: bind_vec4_or(w.map(|w| (io.dy, w.1)), cache.dummy(14)),
             dx4: bind_vec4_or(w.map(|w| (io.dx, w.2)), cache.dummy(15)),
         };
-        let column_blocks = (cols as u64).div_ceil(PARAM_LANES as u64);
+        // Block k's partial sums: 2 parts values per column, from its first column on.
+        let per_col = 2 * c.parts * 4;
+        let block_window = |&(col_base, block_cols): &(u64, u64)| {
+            bind(
+                &partials,
+                BindingWindow {
+                    offset: per_col * col_base,
+                    size: (per_col * block_cols).max(16),
+                    base: 0,
+                },
+            )
+        };
+        let (n_chunks, n_blocks) = (c.chunks.len(), c.blocks.len());
         let mut dispatches = Vec::new();
         for (i, (chunk, w)) in c.chunks.iter().zip(&windows).enumerate() {
             let b = bindings(i, Some(w));
@@ -461,24 +504,31 @@ fn build_pass<'a>(
             }
             if let Some((entry, pipeline, layout)) = &partials_stage {
                 let chunk_parts = chunk.rows.div_ceil(plan.rows_per_part as u64);
-                dispatches.push(Dispatch {
-                    pipeline: pipeline.clone(),
-                    group: group(*entry, layout, &b),
-                    workgroups: column_blocks * chunk_parts,
-                    name: format!("{label} chunk {i} param_partials"),
-                    rows,
-                });
+                for (k, block) in c.blocks.iter().enumerate() {
+                    let mut b = bindings(n_chunks + i * n_blocks + k, Some(w));
+                    b.partials = block_window(block);
+                    dispatches.push(Dispatch {
+                        pipeline: pipeline.clone(),
+                        group: group(*entry, layout, &b),
+                        workgroups: block.1.div_ceil(PARAM_LANES as u64) * chunk_parts,
+                        name: format!("{label} chunk {i} block {k} param_partials"),
+                        rows: rows.clone(),
+                    });
+                }
             }
         }
         if let Some((entry, pipeline, layout)) = &sums_stage {
-            let b = bindings(c.chunks.len(), None);
-            dispatches.push(Dispatch {
-                pipeline: pipeline.clone(),
-                group: group(*entry, layout, &b),
-                workgroups: column_blocks,
-                name: format!("{label} param_sums"),
-                rows: format!("0..{}", c.rc.rows),
-            });
+            for (k, block) in c.blocks.iter().enumerate() {
+                let mut b = bindings(n_chunks * (1 + n_blocks) + k, None);
+                b.partials = block_window(block);
+                dispatches.push(Dispatch {
+                    pipeline: pipeline.clone(),
+                    group: group(*entry, layout, &b),
+                    workgroups: block.1.div_ceil(PARAM_LANES as u64),
+                    name: format!("{label} block {k} param_sums"),
+                    rows: format!("0..{}", c.rc.rows),
+                });
+            }
         }
         Recording {
             label,
@@ -486,7 +536,7 @@ fn build_pass<'a>(
             dispatches,
             _buffers: vec![
                 uniforms.buffer.clone(),
-                partials,
+                partials.clone(),
                 row_centre,
                 piece_sums,
                 row_sums,
@@ -496,8 +546,9 @@ fn build_pass<'a>(
 }
 
 /// Phase 3b (no GPU work): per chunk the windows of x, dy, dx, the mean and
-/// rstd, and the uniform blocks: one per chunk, then one for the second
-/// dgamma/dbeta stage.
+/// rstd, and the uniform blocks: one per chunk (the dx pass), one per chunk
+/// and column block (the first dgamma/dbeta stage), then one per column
+/// block (the second).
 fn chunk_windows<'a>(
     io: &BackwardIo<'a>,
     c: &Choice,
@@ -535,19 +586,37 @@ fn chunk_windows<'a>(
             part_base: part_base as u32,
             parts: c.parts as u32,
             rows_per_part: plan.rows_per_part,
+            col_base: 0,
+            block_cols: cols as u32,
             ..Params::default()
         });
         part_base += chunk.rows.div_ceil(plan.rows_per_part as u64);
         windows.push(w);
     }
-    params.push(Params {
-        rows: c.rc.rows as u32,
-        dim: cols as u32,
-        dgamma_base: dgamma.map_or(0, |(_, w)| w.base),
-        dbeta_base: dbeta.map_or(0, |(_, w)| w.base),
-        parts: c.parts as u32,
-        rows_per_part: plan.rows_per_part,
-        ..Params::default()
-    });
+    // Per chunk and column block: the first stage's params; per block: the
+    // second stage's.
+    let chunk_params = params.clone();
+    for p in &chunk_params {
+        for &(col_base, block_cols) in &c.blocks {
+            params.push(Params {
+                col_base: col_base as u32,
+                block_cols: block_cols as u32,
+                ..*p
+            });
+        }
+    }
+    for &(col_base, block_cols) in &c.blocks {
+        params.push(Params {
+            rows: c.rc.rows as u32,
+            dim: cols as u32,
+            dgamma_base: dgamma.map_or(0, |(_, w)| w.base),
+            dbeta_base: dbeta.map_or(0, |(_, w)| w.base),
+            parts: c.parts as u32,
+            rows_per_part: plan.rows_per_part,
+            col_base: col_base as u32,
+            block_cols: block_cols as u32,
+            ..Params::default()
+        });
+    }
     (windows, params)
 }
