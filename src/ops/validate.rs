@@ -75,18 +75,21 @@ pub(crate) fn check_aliasing(
     Ok(())
 }
 
-/// Checks shapes, element types and buffer sharing of a forward.
-pub(crate) fn forward(cfg: &NormConfig, ctx: &Context, io: &ForwardIo<'_>) -> Result<RowsCols> {
-    let shape = io.x.shape();
-    let rc = cfg.rows_cols(shape)?;
-    let dtype = io.x.dtype();
-    ctx.check_dtype_supported(dtype)?;
+/// The checks forward and backward share: tensors shaped like x (`like_x`,
+/// of x's type), per-column tensors (`columns`: `cols` values, x's type) and
+/// per-row statistics (`stats`: `rows` f32 values).
+fn check_tensors(
+    cfg: &NormConfig,
+    x: &GpuTensor,
+    rc: RowsCols,
+    like_x: &[(&'static str, Option<&GpuTensor>)],
+    columns: &[(&'static str, Option<&GpuTensor>)],
+    stats: &[(&'static str, Option<&GpuTensor>)],
+) -> Result<()> {
+    let (shape, dtype) = (x.shape(), x.dtype());
     let norm_shape = &cfg.norm_shape(shape)?;
     let stats_shape = &cfg.stats_shape(shape)?;
-    let residual = io.residual.map(|r| r.residual);
-    let bias = io.residual.and_then(|r| r.bias);
-    let sum = io.residual.and_then(|r| r.sum);
-    for (what, t) in [("y", io.y), ("residual", residual), ("sum", sum)] {
+    for &(what, t) in like_x {
         if let Some(t) = t {
             if t.shape() != shape {
                 return Err(Error::ShapeMismatch {
@@ -98,18 +101,36 @@ pub(crate) fn forward(cfg: &NormConfig, ctx: &Context, io: &ForwardIo<'_>) -> Re
             check_dtype(what, t, dtype)?;
         }
     }
-    for (what, t) in [("gamma", io.gamma), ("beta", io.beta), ("bias", bias)] {
+    for &(what, t) in columns {
         if let Some(t) = t {
             check_len(what, t, rc.cols, norm_shape)?;
             check_dtype(what, t, dtype)?;
         }
     }
-    for (what, t) in [("mean", io.mean), ("rstd", io.rstd)] {
+    for &(what, t) in stats {
         if let Some(t) = t {
             check_len(what, t, rc.rows, stats_shape)?;
             check_dtype(what, t, DType::F32)?;
         }
     }
+    Ok(())
+}
+
+/// Checks shapes, element types and buffer sharing of a forward.
+pub(crate) fn forward(cfg: &NormConfig, ctx: &Context, io: &ForwardIo<'_>) -> Result<RowsCols> {
+    let rc = cfg.rows_cols(io.x.shape())?;
+    ctx.check_dtype_supported(io.x.dtype())?;
+    let residual = io.residual.map(|r| r.residual);
+    let bias = io.residual.and_then(|r| r.bias);
+    let sum = io.residual.and_then(|r| r.sum);
+    check_tensors(
+        cfg,
+        io.x,
+        rc,
+        &[("y", io.y), ("residual", residual), ("sum", sum)],
+        &[("gamma", io.gamma), ("beta", io.beta), ("bias", bias)],
+        &[("mean", io.mean), ("rstd", io.rstd)],
+    )?;
     check_aliasing(
         ctx,
         &[
@@ -136,38 +157,20 @@ pub(crate) fn backward(
     ctx: &Context,
     io: &BackwardIo<'_>,
 ) -> Result<RowsCols> {
-    let shape = io.x.shape();
-    let rc = cfg.rows_cols(shape)?;
-    let dtype = io.x.dtype();
-    ctx.check_dtype_supported(dtype)?;
-    let norm_shape = &cfg.norm_shape(shape)?;
-    let stats_shape = &cfg.stats_shape(shape)?;
-    for (what, t) in [("dy", io.dy), ("dx", io.dx)] {
-        if t.shape() != shape {
-            return Err(Error::ShapeMismatch {
-                what,
-                expected: shape.to_vec(),
-                actual: t.shape().to_vec(),
-            });
-        }
-        check_dtype(what, t, dtype)?;
-    }
-    for (what, t) in [
-        ("gamma", io.gamma),
-        ("dgamma", io.dgamma),
-        ("dbeta", io.dbeta),
-    ] {
-        if let Some(t) = t {
-            check_len(what, t, rc.cols, norm_shape)?;
-            check_dtype(what, t, dtype)?;
-        }
-    }
-    for (what, t) in [("mean", io.mean), ("rstd", io.rstd)] {
-        if let Some(t) = t {
-            check_len(what, t, rc.rows, stats_shape)?;
-            check_dtype(what, t, DType::F32)?;
-        }
-    }
+    let rc = cfg.rows_cols(io.x.shape())?;
+    ctx.check_dtype_supported(io.x.dtype())?;
+    check_tensors(
+        cfg,
+        io.x,
+        rc,
+        &[("dy", Some(io.dy)), ("dx", Some(io.dx))],
+        &[
+            ("gamma", io.gamma),
+            ("dgamma", io.dgamma),
+            ("dbeta", io.dbeta),
+        ],
+        &[("mean", io.mean), ("rstd", io.rstd)],
+    )?;
     if kind == NormKind::Layer && io.mean.is_some() != io.rstd.is_some() {
         return Err(Error::IncompleteStats {
             given: if io.mean.is_some() { "mean" } else { "rstd" },
