@@ -62,11 +62,32 @@ struct Params {
 // (0-5 are x, y, gamma and beta in their views; 6, 7 and 14 the statistics'
 // view; 9 and 10 the pieces' scratch; 11-13 the residual's.)
 
+// A quiet NaN made from its bits, and finiteness tested on the bits: GLSL
+// and other compilers may assume floats are never NaN and drop `x != x`, or
+// turn a clamp into `max`, which may return 0 for a NaN.
+const NAN_BITS: u32 = 0x7fc00000u;
+
+fn finite(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
+}
+
+fn finite4(x: vec4<f32>) -> vec4<bool> {
+    return (bitcast<vec4<u32>>(x) & vec4<u32>(0x7f800000u)) != vec4<u32>(0x7f800000u);
+}
+
 // rstd of a row from the moments (mean, M2 over `n` values) of x - pivot:
 // 1 / sqrt(var + epsilon) for LayerNorm; for RMSNorm the mean square is
-// var + mean^2 (both non-negative: no cancellation).
+// var + mean^2 (both non-negative: no cancellation). A row holding NaN or Inf
+// has a non-finite mean or M2, and its rstd is NaN (as ONNX and PyTorch give
+// it), not the 1/sqrt(epsilon) of a clamped NaN or the 0 of an infinite M2.
 fn row_rstd(pivot: f32, shifted_mean: f32, m2: f32, n: f32) -> f32 {
-    var ms = max(m2 / n, 0.0);
+    var ms = m2 / n;
+    if (!finite(ms) || !finite(shifted_mean) || !finite(pivot)) {
+        return bitcast<f32>(NAN_BITS);
+    }
+    if (ms < 0.0) {
+        ms = 0.0;
+    }
     if (RMS) {
         let mean = pivot + shifted_mean;
         ms += mean * mean;

@@ -131,19 +131,25 @@ struct RowStats {
 // the mean square is var + mean^2. Writes mean and rstd where asked.
 fn row_stats_of(rows: EightRows, shifted_lo: vec4<f32>, shifted_hi: vec4<f32>, m2_lo: vec4<f32>, m2_hi: vec4<f32>, write: bool) -> RowStats {
     let n = f32(params.dim);
-    var ms_lo = max(m2_lo / n, vec4<f32>(0.0));
-    var ms_hi = max(m2_hi / n, vec4<f32>(0.0));
+    var ms_lo = m2_lo / n;
+    var ms_hi = m2_hi / n;
+    // Rows holding NaN or Inf get a NaN rstd (see row_rstd).
+    let ok_lo = finite4(ms_lo) & finite4(shifted_lo) & finite4(rows.pivot_lo);
+    let ok_hi = finite4(ms_hi) & finite4(shifted_hi) & finite4(rows.pivot_hi);
+    ms_lo = select(ms_lo, vec4<f32>(0.0), ms_lo < vec4<f32>(0.0));
+    ms_hi = select(ms_hi, vec4<f32>(0.0), ms_hi < vec4<f32>(0.0));
     let mean_lo = rows.pivot_lo + shifted_lo;
     let mean_hi = rows.pivot_hi + shifted_hi;
     if (RMS) {
         ms_lo += mean_lo * mean_lo;
         ms_hi += mean_hi * mean_hi;
     }
+    let nan = bitcast<vec4<f32>>(vec4<u32>(NAN_BITS));
     let s = RowStats(
         shifted_lo,
         shifted_hi,
-        inverseSqrt(ms_lo + vec4<f32>(params.epsilon)),
-        inverseSqrt(ms_hi + vec4<f32>(params.epsilon)),
+        select(nan, inverseSqrt(ms_lo + vec4<f32>(params.epsilon)), ok_lo),
+        select(nan, inverseSqrt(ms_hi + vec4<f32>(params.epsilon)), ok_hi),
     );
     if (write) {
         for (var r = 0u; r < rows.count; r += 1u) {

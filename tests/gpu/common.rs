@@ -131,9 +131,11 @@ pub fn check(
         .enumerate()
     {
         if !wm.is_finite() || !ws.is_finite() {
+            // A row holding NaN or Inf: both statistics are NaN (or Inf),
+            // as ONNX and PyTorch give them.
             assert!(
-                !(m.is_finite() && s.is_finite()),
-                "{class} row {r}: mean {m} and rstd {s} are finite, the reference's {wm} {ws} are not"
+                !m.is_finite() && !s.is_finite(),
+                "{class} row {r}: mean {m} and rstd {s}, the reference's {wm} {ws}: both must be non-finite"
             );
             continue;
         }

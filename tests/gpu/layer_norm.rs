@@ -144,6 +144,31 @@ fn nan_and_inf_stay_in_their_row() {
             x[3 * dim] = f32::INFINITY; // row 3, first value (the pivot)
             let got = forward(ctx, op, &[rows, dim], &x, None, None);
             let want = reference::layer_norm(&x, dim, None, None, 1e-5);
+            // The statistics of those rows are NaN too (ONNX, PyTorch), not
+            // an rstd of 1/sqrt(epsilon); the other rows' are finite.
+            for r in 0..rows {
+                let bad = r == 1 || r == 3;
+                assert_eq!(
+                    (got.mean[r].is_finite(), got.rstd[r].is_finite()),
+                    (!bad, !bad),
+                    "{kernel:?} dim {dim} row {r}: mean {} rstd {}",
+                    got.mean[r],
+                    got.rstd[r]
+                );
+            }
+            let xg = GpuTensor::from_slice(ctx, &x, &[rows, dim]).unwrap();
+            let (_, rstd) = wgpu_norm::RmsNorm::new()
+                .with_kernel(kernel)
+                .forward_with_rstd(ctx, &xg, None)
+                .unwrap();
+            for (r, s) in rstd.read(ctx).unwrap().into_iter().enumerate() {
+                let bad = r == 1 || r == 3;
+                assert_eq!(
+                    s.is_finite(),
+                    !bad,
+                    "RMSNorm {kernel:?} dim {dim} row {r}: rstd {s}"
+                );
+            }
             for r in 0..rows {
                 let (g, w) = (
                     &got.y[r * dim..(r + 1) * dim],
