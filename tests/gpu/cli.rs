@@ -651,3 +651,30 @@ fn bench_measures_every_op_against_a_copy_as_json_lines() {
         assert!(line["driver_copy_cpu_us"].as_f64().unwrap() > 0.0, "{line}");
     }
 }
+
+#[test]
+fn huge_shapes_are_refused_before_anything_is_allocated() {
+    // Each used to abort (a 1 PB allocation), panic ("capacity overflow") or
+    // take all the machine's memory.
+    let cases: &[(&[&str], &str)] = &[
+        (&["run", "--shape", "65536x65536x65536"], "max_buffer_size"),
+        (&["run", "--shape", "4294967296x4294967296"], "64 bits"),
+        (&["run", "--shape", "1x65536x65536"], "max_buffer_size"),
+        (&["run", "--shape", "18446744073709551615"], "64 bits"),
+        (&["check", "--shape", "2x9223372036854775808"], "64 bits"),
+        (&["check", "--shape", "65536x65536x65536"], "host memory"),
+        (
+            &["bench", "--shapes", "65536x65536x65536"],
+            "max_buffer_size",
+        ),
+    ];
+    for (args, says) in cases {
+        let out = wgpu_norm(args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        // A device limit, or (on a device with larger buffers) the host's memory.
+        let named =
+            err.contains(says) || (*says == "max_buffer_size" && err.contains("host memory"));
+        assert!(named, "{args:?} should name {says:?}: {err}");
+    }
+}

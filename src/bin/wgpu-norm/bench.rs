@@ -71,6 +71,11 @@ pub fn main(args: Args) -> CliResult {
     } else {
         args.shapes.iter().map(|s| s.0.clone()).collect()
     };
+    // Per shape: the op's tensors and a copy of up to 1.5 of them on the
+    // device; x, dy and their f32 staging on the host.
+    for shape in &shapes {
+        crate::common::fit_shape(&ctx, shape, 1.5, 16)?;
+    }
     if args.copies {
         return copies(&ctx, &shapes, args.iters, args.json);
     }

@@ -55,6 +55,10 @@ struct Outcome {
 
 pub fn main(args: Args) -> CliResult {
     let shape = &args.shape.0;
+    // x, dy, the f64 reference and every adapter's result on the host,
+    // checked before anything is allocated (each adapter checks its own
+    // limits, and reports a refusal as its outcome).
+    crate::common::fit_host(shape, 40)?;
     let cols = *shape.last().expect("Shape gives at least one dim");
     let n: usize = shape.iter().product();
     // A large mean offset makes the check sensitive to cancellation.

@@ -57,7 +57,17 @@ impl std::str::FromStr for Shape {
     fn from_str(s: &str) -> Result<Self, String> {
         let dims: Result<Vec<usize>, _> = s.split(['x', 'X']).map(|d| d.trim().parse()).collect();
         match dims {
-            Ok(d) if !d.is_empty() && !d.contains(&0) => Ok(Shape(d)),
+            Ok(d) if !d.is_empty() && !d.contains(&0) => {
+                // Overflow-safe: the values, and their bytes as f64 (the
+                // widest copy the tools hold), must be countable.
+                let n = d.iter().try_fold(1u64, |n, &v| n.checked_mul(v as u64));
+                match n.and_then(|n| n.checked_mul(8)) {
+                    Some(_) => Ok(Shape(d)),
+                    None => Err(format!(
+                        "{s:?} holds more values than can be counted in 64 bits"
+                    )),
+                }
+            }
             _ => Err(format!(
                 "{s:?} is not a shape like 8x512x768 (positive integers joined by 'x')"
             )),
@@ -66,6 +76,54 @@ impl std::str::FromStr for Shape {
 }
 
 pub use wgpu_norm::shape_string;
+
+/// Refuses a shape whose tensors would not fit, before anything is allocated:
+/// each tensor of `device_tensors` × its values × 4 bytes within the device's
+/// `max_buffer_size`, and the `host_bytes_per_value` × values the command
+/// holds on the CPU within the memory the machine has available (Linux's
+/// MemAvailable; not checked where it cannot be read). The message names
+/// the limit; the exit code is 2.
+pub fn fit_shape(
+    ctx: &Context,
+    shape: &[usize],
+    device_tensor_values: f64,
+    host_bytes_per_value: u64,
+) -> CliResult {
+    let n = shape.iter().map(|&d| d as u64).product::<u64>();
+    let shape_s = shape_string(shape);
+    let device_bytes = (n as f64 * device_tensor_values * 4.0).ceil() as u64;
+    let max = ctx.limits().max_buffer_size;
+    if device_bytes > max {
+        return Err(CliError::Input(format!(
+            "shape {shape_s} needs a tensor of {device_bytes} bytes, more than the device's max_buffer_size of {max} bytes"
+        )));
+    }
+    fit_host(shape, host_bytes_per_value)
+}
+
+/// Refuses a shape whose `host_bytes_per_value` × values would not fit the
+/// memory the machine has available (see [`fit_shape`]).
+pub fn fit_host(shape: &[usize], host_bytes_per_value: u64) -> CliResult {
+    let n = shape.iter().map(|&d| d as u64).product::<u64>();
+    if let Some(available) = available_memory() {
+        let host = n.saturating_mul(host_bytes_per_value);
+        if host > available {
+            return Err(CliError::Input(format!(
+                "shape {} needs about {host} bytes of host memory, more than the {available} bytes this machine has available",
+                shape_string(shape)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// MemAvailable from /proc/meminfo, in bytes.
+fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
 
 /// Opens the best adapter on `backend` (or as the environment says).
 pub fn open(backend: Option<&str>) -> CliResult<Context> {

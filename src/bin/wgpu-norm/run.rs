@@ -53,6 +53,8 @@ impl Default for Args {
 pub fn main(args: Args) -> CliResult {
     let ctx = open(args.backend.as_deref())?;
     let shape = &args.shape.0;
+    // x and y on the device; x, y read back and the f64 reference on the host.
+    crate::common::fit_shape(&ctx, shape, 1.0, 32)?;
     let cols = *shape.last().expect("Shape gives at least one dim");
     let n: usize = shape.iter().product();
     let x = synthetic::normal(args.seed, n, 0.0, 1.0);
