@@ -106,6 +106,16 @@ impl Context {
 
     /// Opens an adapter chosen by `options`.
     pub async fn with_options(options: ContextOptions) -> Result<Self> {
+        // A WGPU_BACKEND that names no backend is the caller's mistake, not a
+        // missing driver: say so (wgpu itself would ignore the name and find none).
+        let backends = match options.backends {
+            Some(b) => Some(b),
+            None => backends_from_env()?,
+        };
+        let options = ContextOptions {
+            backends,
+            ..options
+        };
         let adapters = Self::adapters(options.backends).await;
         let name = options
             .adapter_name
@@ -287,6 +297,24 @@ fn choose_adapter(adapters: Vec<wgpu::Adapter>, name: Option<&str>) -> Option<wg
             };
             (type_rank, backend_rank)
         })
+}
+
+/// The backends `WGPU_BACKEND` names (comma-separated, as wgpu reads it), or
+/// `None` where it is unset; `UnknownBackend` for a name that is none (an
+/// empty value too).
+pub fn backends_from_env() -> Result<Option<wgpu::Backends>> {
+    let Ok(value) = std::env::var("WGPU_BACKEND") else {
+        return Ok(None);
+    };
+    let mut backends = wgpu::Backends::empty();
+    for name in value.split(',').map(str::trim) {
+        backends |= match name.to_ascii_lowercase().as_str() {
+            "webgpu" => wgpu::Backends::BROWSER_WEBGPU,
+            "noop" => wgpu::Backends::NOOP,
+            _ => parse_backend(name)?,
+        };
+    }
+    Ok(Some(backends))
 }
 
 /// Parses a backend name as the CLI and `WGPU_BACKEND` spell them.

@@ -108,7 +108,7 @@ pub use bench::{
     time_copies,
 };
 pub use caps::{AdapterClass, Capabilities, OPTIONAL_FEATURES, SubgroupSizes};
-pub use context::{Context, ContextOptions, TuneHook, parse_backend};
+pub use context::{Context, ContextOptions, TuneHook, backends_from_env, parse_backend};
 pub use error::{Error, Result};
 pub use gpu::Gpu;
 pub use kernels::{LayerNormVariant, Views, backward_source, forward_source};

@@ -678,3 +678,41 @@ fn huge_shapes_are_refused_before_anything_is_allocated() {
         assert!(named, "{args:?} should name {says:?}: {err}");
     }
 }
+
+#[test]
+fn a_wgpu_backend_that_names_nothing_is_an_input_error() {
+    for value in ["nonsense", "", "vulkan,nonsense"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_wgpu-norm"))
+            .args(["run", "--shape", "2x8"])
+            .env("WGPU_BACKEND", value)
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "WGPU_BACKEND={value:?}: {err}");
+        assert!(
+            err.contains("unknown backend") && !err.to_lowercase().contains("mesa"),
+            "WGPU_BACKEND={value:?}: {err}"
+        );
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_closed_stdout_ends_the_tool_quietly_not_in_a_panic() {
+    // `wgpu-norm adapters | true`: the reader is gone before the writer writes.
+    let out = Command::new("bash")
+        .args([
+            "-c",
+            "\"$0\" adapters | true; echo \"status ${PIPESTATUS[0]}\"",
+            env!("CARGO_BIN_EXE_wgpu-norm"),
+        ])
+        .output()
+        .unwrap();
+    let (stdout, err) = (String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert!(!err.contains("panicked"), "{err}");
+    // 0 if it finished before the pipe closed, 141 (SIGPIPE) if not; never 101.
+    assert!(
+        stdout.contains("status 0") || stdout.contains("status 141"),
+        "{stdout} {err}"
+    );
+}

@@ -37,6 +37,15 @@ enum Command {
 }
 
 fn main() {
+    // Rust ignores SIGPIPE, so printing to a closed pipe (`wgpu-norm adapters
+    // | head -1`) would panic; with the default action the tool ends quietly,
+    // as Unix tools do.
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to the default before any
+    // thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Run(run::Args::default())) {
         Command::Adapters(args) => adapters::main(args),
