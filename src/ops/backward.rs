@@ -15,8 +15,8 @@ use crate::ops::config::{NormConfig, NormKind};
 use crate::ops::forward::encode_forward;
 use crate::ops::io::{BackwardIo, ForwardIo};
 use crate::ops::record::{
-    Dispatch, Recording, Uniforms, bind, bind_or, bind_vec4_or, columns, pass_label, row_window,
-    scratch,
+    Dispatch, Recording, Uniforms, bind, bind_or, bind_vec4_or, cache_identity, columns,
+    pass_label, row_window, scratch,
 };
 use crate::ops::validate;
 use crate::plan::{
@@ -285,26 +285,7 @@ pub(crate) fn encode_backward(
 ) -> Result<()> {
     let rc = validate::backward(cfg, kind, ctx, io)?;
     let choice = choose(cfg, kind, ctx, io, rc)?;
-    let tensor = |t: Option<&GpuTensor>| t.map(|t| (t.buffer().clone(), t.offset()));
-    let key = BackwardKey {
-        kind,
-        epsilon: cfg.epsilon.to_bits(),
-        axis: cfg.axis,
-        rc,
-        plan: choice.plan,
-        variant: choice.variant,
-        tensors: [
-            tensor(Some(io.x)),
-            tensor(Some(io.dy)),
-            tensor(io.gamma),
-            tensor(io.mean),
-            tensor(io.rstd),
-            tensor(Some(io.dx)),
-            tensor(io.dgamma),
-            tensor(io.dbeta),
-        ],
-    };
-    let tokens: Vec<&Arc<()>> = [
+    let (tensors, tokens) = cache_identity([
         Some(io.x),
         Some(io.dy),
         io.gamma,
@@ -313,11 +294,16 @@ pub(crate) fn encode_backward(
         Some(io.dx),
         io.dgamma,
         io.dbeta,
-    ]
-    .into_iter()
-    .flatten()
-    .map(|t| t.life())
-    .collect();
+    ]);
+    let key = BackwardKey {
+        kind,
+        epsilon: cfg.epsilon.to_bits(),
+        axis: cfg.axis,
+        rc,
+        plan: choice.plan,
+        variant: choice.variant,
+        tensors,
+    };
     let built = match ctx.bind_cache().get::<_, Built>(&key, &tokens) {
         Some(b) => b,
         None => {
@@ -534,13 +520,6 @@ fn build_pass<'a>(
             label,
             args,
             dispatches,
-            _buffers: vec![
-                uniforms.buffer.clone(),
-                partials.clone(),
-                row_centre,
-                piece_sums,
-                row_sums,
-            ],
         }
     })
 }

@@ -21,8 +21,8 @@ use crate::kernels::{LayerNormVariant, Views};
 use crate::ops::config::{NormConfig, NormKind};
 use crate::ops::io::ForwardIo;
 use crate::ops::record::{
-    Dispatch, Recording, Uniforms, bind, bind_or, bind_vec4_or, column_window, columns, pass_label,
-    row_window, scratch,
+    Dispatch, Recording, Uniforms, bind, bind_or, bind_vec4_or, cache_identity, column_window,
+    columns, pass_label, row_window, scratch,
 };
 use crate::ops::validate;
 use crate::plan::{self, BindingWindow, COMBINE_LANES, Entry, LayerNormPlan, RowChunk, Rows};
@@ -216,27 +216,8 @@ pub(crate) fn encode_forward(
 ) -> Result<()> {
     let rc = validate::forward(cfg, ctx, io)?;
     let choice = choose(cfg, kind, ctx, io, rc)?;
-    let tensor = |t: Option<&GpuTensor>| t.map(|t| (t.buffer().clone(), t.offset()));
     let r = io.residual;
-    let key = ForwardKey {
-        kind,
-        epsilon: cfg.epsilon.to_bits(),
-        rc,
-        plan: choice.plan,
-        variant: choice.variant,
-        tensors: [
-            tensor(Some(io.x)),
-            tensor(io.y),
-            tensor(io.gamma),
-            tensor(io.beta),
-            tensor(io.mean),
-            tensor(io.rstd),
-            tensor(r.map(|r| r.residual)),
-            tensor(r.and_then(|r| r.bias)),
-            tensor(r.and_then(|r| r.sum)),
-        ],
-    };
-    let tokens: Vec<&Arc<()>> = [
+    let (tensors, tokens) = cache_identity([
         Some(io.x),
         io.y,
         io.gamma,
@@ -246,11 +227,15 @@ pub(crate) fn encode_forward(
         r.map(|r| r.residual),
         r.and_then(|r| r.bias),
         r.and_then(|r| r.sum),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|t| t.life())
-    .collect();
+    ]);
+    let key = ForwardKey {
+        kind,
+        epsilon: cfg.epsilon.to_bits(),
+        rc,
+        plan: choice.plan,
+        variant: choice.variant,
+        tensors,
+    };
     let recording = match ctx.bind_cache().get::<_, Recording>(&key, &tokens) {
         Some(rec) => rec,
         None => {
@@ -388,14 +373,10 @@ fn build<'a>(
                 });
             }
         }
-        let mut buffers = vec![uniforms.buffer.clone()];
-        buffers.extend(pieces.into_iter().flat_map(|(a, b)| [a, b]));
-        buffers.extend(packed);
         Recording {
             label,
             args,
             dispatches,
-            _buffers: buffers,
         }
     })
 }

@@ -31,9 +31,6 @@ pub(crate) struct Recording {
     /// Shape, dtype, kernel, chunks… for the trace.
     pub(crate) args: Vec<(&'static str, String)>,
     pub(crate) dispatches: Vec<Dispatch>,
-    /// Uniforms and scratch the bind groups hold (kept for clarity: the
-    /// bind groups keep them alive too).
-    pub(crate) _buffers: Vec<wgpu::Buffer>,
 }
 
 impl Recording {
@@ -59,6 +56,19 @@ impl Recording {
             }
         }
     }
+}
+
+/// A tensor as a bind-cache key sees it: its buffer and offset.
+pub(crate) type TensorId = Option<(wgpu::Buffer, u64)>;
+
+/// What a call's tensors are to the bind cache, from one list: each one's
+/// buffer and offset (for the key) and the liveness tokens of those present.
+pub(crate) fn cache_identity<const N: usize>(
+    tensors: [Option<&GpuTensor>; N],
+) -> ([TensorId; N], Vec<&std::sync::Arc<()>>) {
+    let key = tensors.map(|t| t.map(|t| (t.buffer().clone(), t.offset())));
+    let tokens = tensors.into_iter().flatten().map(|t| t.life()).collect();
+    (key, tokens)
 }
 
 /// One uniform buffer holding a params block per dispatch (chunk), each at
