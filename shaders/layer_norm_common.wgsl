@@ -75,12 +75,39 @@ fn finite4(x: vec4<f32>) -> vec4<bool> {
     return (bitcast<vec4<u32>>(x) & vec4<u32>(0x7f800000u)) != vec4<u32>(0x7f800000u);
 }
 
-// rstd of a row from the moments (mean, M2 over `n` values) of x - pivot:
-// 1 / sqrt(var + epsilon) for LayerNorm; for RMSNorm the mean square is
-// var + mean^2 (both non-negative: no cancellation). A row holding NaN or Inf
-// has a non-finite mean or M2, and its rstd is NaN (as ONNX and PyTorch give
-// it), not the 1/sqrt(epsilon) of a clamped NaN or the 0 of an infinite M2.
-fn row_rstd(pivot: f32, shifted_mean: f32, m2: f32, n: f32) -> f32 {
+// Rows of very large values: squares of deviations overflow f32 past about
+// 1.8e19, and the mean of values of opposite signs near 3.4e38 does too.
+// Every kernel first takes a row's moments as they come (exact whenever they
+// stay finite), and only if they overflowed on finite input takes them again
+// with every loaded value scaled by RESCALE = 2^-96: a power of two, so the
+// scaled values are exact, and small enough that n * (2 * 3.4e38 * 2^-96)^2
+// stays finite for any row length the plan allows, while the variance of a
+// row that overflowed (at least 2^128 / dim) stays a normal f32 when scaled.
+// Inside a kernel `x_scale` is the scale of what `load_x` returns; the
+// statistics written out are always those of the unscaled row.
+const RESCALE: f32 = 0x1p-96f;
+var<private> x_scale: f32 = 1.0;
+
+// Whether moments (pivot, shifted mean, M2 over `n` values of x - pivot) taken
+// at scale 1 overflowed on a finite pivot: then the row is taken again at
+// RESCALE (a row that holds NaN or Inf also lands here, and comes out NaN).
+fn overflowed(pivot: f32, shifted_mean: f32, m2: f32, n: f32) -> bool {
+    if (x_scale != 1.0 || !finite(pivot)) {
+        return false;
+    }
+    let ms = m2 / n;
+    let mean = pivot + shifted_mean;
+    return !finite(ms) || !finite(shifted_mean) || !finite(mean) || (RMS && !finite(ms + mean * mean));
+}
+
+// rstd of the scaled row (what the kernels multiply scaled deviations by)
+// from the moments (mean, M2 over `n` values) of x * scale - pivot:
+// 1 / sqrt(var + epsilon * scale^2) for LayerNorm; for RMSNorm the mean
+// square is var + mean^2 (both non-negative: no cancellation). The row's own
+// rstd is this times `scale`. A row holding NaN or Inf has a non-finite mean
+// or M2, and its rstd is NaN (as ONNX and PyTorch give it), not the
+// 1/sqrt(epsilon) of a clamped NaN or the 0 of an infinite M2.
+fn scaled_rstd(pivot: f32, shifted_mean: f32, m2: f32, n: f32, scale: f32) -> f32 {
     var ms = m2 / n;
     if (!finite(ms) || !finite(shifted_mean) || !finite(pivot)) {
         return bitcast<f32>(NAN_BITS);
@@ -92,7 +119,25 @@ fn row_rstd(pivot: f32, shifted_mean: f32, m2: f32, n: f32) -> f32 {
         let mean = pivot + shifted_mean;
         ms += mean * mean;
     }
-    return inverseSqrt(ms + params.epsilon);
+    let t = ms + params.epsilon * scale * scale;
+    if (t == 0.0) {
+        // A constant row at RESCALE, where epsilon * scale^2 underflows.
+        return inverseSqrt(params.epsilon) / scale;
+    }
+    return inverseSqrt(t);
+}
+
+fn row_rstd(pivot: f32, shifted_mean: f32, m2: f32, n: f32) -> f32 {
+    return scaled_rstd(pivot, shifted_mean, m2, n, x_scale);
+}
+
+// The row's mean and rstd as written out, from the scaled ones.
+fn unscaled_mean(pivot: f32, shifted_mean: f32, scale: f32) -> f32 {
+    return (pivot + shifted_mean) / scale;
+}
+
+fn unscaled_rstd(rstd: f32, scale: f32) -> f32 {
+    return rstd * scale;
 }
 
 // What normalisation subtracts from a value: pivot + shifted mean, applied as

@@ -13,14 +13,14 @@ override WRITE_SUM: bool = false;
 @group(0) @binding(13) var<storage, read_write> sum_out: array<elem>;
 
 // The value the kernels normalise at element `i` of `x`: x + residual, plus
-// the bias of the value's column when the pipeline has one.
+// the bias of the value's column when the pipeline has one; times `x_scale`.
 fn load_x(i: u32) -> f32 {
     let k = i - params.x_base;
     var v = x_at(i) + f32(residual[params.residual_base + k]);
     if (HAS_RESIDUAL_BIAS) {
         v += f32(residual_bias[params.residual_bias_base + k % params.dim]);
     }
-    return v;
+    return v * x_scale;
 }
 
 // Four values from vec4 `j` of `x4` (elements 4j .. 4j+3 of `x`, never across
@@ -34,13 +34,14 @@ fn load_x4(j: u32) -> vec4<f32> {
         let b = params.residual_bias_base + k % params.dim;
         v += vec4<f32>(f32(residual_bias[b]), f32(residual_bias[b + 1u]), f32(residual_bias[b + 2u]), f32(residual_bias[b + 3u]));
     }
-    return v;
+    return v * x_scale;
 }
 
-// Writes s = the loaded value `v` at row-relative column `col` of the row whose
-// y starts at element `y_row` (s has y's row layout from its own base).
+// Writes s = the loaded value `v` (unscaled again) at row-relative column
+// `col` of the row whose y starts at element `y_row` (s has y's row layout
+// from its own base).
 fn store_sum(v: f32, y_row: u32, col: u32) {
     if (WRITE_SUM) {
-        sum_out[params.sum_base + y_row - params.y_base + col] = elem(v);
+        sum_out[params.sum_base + y_row - params.y_base + col] = elem(v / x_scale);
     }
 }

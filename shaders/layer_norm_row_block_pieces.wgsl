@@ -22,13 +22,22 @@ fn row_block_moments(
     if (first >= params.rows) {
         return;
     }
-    let rows = eight_rows(first);
-    let m = share_moments(rows, lane);
+    var rows = eight_rows(first);
+    var m = share_moments(rows, lane);
+    // This lane's share again at RESCALE for rows where it overflowed (see
+    // layer_norm_common.wgsl); split_combine brings the pieces to one scale.
+    if (m.n > 0.0) {
+        rows = rescaled(rows, m.n, m.mean_lo, m.mean_hi, m.m2_lo, m.m2_hi);
+        if (any_scaled(rows)) {
+            m = share_moments(rows, lane);
+        }
+    }
     for (var r = 0u; r < rows.count; r += 1u) {
         let k = r % 4u;
         let mean = select(m.mean_hi[k], m.mean_lo[k], r < 4u);
         let m2 = select(m.m2_hi[k], m.m2_lo[k], r < 4u);
-        piece_moments[(first + r) * SPLITS + lane] = vec4<f32>(m.n, mean, m2, 0.0);
+        let scale = select(rows.scale_hi[k], rows.scale_lo[k], r < 4u);
+        piece_moments[(first + r) * SPLITS + lane] = vec4<f32>(m.n, mean, m2, scale);
     }
 }
 
@@ -42,8 +51,8 @@ fn row_block_apply(
     if (first >= params.rows) {
         return;
     }
-    let rows = eight_rows(first);
-    // (pivot, shifted mean, rstd) of each row; rows past the end repeat the last.
+    var rows = eight_rows(first);
+    // (pivot, shifted mean, rstd, scale) of each row; rows past the end repeat the last.
     let last = first + rows.count - 1u;
     let a = row_stats[first];
     let b = row_stats[min(first + 1u, last)];
@@ -53,6 +62,7 @@ fn row_block_apply(
     let f = row_stats[min(first + 5u, last)];
     let g = row_stats[min(first + 6u, last)];
     let h = row_stats[min(first + 7u, last)];
+    rows = with_scales(rows, vec4<f32>(a.w, b.w, c.w, d.w), vec4<f32>(e.w, f.w, g.w, h.w));
     let s = RowStats(
         vec4<f32>(a.y, b.y, c.y, d.y),
         vec4<f32>(e.y, f.y, g.y, h.y),

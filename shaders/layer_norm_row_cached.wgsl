@@ -33,7 +33,7 @@ fn layer_norm_forward(
     let dim = params.dim;
     let r = row_split(params.x_base + row * dim, dim);
     let y_row = params.y_base + row * dim;
-    let pivot = load_x(r.x_row);
+    var pivot = load_x(r.x_row);
 
     // 1. Load once, keep, and take the moments of x - pivot.
     var cache: array<vec4<f32>, CACHE4>;
@@ -60,13 +60,37 @@ fn layer_norm_forward(
 
     // 2. Combine the lanes.
     let n_row = f32(dim);
-    let shifted_mean = workgroup_sum(acc.x * acc.y, ids) / n_row;
-    let lane_dev = acc.y - shifted_mean;
-    let m2 = workgroup_sum(acc.z + acc.x * lane_dev * lane_dev, ids);
+    var shifted_mean = workgroup_sum(acc.x * acc.y, ids) / n_row;
+    var lane_dev = acc.y - shifted_mean;
+    var m2 = workgroup_sum(acc.z + acc.x * lane_dev * lane_dev, ids);
+    if (overflowed(pivot, shifted_mean, m2, n_row)) {
+        // Again at RESCALE, from the values held (see layer_norm_common.wgsl).
+        x_scale = RESCALE;
+        pivot *= RESCALE;
+        head *= RESCALE;
+        tail *= RESCALE;
+        acc = vec3<f32>(0.0);
+        for (var k = 0u; k < CACHE4; k += 1u) {
+            let i = lid + k * WG;
+            if (i < r.body4) {
+                cache[k] *= RESCALE;
+                acc = chan_merge(acc, block_moments(cache[k] - vec4<f32>(pivot)));
+            }
+        }
+        if (lid < r.head) {
+            acc = chan_merge(acc, vec3<f32>(1.0, head - pivot, 0.0));
+        }
+        if (lid < tail_len) {
+            acc = chan_merge(acc, vec3<f32>(1.0, tail - pivot, 0.0));
+        }
+        shifted_mean = workgroup_sum(acc.x * acc.y, ids) / n_row;
+        lane_dev = acc.y - shifted_mean;
+        m2 = workgroup_sum(acc.z + acc.x * lane_dev * lane_dev, ids);
+    }
     let rstd = row_rstd(pivot, shifted_mean, m2, n_row);
     if (lid == 0u) {
-        store_mean(row, pivot + shifted_mean);
-        store_rstd(row, rstd);
+        store_mean(row, unscaled_mean(pivot, shifted_mean, x_scale));
+        store_rstd(row, unscaled_rstd(rstd, x_scale));
     }
     if (!WRITE_Y) {
         return;

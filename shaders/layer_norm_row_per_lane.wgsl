@@ -34,6 +34,18 @@
 // Loops: a lane runs about dim / 2 + 40 iterations; the plan keeps dim at
 // most 16,384, far below llvmpipe's cap of 65,535 iterations per invocation.
 
+fn row_moments(rows: EightRows) -> Moments {
+    let quads = params.dim / 4u;
+    var m = Moments(0.0, vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+    for (var q = 0u; q < quads; q += 1u) {
+        m = add_quad(m, rows, q);
+    }
+    for (var col = 4u * quads; col < params.dim; col += 1u) {
+        m = add_column(m, rows, col);
+    }
+    return m;
+}
+
 @compute @workgroup_size(WG)
 fn layer_norm_forward(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -44,17 +56,16 @@ fn layer_norm_forward(
     if (first >= params.rows) {
         return;
     }
-    let rows = eight_rows(first);
-    let quads = params.dim / 4u;
+    var rows = eight_rows(first);
 
-    // 1. Moments of the whole rows.
-    var m = Moments(0.0, vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
-    for (var q = 0u; q < quads; q += 1u) {
-        m = add_quad(m, rows, q);
+    // 1. Moments of the whole rows (again at RESCALE for rows where they
+    //    overflowed: see layer_norm_common.wgsl).
+    var m = row_moments(rows);
+    rows = rescaled(rows, m.n, m.mean_lo, m.mean_hi, m.m2_lo, m.m2_hi);
+    if (any_scaled(rows)) {
+        m = row_moments(rows); // rows at scale 1 come out the same
     }
-    for (var col = 4u * quads; col < params.dim; col += 1u) {
-        m = add_column(m, rows, col);
-    }
+    let quads = params.dim / 4u;
 
     // 2. rstd (and mean and rstd written where asked).
     let s = row_stats_of(rows, m.mean_lo, m.mean_hi, m.m2_lo, m.m2_hi, true);

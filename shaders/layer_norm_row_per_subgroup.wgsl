@@ -43,24 +43,32 @@ fn layer_norm_forward(
     for (var row = first_row + subgroup; row < end_row; row += subgroups) {
         let r = row_split(params.x_base + row * dim, dim);
         let y_row = params.y_base + row * dim;
-        let pivot = load_x(r.x_row);
         let ends = vec2<bool>(true, true);
-
-        // 1. This lane's moments of x - pivot.
-        let acc = lane_moments(r, 0u, r.body4, ends, pivot, lane, lanes);
-
-        // 2. Combine the lanes of the subgroup.
         let n_row = f32(dim);
-        let shifted_mean = subgroupAdd(acc.x * acc.y) / n_row;
-        let lane_dev = acc.y - shifted_mean;
-        let m2 = subgroupAdd(acc.z + acc.x * lane_dev * lane_dev);
+
+        // 1. This lane's moments of x - pivot, 2. combined over the subgroup;
+        //    taken again at RESCALE where they overflowed.
+        x_scale = 1.0;
+        var pivot = load_x(r.x_row);
+        var acc = lane_moments(r, 0u, r.body4, ends, pivot, lane, lanes);
+        var shifted_mean = subgroupAdd(acc.x * acc.y) / n_row;
+        var lane_dev = acc.y - shifted_mean;
+        var m2 = subgroupAdd(acc.z + acc.x * lane_dev * lane_dev);
+        if (overflowed(pivot, shifted_mean, m2, n_row)) {
+            x_scale = RESCALE;
+            pivot = load_x(r.x_row);
+            acc = lane_moments(r, 0u, r.body4, ends, pivot, lane, lanes);
+            shifted_mean = subgroupAdd(acc.x * acc.y) / n_row;
+            lane_dev = acc.y - shifted_mean;
+            m2 = subgroupAdd(acc.z + acc.x * lane_dev * lane_dev);
+        }
         let rstd = row_rstd(pivot, shifted_mean, m2, n_row);
         if (lane == 0u) {
             if (WRITE_MEAN) {
-                store_mean(row, pivot + shifted_mean);
+                store_mean(row, unscaled_mean(pivot, shifted_mean, x_scale));
             }
             if (WRITE_RSTD) {
-                store_rstd(row, rstd);
+                store_rstd(row, unscaled_rstd(rstd, x_scale));
             }
         }
 

@@ -24,6 +24,8 @@
 //        M2           = sum(M2_i + n_i * (mean_i - shifted_mean)^2)
 //      Every term of the second sum is >= 0: no E[x^2] - E[x]^2 cancellation.
 //   3. Every lane re-reads its share and writes y. x is read twice, y written once.
+// A row whose moments overflow (values past ~1e19) is taken again at RESCALE
+// (see layer_norm_common.wgsl): x is read three times for it.
 //
 // The row is split into a scalar head (up to the next 16-byte boundary), a vec4
 // body read through `x4`, and a scalar tail (`row_split` in layer_norm_common.wgsl):
@@ -49,25 +51,33 @@ fn layer_norm_forward(
     let dim = params.dim;
     let r = row_split(params.x_base + row * dim, dim);
     let y_row = params.y_base + row * dim;
-    let pivot = load_x(r.x_row);
     let ends = vec2<bool>(true, true);
-
-    // 1. This lane's moments of x - pivot.
-    let acc = lane_moments(r, 0u, r.body4, ends, pivot, lid, WG);
-
-    // 2. Combine the lanes.
     let n_row = f32(dim);
-    let shifted_mean = workgroup_sum(acc.x * acc.y, ids) / n_row;
-    let lane_dev = acc.y - shifted_mean;
-    let m2 = workgroup_sum(acc.z + acc.x * lane_dev * lane_dev, ids);
+
+    // 1. This lane's moments of x - pivot, 2. combined over the lanes; taken
+    //    again at RESCALE where they overflowed (`overflowed`: uniform, from
+    //    the workgroup sums).
+    var pivot = load_x(r.x_row);
+    var acc = lane_moments(r, 0u, r.body4, ends, pivot, lid, WG);
+    var shifted_mean = workgroup_sum(acc.x * acc.y, ids) / n_row;
+    var lane_dev = acc.y - shifted_mean;
+    var m2 = workgroup_sum(acc.z + acc.x * lane_dev * lane_dev, ids);
+    if (overflowed(pivot, shifted_mean, m2, n_row)) {
+        x_scale = RESCALE;
+        pivot = load_x(r.x_row);
+        acc = lane_moments(r, 0u, r.body4, ends, pivot, lid, WG);
+        shifted_mean = workgroup_sum(acc.x * acc.y, ids) / n_row;
+        lane_dev = acc.y - shifted_mean;
+        m2 = workgroup_sum(acc.z + acc.x * lane_dev * lane_dev, ids);
+    }
     let rstd = row_rstd(pivot, shifted_mean, m2, n_row);
 
     if (lid == 0u) {
         if (WRITE_MEAN) {
-            store_mean(row, pivot + shifted_mean);
+            store_mean(row, unscaled_mean(pivot, shifted_mean, x_scale));
         }
         if (WRITE_RSTD) {
-            store_rstd(row, rstd);
+            store_rstd(row, unscaled_rstd(rstd, x_scale));
         }
     }
 

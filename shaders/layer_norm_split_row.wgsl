@@ -55,17 +55,28 @@ fn split_stats(
         return; // whole workgroup
     }
     let lid = ids.lid;
+    var m = piece_moments_of(p, ids);
+    // Again at RESCALE where the piece's moments overflowed (uniform: from
+    // the workgroup sums); split_combine brings the pieces to one scale.
+    if (m.x > 0.0 && overflowed(m.w, m.y, m.z, m.x)) {
+        x_scale = RESCALE;
+        m = piece_moments_of(p, ids);
+    }
+    if (lid == 0u) {
+        piece_moments[p.row * SPLITS + p.piece] = vec4<f32>(m.x, m.y, m.z, x_scale);
+    }
+}
+
+// The piece's (count, mean, M2) of x - pivot, combined exactly across lanes
+// (as in the one-workgroup-per-row kernel), and the pivot.
+fn piece_moments_of(p: Piece, ids: LaneIds) -> vec4<f32> {
     let pivot = load_x(p.r.x_row);
-    let acc = lane_moments(p.r, p.begin4, p.end4, p.ends, pivot, lid, WG);
-    // The piece's moments, combined exactly across lanes (as in the
-    // one-workgroup-per-row kernel).
+    let acc = lane_moments(p.r, p.begin4, p.end4, p.ends, pivot, ids.lid, WG);
     let n = workgroup_sum(acc.x, ids);
     let mean = select(0.0, workgroup_sum(acc.x * acc.y, ids) / n, n > 0.0);
     let dev = acc.y - mean;
     let m2 = workgroup_sum(acc.z + acc.x * dev * dev, ids);
-    if (lid == 0u) {
-        piece_moments[p.row * SPLITS + p.piece] = vec4<f32>(n, mean, m2, 0.0);
-    }
+    return vec4<f32>(n, mean, m2, pivot);
 }
 
 @compute @workgroup_size(WG)
@@ -79,6 +90,7 @@ fn split_apply(
         return;
     }
     let stats = row_stats[p.row];
+    x_scale = stats.w;
     let pivot = stats.x;
     let shifted_mean = stats.y;
     let rstd = stats.z;

@@ -17,6 +17,15 @@
 // constant error in the saved mean. The dx kernels store mean(x̃) per row in
 // `row_centre` for the dgamma stage.
 //
+// Rows of very large values: x - mean can overflow, and a row whose standard
+// deviation is past 2^100 has an rstd near or below f32's smallest normal,
+// which GPUs that flush denormals read as 0. Each row has a scale: 1, or
+// BACK_SCALE = 2^-120 where its saved rstd is below 2^-100 (or 0). Sums are
+// taken over u = x * scale - mean * scale (exact: powers of two), with Σu²
+// alongside, and x̃ = u * r, where r is rstd itself at scale 1 and, at
+// BACK_SCALE, recomputed from the row, 1 / sqrt(Σu² / dim), in the scaled
+// units (epsilon is far below a variance past 2^200). dx = r * (...) * scale.
+//
 // dx needs sums over its row (Σg, Σg·x̃, Σx̃), then a second walk over the row:
 //
 //   dx_four_rows_per_lane  one lane takes four consecutive rows, one in each
@@ -80,12 +89,34 @@ struct Params {
 @group(0) @binding(7) var<storage, read_write> dgamma: array<elem>;
 @group(0) @binding(8) var<storage, read_write> dbeta: array<elem>;
 @group(0) @binding(9) var<uniform> params: Params;
-// mean(x̃) of each row of the dispatch (LayerNorm; written by the dx kernels).
-@group(0) @binding(10) var<storage, read_write> row_centre: array<f32>;
-// (Σg, Σg·x̃, Σx̃, 0) of each piece of each row: [row * SPLITS + piece].
+// (mean(x̃), r) of each row of the dispatch (written by the dx kernels for
+// the dgamma stage; mean(x̃) is 0 for RMSNorm).
+@group(0) @binding(10) var<storage, read_write> row_centre: array<vec2<f32>>;
+// (Σg, Σg·u, Σu, Σu²) of each piece of each row: [row * SPLITS + piece].
 @group(0) @binding(11) var<storage, read_write> piece_sums: array<vec4<f32>>;
-// (Σg, Σg·x̃, Σx̃, 0) of each row, from its pieces.
+// (Σg, Σg·u, Σu, Σu²) of each row, from its pieces.
 @group(0) @binding(12) var<storage, read_write> row_sums: array<vec4<f32>>;
+
+const BACK_SCALE: f32 = 0x1p-120f;
+
+// The row's scale from its saved rstd (see the top of this file). A NaN rstd
+// keeps scale 1, and the row comes out NaN.
+fn row_scale(rstd: f32) -> f32 {
+    return select(1.0, BACK_SCALE, rstd < 0x1p-100f);
+}
+
+// r (x̃ = u * r) from the saved rstd, the row's scale and its Σu².
+fn row_r(rstd: f32, scale: f32, sum_uu: f32) -> f32 {
+    if (scale == 1.0) {
+        return rstd;
+    }
+    return inverseSqrt(sum_uu / f32(params.dim));
+}
+
+// The row's means of (g, g·x̃, x̃) from its sums of (g, g·u, u) and r.
+fn row_means(sums: vec4<f32>, r: f32) -> vec3<f32> {
+    return vec3<f32>(sums.x, sums.y * r, sums.z * r) / f32(params.dim);
+}
 
 fn row_mean(row: u32) -> f32 {
     if (RMS) {
@@ -102,24 +133,25 @@ fn grad_out(dy_value: f32, col: u32) -> f32 {
     return dy_value;
 }
 
-// One lane's share of (Σg, Σg·x̃, Σx̃) over the row's columns first,
+// One lane's share of (Σg, Σg·u, Σu, Σu²) over the row's columns first,
 // first + stride, ... below end.
-fn lane_sums(row: u32, first: u32, end: u32, stride: u32, mean: f32, rstd: f32) -> vec3<f32> {
+fn lane_sums(row: u32, first: u32, end: u32, stride: u32, mean: f32, scale: f32) -> vec4<f32> {
     let dim = params.dim;
     let x_row = params.x_base + row * dim;
     let dy_row = params.dy_base + row * dim;
-    var sums = vec3<f32>(0.0);
+    let smean = mean * scale;
+    var sums = vec4<f32>(0.0);
     for (var c = first; c < end; c += stride) {
         let g = grad_out(f32(dy[dy_row + c]), c);
-        let xt = (f32(x[x_row + c]) - mean) * rstd;
-        sums += vec3<f32>(g, g * xt, xt);
+        let u = f32(x[x_row + c]) * scale - smean;
+        sums += vec4<f32>(g, g * u, u, u * u);
     }
     return sums;
 }
 
 // Writes dx over the same columns from the row's means (of g, g·x̃, x̃), and
 // mean(x̃) to `row_centre` when `writes_centre` (one lane per row).
-fn write_dx(row: u32, first: u32, end: u32, stride: u32, mean: f32, rstd: f32, means: vec3<f32>, writes_centre: bool) {
+fn write_dx(row: u32, first: u32, end: u32, stride: u32, mean: f32, scale: f32, r: f32, means: vec3<f32>, writes_centre: bool) {
     let dim = params.dim;
     let x_row = params.x_base + row * dim;
     let dy_row = params.dy_base + row * dim;
@@ -129,12 +161,13 @@ fn write_dx(row: u32, first: u32, end: u32, stride: u32, mean: f32, rstd: f32, m
     let mean_g = select(means.x, 0.0, RMS);
     let mean_gx = means.y - centre * means.x;
     if (WRITE_DGAMMA && writes_centre) {
-        row_centre[row] = centre;
+        row_centre[row] = vec2<f32>(centre, r);
     }
+    let smean = mean * scale;
     for (var c = first; c < end; c += stride) {
         let g = grad_out(f32(dy[dy_row + c]), c);
-        let xhat = (f32(x[x_row + c]) - mean) * rstd - centre;
-        dx[dx_row + c] = elem(rstd * (g - mean_g - xhat * mean_gx));
+        let xhat = (f32(x[x_row + c]) * scale - smean) * r - centre;
+        dx[dx_row + c] = elem(r * (g - mean_g - xhat * mean_gx) * scale);
     }
 }
 
@@ -172,22 +205,29 @@ fn dx_four_rows_per_lane(
     }
     let rstd = vec4<f32>(rstd_in[params.rstd_base + rows.x], rstd_in[params.rstd_base + rows.y],
                          rstd_in[params.rstd_base + rows.z], rstd_in[params.rstd_base + rows.w]);
+    let scale = vec4<f32>(row_scale(rstd.x), row_scale(rstd.y), row_scale(rstd.z), row_scale(rstd.w));
+    let smean = mean * scale;
 
-    // 1. The rows' sums of g, g·x̃ and x̃.
+    // 1. The rows' sums of g, g·u, u and u² (u = x * scale - mean * scale).
     var sum_g = vec4<f32>(0.0);
     var sum_gx = vec4<f32>(0.0);
     var sum_x = vec4<f32>(0.0);
+    var sum_uu = vec4<f32>(0.0);
     for (var c = 0u; c < dim; c += 1u) {
         var g = load4(params.dy_base, rows, c, 1u);
         if (HAS_GAMMA) {
             g *= f32(gamma[params.gamma_base + c]);
         }
-        let xt = (load4(params.x_base, rows, c, 0u) - mean) * rstd;
+        let u = load4(params.x_base, rows, c, 0u) * scale - smean;
         sum_g += g;
-        sum_gx += g * xt;
-        sum_x += xt;
+        sum_gx += g * u;
+        sum_x += u;
+        sum_uu += u * u;
     }
     let n = f32(dim);
+    let r = select(rstd, inverseSqrt(sum_uu / n), scale != vec4<f32>(1.0));
+    sum_gx *= r;
+    sum_x *= r;
     // LayerNorm re-centres x̂ (see the top of this file); RMSNorm does not.
     let centre = select(sum_x / n, vec4<f32>(0.0), RMS);
     let mean_g = select(sum_g / n, vec4<f32>(0.0), RMS);
@@ -202,8 +242,8 @@ fn dx_four_rows_per_lane(
         if (HAS_GAMMA) {
             g *= f32(gamma[params.gamma_base + c]);
         }
-        let xhat = (load4(params.x_base, rows, c, 0u) - mean) * rstd - centre;
-        let out = rstd * (g - mean_g - xhat * mean_gx);
+        let xhat = (load4(params.x_base, rows, c, 0u) * scale - smean) * r - centre;
+        let out = r * (g - mean_g - xhat * mean_gx) * scale;
         // Unrolled: llvmpipe caps the loop iterations of an invocation.
         dx[dx_rows.x + c] = elem(out.x);
         if (count > 1u) {
@@ -236,13 +276,11 @@ fn dx_row_per_workgroup(
     }
     let mean = row_mean(row);
     let rstd = rstd_in[params.rstd_base + row];
+    let scale = row_scale(rstd);
     let dim = params.dim;
-    let sums = workgroup_sum3(lane_sums(row, ids.lid, dim, WG, mean, rstd), ids);
-    write_dx(row, ids.lid, dim, WG, mean, rstd, sums / f32(dim), ids.lid == 0u);
-}
-
-fn workgroup_sum3(v: vec3<f32>, ids: LaneIds) -> vec3<f32> {
-    return vec3<f32>(workgroup_sum(v.x, ids), workgroup_sum(v.y, ids), workgroup_sum(v.z, ids));
+    let sums = workgroup_sum4(lane_sums(row, ids.lid, dim, WG, mean, scale), ids);
+    let r = row_r(rstd, scale, sums.w);
+    write_dx(row, ids.lid, dim, WG, mean, scale, r, row_means(sums, r), ids.lid == 0u);
 }
 
 // The columns of piece `piece` of a row: begin .. end.
@@ -265,15 +303,15 @@ fn dx_split_sums(
     }
     let cols = piece_columns(index % SPLITS);
     let mean = row_mean(row);
-    let rstd = rstd_in[params.rstd_base + row];
-    let sums = workgroup_sum3(lane_sums(row, cols.x + ids.lid, cols.y, WG, mean, rstd), ids);
+    let scale = row_scale(rstd_in[params.rstd_base + row]);
+    let sums = workgroup_sum4(lane_sums(row, cols.x + ids.lid, cols.y, WG, mean, scale), ids);
     if (ids.lid == 0u) {
-        piece_sums[index] = vec4<f32>(sums, 0.0);
+        piece_sums[index] = sums;
     }
 }
 
 // One lane per row: the row's sums from its pieces, in piece order, and
-// mean(x̃) for the dgamma stage.
+// (mean(x̃), r) for the dgamma stage.
 @compute @workgroup_size(COMBINE_WG)
 fn dx_split_combine(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -290,7 +328,9 @@ fn dx_split_combine(
     }
     row_sums[row] = sums;
     if (WRITE_DGAMMA) {
-        row_centre[row] = select(sums.z / f32(params.dim), 0.0, RMS);
+        let rstd = rstd_in[params.rstd_base + row];
+        let r = row_r(rstd, row_scale(rstd), sums.w);
+        row_centre[row] = vec2<f32>(select(sums.z * r / f32(params.dim), 0.0, RMS), r);
     }
 }
 
@@ -308,8 +348,10 @@ fn dx_split_apply(
     let cols = piece_columns(index % SPLITS);
     let mean = row_mean(row);
     let rstd = rstd_in[params.rstd_base + row];
-    let means = row_sums[row].xyz / f32(params.dim);
-    write_dx(row, cols.x + lid, cols.y, WG, mean, rstd, means, false);
+    let scale = row_scale(rstd);
+    let sums = row_sums[row];
+    let r = row_r(rstd, scale, sums.w);
+    write_dx(row, cols.x + lid, cols.y, WG, mean, scale, r, row_means(sums, r), false);
 }
 
 // Stage 1 of dgamma/dbeta: workgroup (column block, part); lane = one column
@@ -337,8 +379,9 @@ fn param_partials(
     var dbeta_sum = 0.0;
     for (var row = first; row < end; row += 1u) {
         let d = f32(dy[params.dy_base + row * dim + col]);
-        let xt = (f32(x[params.x_base + row * dim + col]) - row_mean(row)) * rstd_in[params.rstd_base + row];
-        let xhat = xt - row_centre[row];
+        let scale = row_scale(rstd_in[params.rstd_base + row]);
+        let rc = row_centre[row];
+        let xhat = (f32(x[params.x_base + row * dim + col]) * scale - row_mean(row) * scale) * rc.y - rc.x;
         dgamma_sum += d * xhat;
         dbeta_sum += d;
     }
@@ -428,7 +471,6 @@ fn dx_rows_cached(
     let lid = ids.lid;
     let dim = params.dim;
     let dim4 = dim / 4u;
-    let n = f32(dim);
     var g4: array<vec4<f32>, CACHE4_B>;
     var dg: array<vec4<f32>, CACHE4_B>;
     var db: array<vec4<f32>, CACHE4_B>;
@@ -445,23 +487,26 @@ fn dx_rows_cached(
     for (var row = first; row < last; row += 1u) {
         let mean = row_mean(row);
         let rstd = rstd_in[params.rstd_base + row];
+        let scale = row_scale(rstd);
+        let smean = vec4<f32>(mean * scale);
         let x_row4 = (params.x_base + row * dim) / 4u;
         let dy_row4 = (params.dy_base + row * dim) / 4u;
         var s = vec4<f32>(0.0);
         for (var k = 0u; k < CACHE4_B; k += 1u) {
             let c = lid + k * WG;
             if (c < dim4) {
-                let xv = vec4<f32>(x4[x_row4 + c]);
+                let u = vec4<f32>(x4[x_row4 + c]) * scale - smean;
                 let dv = vec4<f32>(dy4[dy_row4 + c]);
-                xr[k] = xv;
+                xr[k] = u;
                 dyr[k] = dv;
-                let xt = (xv - vec4<f32>(mean)) * rstd;
                 let g = dv * g4[k];
-                s += vec4<f32>(quad_sum(g), dot(g, xt), quad_sum(xt), 0.0);
+                s += vec4<f32>(quad_sum(g), dot(g, u), quad_sum(u), dot(u, u));
             }
         }
         // The row's means of (g, g·x̃, x̃), as write_dx takes them.
-        let means = workgroup_sum4(s, ids) / n;
+        let sums = workgroup_sum4(s, ids);
+        let r = row_r(rstd, scale, sums.w);
+        let means = row_means(sums, r);
         let centre = select(means.z, 0.0, RMS);
         let mean_g = select(means.x, 0.0, RMS);
         let mean_gx = means.y - centre * means.x;
@@ -469,9 +514,9 @@ fn dx_rows_cached(
         for (var k = 0u; k < CACHE4_B; k += 1u) {
             let c = lid + k * WG;
             if (c < dim4) {
-                let xhat = (xr[k] - vec4<f32>(mean)) * rstd - vec4<f32>(centre);
+                let xhat = xr[k] * r - vec4<f32>(centre);
                 let g = dyr[k] * g4[k];
-                dx4[dx_row4 + c] = vec4<elem>(rstd * (g - vec4<f32>(mean_g) - xhat * mean_gx));
+                dx4[dx_row4 + c] = vec4<elem>(r * (g - vec4<f32>(mean_g) - xhat * mean_gx) * scale);
                 dg[k] += dyr[k] * xhat;
                 db[k] += dyr[k];
             }

@@ -32,7 +32,10 @@ pub enum Autotune {
     /// Tune on first use of each shape class; remember for this context.
     InMemory,
     /// As `InMemory`, and read and write the winners in this JSON file
-    /// (keyed by adapter), so that the next process starts tuned.
+    /// (keyed by adapter), so that the next process starts tuned. A file
+    /// that cannot be written, or that exists and is not a tune file (which
+    /// is then left as it is), costs only the next process's tuning: a
+    /// warning on stderr, no error.
     File(PathBuf),
 }
 
@@ -87,8 +90,16 @@ impl TuneHook for Autotuner {
         if let Some(path) = &self.file {
             let text = serde_json::to_string_pretty(&ctx.tuned().snapshot(ctx.adapter_info()))
                 .expect("plain data serialises");
+            // A file that is there but is not a tune file is never overwritten.
+            let foreign = std::fs::read_to_string(path)
+                .is_ok_and(|old| serde_json::from_str::<Winners>(&old).is_err());
             // A tuning file that cannot be written costs only the next process's tuning.
-            if let Err(e) = std::fs::write(path, text) {
+            if foreign {
+                eprintln!(
+                    "wgpu-norm: {} is not a tune file; not overwriting it",
+                    path.display()
+                );
+            } else if let Err(e) = std::fs::write(path, text) {
                 eprintln!(
                     "wgpu-norm: could not write the tuning file {}: {e}",
                     path.display()

@@ -4,10 +4,13 @@
 //!
 //! Entries are keyed by the op's own key type (its plan, variant, epsilon
 //! and its tensors' buffers and offsets) and hold the liveness tokens of the
-//! tensors they were built for. An entry whose tensors have all been dropped
-//! is freed at the next insertion (a tensor wrapping the same buffer again
-//! finds the entry and renews it); beyond [`BindCache::CAPACITY`] entries
-//! the least recently used goes.
+//! tensors they were built for. An entry any of whose tensors has been
+//! dropped is freed at the next insertion or tensor allocation: its bind
+//! groups would otherwise hold that tensor's buffer (a loop that makes fresh
+//! outputs each call against the same inputs would pin every one of them).
+//! A tensor wrapping the same buffer again before then finds the entry and
+//! renews it. Beyond [`BindCache::CAPACITY`] entries the least recently used
+//! goes.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -75,12 +78,12 @@ impl std::fmt::Debug for BindCache {
 }
 
 impl Inner {
-    /// Frees the entries whose tensors are all gone.
+    /// Frees the entries any of whose tensors is gone.
     fn sweep(&mut self) {
         let mut removed = 0;
         for bucket in self.buckets.values_mut() {
             let before = bucket.len();
-            bucket.retain(|s| s.tokens.iter().any(|w| w.strong_count() > 0));
+            bucket.retain(|s| s.tokens.iter().all(|w| w.strong_count() > 0));
             removed += before - bucket.len();
         }
         self.buckets.retain(|_, b| !b.is_empty());
@@ -134,7 +137,7 @@ impl BindCache {
     }
 
     /// Caches `value` under `key` for tensors whose tokens are `tokens`;
-    /// first frees the entries whose tensors are all gone, and the least
+    /// first frees the entries any of whose tensors is gone, and the least
     /// recently used one when full.
     pub fn insert<K, V>(&self, key: K, value: Arc<V>, tokens: &[&Arc<()>])
     where
@@ -173,7 +176,7 @@ impl BindCache {
         inner.len = inner.buckets.values().map(Vec::len).sum();
     }
 
-    /// Frees the entries whose tensors have all been dropped (and with them
+    /// Frees the entries any of whose tensors has been dropped (and with them
     /// the buffers they held). Inserting does this too, and so does
     /// allocating a tensor, so that a dropped tensor's memory is not held
     /// past the next allocation.

@@ -49,6 +49,15 @@ pub enum Error {
         shape: Vec<usize>,
     },
 
+    /// A shape holds more elements than the address space can count.
+    #[error("shape {shape:?} holds more elements than can be counted ({bits}-bit usize)")]
+    ShapeOverflow {
+        /// The shape given.
+        shape: Vec<usize>,
+        /// The width of `usize` on this machine.
+        bits: u32,
+    },
+
     /// Data and shape disagree on the number of elements.
     #[error("{what}: shape {shape:?} holds {expected} elements but {actual} were given")]
     LengthMismatch {

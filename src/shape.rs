@@ -7,8 +7,8 @@
 pub use crate::dtype::DType;
 use crate::error::{Error, Result};
 
-/// Elements in `shape`, or `EmptyShape` when a dimension is zero, the shape
-/// has no dimension at all, or the product overflows.
+/// Elements in `shape`: `EmptyShape` when a dimension is zero or the shape
+/// has no dimension at all, `ShapeOverflow` when the product overflows.
 pub(crate) fn element_count(shape: &[usize]) -> Result<usize> {
     if shape.is_empty() || shape.contains(&0) {
         return Err(Error::EmptyShape {
@@ -18,8 +18,9 @@ pub(crate) fn element_count(shape: &[usize]) -> Result<usize> {
     shape
         .iter()
         .try_fold(1usize, |n, &d| n.checked_mul(d))
-        .ok_or_else(|| Error::EmptyShape {
+        .ok_or_else(|| Error::ShapeOverflow {
             shape: shape.to_vec(),
+            bits: usize::BITS,
         })
 }
 

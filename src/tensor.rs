@@ -69,6 +69,9 @@ impl GpuTensor {
     /// Uploads `data` as a tensor of `shape` stored as `dtype` (rounded to
     /// nearest for f16). f16 needs `SHADER_F16`: without it, `MissingFeature`.
     ///
+    /// Refuses what [`GpuTensor::zeros_as`] refuses, and `data` of another
+    /// length than the shape holds (`LengthMismatch`).
+    ///
     /// ```
     /// # let ctx = wgpu_norm::Context::new()?;
     /// use wgpu_norm::{DType, GpuTensor};
@@ -105,6 +108,12 @@ impl GpuTensor {
 
     /// A new tensor of `shape` stored as `dtype`, filled with zeros. The
     /// buffer is padded to a multiple of 16 bytes (whole vec4s of f32).
+    ///
+    /// Refuses, before allocating: an empty shape or a zero dimension
+    /// (`EmptyShape`), a shape whose element count overflows `usize`
+    /// (`ShapeOverflow`), more bytes than the device's `max_buffer_size`
+    /// (`TensorTooLarge`), f16 without `SHADER_F16` (`MissingFeature`); and
+    /// returns `OutOfMemory` where the device cannot allocate it.
     pub fn zeros_as(ctx: &Context, shape: &[usize], dtype: DType) -> Result<Self> {
         ctx.check_dtype_supported(dtype)?;
         let n = element_count(shape)?;
@@ -153,6 +162,11 @@ impl GpuTensor {
     /// be a multiple of 4 bytes (f32) or 2 (f16), and the buffer must reach the
     /// next multiple of 4 bytes past the last value (bindings and copies move
     /// whole 4-byte words).
+    ///
+    /// Refuses `EmptyShape` and `ShapeOverflow` shapes, a misaligned offset
+    /// (`MisalignedOffset`), a buffer without `STORAGE` (`MissingUsage`), and
+    /// an offset and shape that reach past the buffer's end, however large
+    /// (`BufferTooSmall`, with the end saturated at `u64::MAX`).
     pub fn from_buffer_as(
         buffer: wgpu::Buffer,
         offset: u64,
@@ -174,7 +188,11 @@ impl GpuTensor {
                 actual: buffer.usage(),
             });
         }
-        let end = (offset + n as u64 * dtype.size_bytes()).next_multiple_of(4);
+        // Saturating: a huge shape or offset is a buffer too small, not an overflow.
+        let end = offset
+            .saturating_add((n as u64).saturating_mul(dtype.size_bytes()))
+            .checked_next_multiple_of(4)
+            .unwrap_or(u64::MAX);
         if end > buffer.size() {
             return Err(Error::BufferTooSmall {
                 what: "tensor",
@@ -232,7 +250,9 @@ impl GpuTensor {
         self.offset
     }
 
-    /// The same values seen with another shape of the same element count.
+    /// The same values seen with another shape of the same element count
+    /// (else `LengthMismatch`; `EmptyShape`, `ShapeOverflow` as for
+    /// [`GpuTensor::zeros_as`]).
     pub fn reshape(&self, shape: &[usize]) -> Result<Self> {
         let n = element_count(shape)?;
         if n != self.len() {
@@ -250,7 +270,8 @@ impl GpuTensor {
     }
 
     /// Overwrites the values with `data` (through the queue, ordered before
-    /// the next submission), rounded to nearest for an f16 tensor.
+    /// the next submission), rounded to nearest for an f16 tensor. `data` of
+    /// another length than the tensor's is refused (`LengthMismatch`).
     pub fn write(&self, ctx: &Context, data: &[f32]) -> Result<()> {
         if data.len() != self.len() {
             return Err(Error::LengthMismatch {
@@ -290,7 +311,9 @@ impl GpuTensor {
     }
 
     /// Reads the values back (as f32, exactly, for f16 too), blocking until
-    /// the GPU is done with them.
+    /// the GPU is done with them. A buffer without `COPY_SRC` is refused
+    /// (`MissingUsage`); mapping and polling failures are returned (`Map`,
+    /// `Poll`), as is a lost device.
     pub fn read(&self, ctx: &Context) -> Result<Vec<f32>> {
         let (start, end) = self.word_span();
         let bytes = self.read_bytes(ctx, start, end)?;

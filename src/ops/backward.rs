@@ -410,11 +410,11 @@ fn build_pass<'a>(
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
-        // mean(x̃) per row of a chunk, from the dx kernel to the first
+        // (mean(x̃), r) per row of a chunk, from the dx kernel to the first
         // dgamma stage of the same chunk; the split-row kernel's piece and
         // row sums; all sized for the largest chunk, reused chunk after chunk.
         let most_rows = c.chunks.iter().map(|ch| ch.rows).max().unwrap_or(1);
-        let row_centre = scratch(ctx, "backward row centres", most_rows.div_ceil(4));
+        let row_centre = scratch(ctx, "backward row centres", most_rows.div_ceil(2));
         let piece_sums = scratch(ctx, "backward piece sums", most_rows * plan.splits as u64);
         let row_sums = scratch(ctx, "backward row sums", most_rows);
 

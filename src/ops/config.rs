@@ -5,7 +5,7 @@
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::plan::{BackwardKernel, BackwardPlan, Kernel, LayerNormPlan};
-use crate::shape::{self, RowsCols};
+use crate::shape::{self, DType, RowsCols};
 
 /// Which row normalisation a kernel computes (the `RMS` override constant).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -62,7 +62,10 @@ impl NormConfig {
     /// The forward plan: the forced kernel, else the tuned table's pick
     /// (asking the context's autotuner on a miss, where one is installed),
     /// else the ladder.
+    /// Refuses (`TensorTooLarge`) a tensor larger than the device's
+    /// `max_buffer_size` in any storage type.
     pub fn plan(&self, ctx: &Context, rc: RowsCols) -> Result<LayerNormPlan> {
+        fits_device(ctx, rc)?;
         let (caps, info, limits) = (ctx.capabilities(), ctx.adapter_info(), ctx.limits());
         if let Some(k) = self.kernel {
             return LayerNormPlan::forced(k, rc.rows, rc.cols, caps, info, limits);
@@ -81,11 +84,30 @@ impl NormConfig {
     }
 
     /// The backward plan: the forced dx kernel, else the backward ladder.
+    /// Refuses what [`NormConfig::plan`] refuses.
     pub fn backward_plan(&self, ctx: &Context, rc: RowsCols) -> Result<BackwardPlan> {
+        fits_device(ctx, rc)?;
         let (caps, info, limits) = (ctx.capabilities(), ctx.adapter_info(), ctx.limits());
         match self.backward_kernel {
             Some(k) => BackwardPlan::with_kernel(k, rc.rows, rc.cols, caps, info, limits),
             None => Ok(BackwardPlan::new(rc.rows, rc.cols, caps, info, limits)),
         }
     }
+}
+
+/// A tensor of rows × cols, in the narrowest storage (f16), must fit one
+/// buffer of the device.
+fn fits_device(ctx: &Context, rc: RowsCols) -> Result<()> {
+    let bytes = (rc.rows as u64)
+        .saturating_mul(rc.cols as u64)
+        .saturating_mul(DType::F16.size_bytes());
+    let max = ctx.limits().max_buffer_size;
+    if bytes > max {
+        return Err(Error::TensorTooLarge {
+            what: "tensor",
+            bytes,
+            max,
+        });
+    }
+    Ok(())
 }

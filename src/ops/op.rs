@@ -27,6 +27,34 @@ use crate::ticks::Ticks;
 /// assert_eq!(y.read(&ctx)?, vec![-1.0, 1.0, -1.0, 1.0]);
 /// # Ok::<(), wgpu_norm::Error>(())
 /// ```
+///
+/// # Errors
+///
+/// Every entry point checks its input before it encodes or allocates
+/// anything, and returns one of these, naming the values (never a panic):
+/// - `InvalidEpsilon`: epsilon negative, NaN or infinite;
+/// - `AxisOutOfRange`: an axis outside `-rank..rank`;
+/// - `EmptyShape`, `ShapeOverflow`: a zero dimension, no dimension, or a
+///   shape whose element count overflows `usize`;
+/// - `ShapeMismatch`, `LengthMismatch`: a tensor whose shape does not fit
+///   its role (Y like X, gamma like the normalised dims, statistics one per row);
+/// - `DTypeMismatch`: tensors of different storage types where they must
+///   agree (the statistics are always f32);
+/// - `AliasedBuffers`: an output whose binding window overlaps an input's
+///   or another output's;
+/// - `MissingTensor`, `IncompleteStats`: a role the call needs left out, or
+///   one saved statistic without the other;
+/// - `TensorTooLarge`, `RowTooLarge`, `LimitTooLow`: more than the
+///   device's buffers, bindings or dispatches can hold (tensors over one
+///   binding are chunked, rows are not split past the kernel's reach);
+/// - `MissingFeature`, `KernelUnsuitable`: f16 without `SHADER_F16`, a forced
+///   kernel that cannot run the shape or needs subgroups;
+/// - `Validation`, `OutOfMemory`, `DeviceLost`: what only wgpu can see,
+///   caught in error scopes.
+///
+/// Values are not input errors: NaN and Inf stay in their row (its outputs
+/// and statistics NaN), and finite values up to f32's largest are handled
+/// without overflow.
 pub trait NormOp {
     /// `layer_norm`, `rms_norm`: the prefix of its pass labels and bench rows.
     const NAME: &'static str;

@@ -46,10 +46,14 @@ impl OpTensors {
         stats: &[usize],
         seed: u64,
     ) -> Result<Self> {
-        let n: usize = shape.iter().product();
-        let cols: usize = params.iter().product();
+        let n = crate::shape::element_count(shape)?;
+        let cols = crate::shape::element_count(params)?;
+        // Allocated on the device first: a shape it cannot hold is refused
+        // before its host data is made.
+        let x = GpuTensor::zeros(ctx, shape)?;
+        x.write(ctx, &synthetic::normal(seed, n, 0.0, 1.0))?;
         Ok(OpTensors {
-            x: GpuTensor::from_slice(ctx, &synthetic::normal(seed, n, 0.0, 1.0), shape)?,
+            x,
             y: GpuTensor::zeros(ctx, shape)?,
             gamma: GpuTensor::from_slice(
                 ctx,

@@ -237,7 +237,7 @@ impl Entry {
             Entry::DxFourRowsPerLane => &[0, 1, 2, 3, 4, 5, 6, 9],
             Entry::DxRowPerWorkgroup => &[0, 1, 2, 3, 4, 5, 9, 10],
             Entry::DxSplitSums => &[0, 1, 2, 3, 4, 9, 11],
-            Entry::DxSplitCombine => &[9, 10, 11, 12],
+            Entry::DxSplitCombine => &[4, 9, 10, 11, 12],
             Entry::DxSplitApply => &[0, 1, 2, 3, 4, 5, 9, 10, 12],
             Entry::ParamPartials => &[0, 1, 3, 4, 6, 9, 10],
             Entry::ParamSums => &[6, 7, 8, 9],

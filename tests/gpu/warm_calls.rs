@@ -119,12 +119,22 @@ fn entries_go_with_their_tensors_and_rewrapped_buffers_reuse_theirs() {
     }
     assert_eq!(ctx.bind_cache().len(), 1, "{:?}", ctx.bind_cache().stats());
     assert_eq!(ctx.bind_cache().stats().freed, 9);
+    // Fresh outputs against the same input (a training loop's pattern): the
+    // entries of dropped outputs go too, so their buffers are not pinned.
+    let kept = GpuTensor::zeros(&ctx, &[8, 16]).unwrap();
+    for _ in 0..10 {
+        let y = GpuTensor::zeros(&ctx, &[8, 16]).unwrap();
+        encode(&kept, &y);
+    }
+    assert_eq!(ctx.bind_cache().len(), 1, "{:?}", ctx.bind_cache().stats());
+    drop(kept);
+    let freed = ctx.bind_cache().stats().freed;
     // The last call's tensors are gone too: the next allocation frees what
     // was built for them (their buffers with it) before it allocates.
     let x = GpuTensor::zeros(&ctx, &[8, 16]).unwrap();
     assert_eq!(
         (ctx.bind_cache().len(), ctx.bind_cache().stats().freed),
-        (0, 10)
+        (0, freed + 1)
     );
     // The caller's own buffers, wrapped anew each call: the entry is found.
     let y = GpuTensor::zeros(&ctx, &[8, 16]).unwrap();

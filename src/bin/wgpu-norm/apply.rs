@@ -6,12 +6,13 @@
 //! `--dtype f16` computes with f16 storage and writes f16, `--dtype f32`
 //! (the default) f32. The statistics are always f32.
 //!
-//! Every output is written to a temporary file beside its destination and
-//! renamed into place only once all of them are complete, so a failure leaves
-//! no half-written output.
+//! Every output target is checked before anything is read or computed, and
+//! written through [`Outputs`](crate::output::Outputs): to a temporary file
+//! beside its destination, renamed into place only once all of them are
+//! complete, so a failure leaves no half-written output.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use npyz::WriterBuilder;
@@ -21,6 +22,7 @@ use wgpu_norm::{
 };
 
 use crate::common::{CliError, CliResult, open};
+use crate::output::{OutputId, Outputs};
 
 /// An op `apply` runs: its name, direction, which named tensors it has, and
 /// how it runs on them. One entry per op and direction in [`APPLY_OPS`].
@@ -165,6 +167,10 @@ pub struct Args {
     /// vulkan, gl, metal or dx12 (default: WGPU_BACKEND, else the best adapter).
     #[arg(long)]
     backend: Option<String>,
+    /// Write outputs that name a FIFO or a device (/dev/null, /dev/stdout) into
+    /// it; without this they are refused.
+    #[arg(long)]
+    allow_special_output: bool,
 }
 
 /// An array read from an NPY file (f16 values widened to f32 exactly).
@@ -173,11 +179,56 @@ struct Array {
     data: Vec<f32>,
 }
 
+/// Refuses a header whose shape's product overflows 64 bits, before npyz
+/// (which multiplies the dims unchecked) sees it. Reads the header through
+/// `fill_buf`, so nothing is consumed. Anything it cannot make out is left
+/// for npyz to judge.
+fn header_shape_fits(file: &mut BufReader<File>) -> Result<(), String> {
+    use std::io::BufRead;
+    let head = file.fill_buf().map_err(|e| e.to_string())?;
+    let Some(text) = head.get(8..).map(String::from_utf8_lossy) else {
+        return Ok(());
+    };
+    let Some(start) = text.find("'shape'") else {
+        return Ok(());
+    };
+    let rest = &text[start..];
+    let (Some(open), Some(close)) = (rest.find('('), rest.find(')')) else {
+        return Ok(());
+    };
+    if close < open {
+        return Ok(());
+    }
+    let mut product: u128 = 1;
+    for dim in rest[open + 1..close]
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+    {
+        let dim = dim.trim_end_matches('L');
+        let d: u128 = dim
+            .parse()
+            .unwrap_or(if dim.bytes().all(|b| b.is_ascii_digit()) {
+                u128::MAX // more digits than u128 holds
+            } else {
+                0 // not a count: npyz says what is wrong with it
+            });
+        product = product.saturating_mul(d);
+    }
+    if product > u64::MAX as u128 / 8 {
+        return Err(format!(
+            "the header's shape {} holds more values than can be counted",
+            &rest[open..=close]
+        ));
+    }
+    Ok(())
+}
+
 fn read_npy(path: &Path) -> CliResult<Array> {
     let bad = |why: String| CliError::Input(format!("{}: {why}", path.display()));
-    let file = File::open(path).map_err(|e| bad(e.to_string()))?;
-    let npy = npyz::NpyFile::new(BufReader::new(file))
-        .map_err(|e| bad(format!("not a valid NPY file: {e}")))?;
+    let mut file = BufReader::new(File::open(path).map_err(|e| bad(e.to_string()))?);
+    header_shape_fits(&mut file).map_err(bad)?;
+    let npy = npyz::NpyFile::new(file).map_err(|e| bad(format!("not a valid NPY file: {e}")))?;
     if npy.order() != npyz::Order::C {
         return Err(bad(
             "Fortran-order arrays are not supported; save it in C order".into(),
@@ -188,7 +239,32 @@ fn read_npy(path: &Path) -> CliResult<Array> {
         npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float => t.size_field(),
         _ => 0,
     };
-    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+    // The header's shape, checked before its data is read: a lying header
+    // must not make the reader allocate what the file does not hold.
+    let values = npy
+        .shape()
+        .iter()
+        .try_fold(1u64, |n, &d| n.checked_mul(d))
+        .filter(|&n| usize::try_from(n).is_ok() && n.checked_mul(8).is_some())
+        .ok_or_else(|| {
+            bad(format!(
+                "the header's shape {:?} holds more values than can be counted",
+                npy.shape()
+            ))
+        })?;
+    let data_bytes = values * float_size.max(1);
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.is_file() && data_bytes > meta.len() {
+            return Err(bad(format!(
+                "the header's shape {:?} needs {data_bytes} bytes of data, but the file is {} bytes long",
+                npy.shape(),
+                meta.len()
+            )));
+        }
+    }
+    let shape_usize: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+    crate::common::fit_host(&shape_usize, 4 + float_size.max(1)).map_err(|e| bad(e.to_string()))?;
+    let shape = shape_usize;
     let read_failed = |e: std::io::Error| bad(format!("reading the data failed: {e}"));
     let data: Vec<f32> = match float_size {
         4 => npy.into_vec().map_err(read_failed)?,
@@ -208,49 +284,38 @@ fn read_npy(path: &Path) -> CliResult<Array> {
     Ok(Array { shape, data })
 }
 
-/// Writes `data` shaped `shape` as `dtype` to a temporary file beside
-/// `path`; `persist` later moves it into place.
-fn write_npy_temp(
-    path: &Path,
+/// Writes `data` shaped `shape` as `dtype` as NPY to output `id`.
+fn write_npy(
+    outputs: &mut Outputs,
+    id: OutputId,
     shape: &[usize],
     data: &[f32],
     dtype: DType,
-) -> CliResult<tempfile::NamedTempFile> {
-    let fail = |e: std::io::Error| CliError::Failed(format!("{}: {e}", path.display()));
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(fail)?;
-    {
-        let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
-        let out = BufWriter::new(tmp.as_file_mut());
+) -> CliResult {
+    let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+    outputs.write(id, |out| {
         match dtype {
             DType::F32 => {
                 let mut w = npyz::WriteOptions::new()
                     .default_dtype()
                     .shape(&shape)
                     .writer(out)
-                    .begin_nd()
-                    .map_err(fail)?;
-                w.extend(data.iter().copied()).map_err(fail)?;
-                w.finish().map_err(fail)?;
+                    .begin_nd()?;
+                w.extend(data.iter().copied())?;
+                w.finish()?;
             }
             DType::F16 => {
                 let mut w = npyz::WriteOptions::<half::f16>::new()
                     .default_dtype()
                     .shape(&shape)
                     .writer(out)
-                    .begin_nd()
-                    .map_err(fail)?;
-                w.extend(data.iter().map(|&v| half::f16::from_f32(v)))
-                    .map_err(fail)?;
-                w.finish().map_err(fail)?;
+                    .begin_nd()?;
+                w.extend(data.iter().map(|&v| half::f16::from_f32(v)))?;
+                w.finish()?;
             }
         }
-    }
-    tmp.as_file_mut().flush().map_err(fail)?;
-    Ok(tmp)
+        Ok(())
+    })
 }
 
 /// Refuses a flag the op does not take, naming both.
@@ -347,8 +412,36 @@ fn check_flags(a: &Args) -> CliResult {
     Ok(())
 }
 
+/// Every output the command will write, checked and reserved in flag order.
+fn reserve_outputs(a: &Args) -> CliResult<(Outputs, Vec<OutputId>)> {
+    let mut outputs = Outputs::new(a.allow_special_output);
+    let op = a.op;
+    let named: Vec<(&str, &Option<PathBuf>)> = if op.is_backward() {
+        vec![
+            ("--grad-input", &a.grad_input),
+            ("--grad-scale", &a.grad_scale),
+            ("--grad-bias", &a.grad_bias),
+        ]
+    } else {
+        vec![
+            ("--output", &a.output),
+            ("--mean", &a.mean),
+            ("--inv-std-dev", &a.inv_std_dev),
+            ("--sum-output", &a.sum_output),
+        ]
+    };
+    let mut ids = Vec::new();
+    for (flag, path) in named {
+        if let Some(p) = path {
+            ids.push(outputs.add(flag, p)?);
+        }
+    }
+    Ok((outputs, ids))
+}
+
 pub fn main(args: Args) -> CliResult {
     check_flags(&args)?;
+    let (mut files, ids) = reserve_outputs(&args)?;
     let op = args.op;
     let dtype = match args.dtype {
         Dtype::F32 => DType::F32,
@@ -490,15 +583,15 @@ pub fn main(args: Args) -> CliResult {
         }
     }
 
-    // Everything is computed and read back before the first file is written.
-    let mut pending = Vec::with_capacity(outputs.len());
-    for (path, t) in &outputs {
-        let tmp = write_npy_temp(path, t.shape(), &t.read(&ctx)?, t.dtype())?;
-        pending.push((path, tmp));
+    // Everything is computed and read back before the first file is written;
+    // `outputs` is in the order `reserve_outputs` reserved them.
+    assert_eq!(outputs.len(), ids.len(), "one reserved file per output");
+    let mut host = Vec::with_capacity(outputs.len());
+    for (_, t) in &outputs {
+        host.push(t.read(&ctx)?);
     }
-    for (path, tmp) in pending {
-        tmp.persist(path)
-            .map_err(|e| CliError::Failed(format!("{}: {}", path.display(), e.error)))?;
+    for ((id, (_, t)), data) in ids.iter().zip(&outputs).zip(&host) {
+        write_npy(&mut files, *id, t.shape(), data, t.dtype())?;
     }
-    Ok(())
+    files.commit()
 }

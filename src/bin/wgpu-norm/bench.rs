@@ -5,7 +5,10 @@
 
 use wgpu_norm::{Autotune, BENCH_OPS, BenchOp, BenchRow, Kernel, LayerNorm, NormConfig};
 
+use wgpu_norm::plan::tuned::Winners;
+
 use crate::common::{CliError, CliResult, Shape, adapter_label, open_with};
+use crate::output::Outputs;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -43,9 +46,33 @@ pub struct Args {
     /// Autotune: time every kernel on first use of each shape and run the fastest.
     #[arg(long)]
     autotune: bool,
-    /// Keep the autotuner's picks in this JSON file (implies --autotune).
+    /// Keep the autotuner's picks in this JSON file (implies --autotune): read
+    /// at the start if it exists (a file that is not a tune file is refused,
+    /// never overwritten), written at the end.
     #[arg(long)]
     tune_file: Option<std::path::PathBuf>,
+    /// Write --plot or --tune-file into a FIFO or a device if one names one;
+    /// without this they are refused.
+    #[arg(long)]
+    allow_special_output: bool,
+}
+
+/// The winners a tune file holds: none for a missing file; a file that is
+/// not one is refused (exit code 2), so that it is never overwritten.
+fn read_tune_file(path: &std::path::Path) -> CliResult<Winners> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str::<Winners>(&text).map_err(|e| {
+            CliError::Input(format!(
+                "--tune-file {}: not a wgpu-norm tune file ({e}); refusing to overwrite it",
+                path.display()
+            ))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Winners::new()),
+        Err(e) => Err(CliError::Input(format!(
+            "--tune-file {}: cannot be read ({e})",
+            path.display()
+        ))),
+    }
 }
 
 /// An op of [`BENCH_OPS`] by its name.
@@ -57,12 +84,33 @@ fn parse_op(name: &str) -> Result<BenchOp, String> {
 }
 
 pub fn main(args: Args) -> CliResult {
-    let autotune = match (&args.tune_file, args.autotune) {
-        (Some(path), _) => Autotune::File(path.clone()),
-        (None, true) => Autotune::InMemory,
-        (None, false) => Autotune::Off,
+    // Every output checked (and the tune file read) before anything runs.
+    let mut files = Outputs::new(args.allow_special_output);
+    let plot = args
+        .plot
+        .as_ref()
+        .map(|p| files.add("--plot", p))
+        .transpose()?;
+    let tune = match &args.tune_file {
+        Some(path) => {
+            let winners = if std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+                read_tune_file(path)?
+            } else {
+                Winners::new()
+            };
+            Some((files.add("--tune-file", path)?, winners))
+        }
+        None => None,
+    };
+    let autotune = if args.autotune || tune.is_some() {
+        Autotune::InMemory
+    } else {
+        Autotune::Off
     };
     let ctx = open_with(args.backend.as_deref(), autotune)?;
+    if let Some((_, winners)) = &tune {
+        ctx.tuned().load(ctx.adapter_info(), winners);
+    }
     let shapes: Vec<Vec<usize>> = if args.shapes.is_empty() {
         wgpu_norm::DEFAULT_SHAPES
             .iter()
@@ -182,10 +230,16 @@ pub fn main(args: Args) -> CliResult {
             .filter(|r| r.op == "layer_norm_forward")
             .cloned()
             .collect();
-        crate::plot::bandwidth_svg(path, ctx.adapter_info(), &forward)
-            .map_err(|e| CliError::Failed(format!("{}: {e}", path.display())))?;
+        let svg = crate::plot::bandwidth_svg(ctx.adapter_info(), &forward)
+            .map_err(|e| CliError::Failed(format!("--plot {}: {e}", path.display())))?;
+        files.write_bytes(plot.expect("reserved with --plot"), svg.as_bytes())?;
     }
-    Ok(())
+    if let Some((id, _)) = tune {
+        let text = serde_json::to_string_pretty(&ctx.tuned().snapshot(ctx.adapter_info()))
+            .expect("plain data serialises");
+        files.write_bytes(id, text.as_bytes())?;
+    }
+    files.commit()
 }
 
 /// The row whose ratio is the median of `rows` (the upper one of an even

@@ -34,13 +34,19 @@ impl From<wgpu_norm::Error> for CliError {
         use wgpu_norm::Error as E;
         match e {
             E::EmptyShape { .. }
+            | E::ShapeOverflow { .. }
             | E::LengthMismatch { .. }
             | E::ShapeMismatch { .. }
             | E::AxisOutOfRange { .. }
             | E::InvalidEpsilon(_)
             | E::DTypeMismatch { .. }
             | E::IncompleteStats { .. }
-            | E::UnknownBackend(_) => CliError::Input(e.to_string()),
+            | E::UnknownBackend(_)
+            // What the input asks of this adapter, which it cannot give
+            // (f16 without shader-f16, a row or tensor past its limits).
+            | E::MissingFeature { .. }
+            | E::TensorTooLarge { .. }
+            | E::RowTooLarge { .. } => CliError::Input(e.to_string()),
             _ => CliError::Failed(e.to_string()),
         }
     }

@@ -7,6 +7,7 @@ mod apply;
 mod bench;
 mod check;
 mod common;
+mod output;
 mod plot;
 mod run;
 

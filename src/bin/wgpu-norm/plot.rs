@@ -3,12 +3,22 @@
 use plotters::prelude::*;
 use wgpu_norm::BenchRow;
 
+/// The chart as SVG text (written by the caller through its outputs).
 pub fn bandwidth_svg(
-    path: &std::path::Path,
+    adapter: &wgpu::AdapterInfo,
+    rows: &[BenchRow],
+) -> Result<String, Box<dyn std::error::Error>> {
+    let mut svg = String::new();
+    draw(&mut svg, adapter, rows)?;
+    Ok(svg)
+}
+
+fn draw(
+    svg: &mut String,
     adapter: &wgpu::AdapterInfo,
     rows: &[BenchRow],
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let root = SVGBackend::new(path, (960, 540)).into_drawing_area();
+    let root = SVGBackend::with_string(svg, (960, 540)).into_drawing_area();
     root.fill(&WHITE)?;
     let top = rows
         .iter()

@@ -10,6 +10,7 @@ use wgpu_norm::{
 };
 
 use crate::common::{CliError, CliResult, Shape, adapter_label, open, shape_string};
+use crate::output::Outputs;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -34,6 +35,10 @@ pub struct Args {
     /// Time with the CPU wall clock even where the adapter has GPU timestamps.
     #[arg(long)]
     cpu_timing: bool,
+    /// Write --trace into a FIFO or a device (/dev/stdout) if it names one;
+    /// without this it is refused.
+    #[arg(long)]
+    allow_special_output: bool,
 }
 
 impl Default for Args {
@@ -46,11 +51,18 @@ impl Default for Args {
             json: false,
             trace: None,
             cpu_timing: false,
+            allow_special_output: false,
         }
     }
 }
 
 pub fn main(args: Args) -> CliResult {
+    let mut files = Outputs::new(args.allow_special_output);
+    let trace = args
+        .trace
+        .as_ref()
+        .map(|p| files.add("--trace", p))
+        .transpose()?;
     let ctx = open(args.backend.as_deref())?;
     let shape = &args.shape.0;
     // x and y on the device; x, y read back and the f64 reference on the host.
@@ -117,10 +129,10 @@ pub fn main(args: Args) -> CliResult {
     let min_ms = ln.min_us / 1e3;
     // Memory moved: x read and y written once each.
     let gbps = 2.0 * n as f64 * 4.0 / (median_ms * 1e-3) / 1e9;
-    if let Some(path) = &args.trace {
-        std::fs::write(path, ticks.chrome_trace())
-            .map_err(|e| CliError::Failed(format!("{}: {e}", path.display())))?;
+    if let Some(id) = trace {
+        files.write_bytes(id, ticks.chrome_trace().as_bytes())?;
     }
+    files.commit()?;
 
     let info = ctx.adapter_info();
     println!("adapter     {}", adapter_label(info));

@@ -322,4 +322,5 @@ mod errors;
 mod f16;
 mod forward;
 mod gradients;
+mod magnitudes;
 mod ticks;
