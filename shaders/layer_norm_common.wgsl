@@ -65,7 +65,14 @@ struct Params {
 // A quiet NaN made from its bits, and finiteness tested on the bits: GLSL
 // and other compilers may assume floats are never NaN and drop `x != x`, or
 // turn a clamp into `max`, which may return 0 for a NaN.
+// Loaded from a variable, not folded as a constant: WGSL makes a constant
+// expression that yields NaN an error (Tint refuses `bitcast<f32>(const)`).
 const NAN_BITS: u32 = 0x7fc00000u;
+var<private> nan_bits: u32 = NAN_BITS;
+
+fn nan() -> f32 {
+    return bitcast<f32>(nan_bits);
+}
 
 fn finite(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
@@ -110,7 +117,7 @@ fn overflowed(pivot: f32, shifted_mean: f32, m2: f32, n: f32) -> bool {
 fn scaled_rstd(pivot: f32, shifted_mean: f32, m2: f32, n: f32, scale: f32) -> f32 {
     var ms = m2 / n;
     if (!finite(ms) || !finite(shifted_mean) || !finite(pivot)) {
-        return bitcast<f32>(NAN_BITS);
+        return nan();
     }
     if (ms < 0.0) {
         ms = 0.0;

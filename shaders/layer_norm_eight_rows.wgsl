@@ -184,7 +184,7 @@ fn row_stats_of(rows: EightRows, shifted_lo: vec4<f32>, shifted_hi: vec4<f32>, m
         ms_lo += mean_lo * mean_lo;
         ms_hi += mean_hi * mean_hi;
     }
-    let nan = bitcast<vec4<f32>>(vec4<u32>(NAN_BITS));
+    let nan = vec4<f32>(nan());
     let s = RowStats(
         shifted_lo,
         shifted_hi,

@@ -63,7 +63,7 @@ fn layer_norm_forward(
     var shifted_mean = workgroup_sum(acc.x * acc.y, ids) / n_row;
     var lane_dev = acc.y - shifted_mean;
     var m2 = workgroup_sum(acc.z + acc.x * lane_dev * lane_dev, ids);
-    if (overflowed(pivot, shifted_mean, m2, n_row)) {
+    if (workgroup_decision(overflowed(pivot, shifted_mean, m2, n_row), ids)) {
         // Again at RESCALE, from the values held (see layer_norm_common.wgsl).
         x_scale = RESCALE;
         pivot *= RESCALE;

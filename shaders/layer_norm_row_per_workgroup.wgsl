@@ -55,14 +55,13 @@ fn layer_norm_forward(
     let n_row = f32(dim);
 
     // 1. This lane's moments of x - pivot, 2. combined over the lanes; taken
-    //    again at RESCALE where they overflowed (`overflowed`: uniform, from
-    //    the workgroup sums).
+    //    again at RESCALE where they overflowed (decided for the workgroup).
     var pivot = load_x(r.x_row);
     var acc = lane_moments(r, 0u, r.body4, ends, pivot, lid, WG);
     var shifted_mean = workgroup_sum(acc.x * acc.y, ids) / n_row;
     var lane_dev = acc.y - shifted_mean;
     var m2 = workgroup_sum(acc.z + acc.x * lane_dev * lane_dev, ids);
-    if (overflowed(pivot, shifted_mean, m2, n_row)) {
+    if (workgroup_decision(overflowed(pivot, shifted_mean, m2, n_row), ids)) {
         x_scale = RESCALE;
         pivot = load_x(r.x_row);
         acc = lane_moments(r, 0u, r.body4, ends, pivot, lid, WG);

@@ -56,9 +56,9 @@ fn split_stats(
     }
     let lid = ids.lid;
     var m = piece_moments_of(p, ids);
-    // Again at RESCALE where the piece's moments overflowed (uniform: from
-    // the workgroup sums); split_combine brings the pieces to one scale.
-    if (m.x > 0.0 && overflowed(m.w, m.y, m.z, m.x)) {
+    // Again at RESCALE where the piece's moments overflowed (decided for the
+    // workgroup); split_combine brings the pieces to one scale.
+    if (workgroup_decision(m.x > 0.0 && overflowed(m.w, m.y, m.z, m.x), ids)) {
         x_scale = RESCALE;
         m = piece_moments_of(p, ids);
     }

@@ -53,3 +53,17 @@ fn workgroup_sum4(v: vec4<f32>, ids: LaneIds) -> vec4<f32> {
     workgroupBarrier();
     return total;
 }
+
+// A decision every lane takes together: lane 0's `v`, read back through
+// workgroupUniformLoad so that compilers that check uniformity (Tint) know
+// that a branch on it, with barriers inside, is taken by the whole workgroup.
+var<workgroup> decision: u32;
+
+fn workgroup_decision(v: bool, ids: LaneIds) -> bool {
+    if (ids.lid == 0u) {
+        decision = select(0u, 1u, v);
+    }
+    let d = workgroupUniformLoad(&decision);
+    workgroupBarrier(); // before the next decision overwrites it
+    return d == 1u;
+}

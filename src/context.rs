@@ -8,6 +8,7 @@
 //! the adapter offers them and never required; [`Capabilities`](crate::Capabilities) says what
 //! was obtained, and the kernel plan reads it.
 
+use std::any::Any;
 use std::sync::{Arc, Mutex};
 
 use crate::bind_cache::BindCache;
@@ -78,6 +79,9 @@ struct Inner {
     binds: BindCache,
     tuned: TunedTable,
     tuner: Mutex<Option<Arc<dyn TuneHook>>>,
+    /// Where the ops leave what they record, while a caller collects it
+    /// (`export`); `None` otherwise.
+    tap: Mutex<Option<Vec<Arc<dyn Any + Send + Sync>>>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -187,6 +191,83 @@ impl Context {
         Ok(ctx)
     }
 
+    /// A context on wgpu's noop backend that plans, builds and validates
+    /// (naga) exactly as a device with `features`, `limits` and `info`
+    /// (device type, subgroup sizes) would, and runs nothing: the plans of
+    /// `wgpu_norm::export` for another device, such as a browser's WebGPU.
+    pub fn for_planning(
+        features: wgpu::Features,
+        limits: wgpu::Limits,
+        info: wgpu::AdapterInfo,
+    ) -> Result<Self> {
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+        desc.backends = wgpu::Backends::NOOP;
+        desc.backend_options.noop = wgpu::NoopBackendOptions {
+            enable: true,
+            limits: Some(limits.clone()),
+            features: Some(features),
+            device_type: Some(info.device_type),
+            subgroup_min_size: Some(info.subgroup_min_size),
+            subgroup_max_size: Some(info.subgroup_max_size),
+        };
+        let instance = wgpu::Instance::new(desc);
+        let adapter = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::NOOP))
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::NoAdapter {
+                wanted: "wgpu's noop backend".into(),
+            })?;
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("wgpu-norm planning"),
+            required_features: features & OPTIONAL_FEATURES,
+            required_limits: limits,
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|source| Error::RequestDevice {
+            adapter: "wgpu's noop backend".into(),
+            source,
+        })?;
+        // The noop adapter calls itself a CPU: the plan's class is the target's.
+        let info = wgpu::AdapterInfo {
+            name: info.name,
+            device_type: info.device_type,
+            subgroup_min_size: info.subgroup_min_size,
+            subgroup_max_size: info.subgroup_max_size,
+            ..adapter.get_info()
+        };
+        Ok(Self::build(device, queue, info, Arc::new(Mutex::new(None))))
+    }
+
+    /// Starts collecting what the ops record (see [`Context::take_recordings`]).
+    pub(crate) fn start_tap(&self) {
+        *self.inner.tap.lock().unwrap_or_else(|p| p.into_inner()) = Some(Vec::new());
+    }
+
+    /// Hands what an op recorded to a collecting caller, if one is.
+    pub(crate) fn tap(&self, recording: Arc<dyn Any + Send + Sync>) {
+        if let Some(v) = self
+            .inner
+            .tap
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            v.push(recording);
+        }
+    }
+
+    /// What the ops recorded since [`Context::start_tap`], in order; stops collecting.
+    pub(crate) fn take_recordings(&self) -> Vec<Arc<dyn Any + Send + Sync>> {
+        self.inner
+            .tap
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .unwrap_or_default()
+    }
+
     /// Wraps a device and queue the application already has. Its features and
     /// limits are used as they are; its error handlers are left alone.
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
@@ -208,6 +289,7 @@ impl Context {
                 binds: BindCache::default(),
                 tuned: TunedTable::default(),
                 tuner: Mutex::new(None),
+                tap: Mutex::new(None),
             }),
         }
     }

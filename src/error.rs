@@ -58,6 +58,11 @@ pub enum Error {
         bits: u32,
     },
 
+    /// A target description (`export::Target::from_json`) or export request
+    /// that cannot be used.
+    #[error("cannot plan for that target: {0}")]
+    InvalidTarget(String),
+
     /// Data and shape disagree on the number of elements.
     #[error("{what}: shape {shape:?} holds {expected} elements but {actual} were given")]
     LengthMismatch {

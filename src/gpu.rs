@@ -39,7 +39,10 @@ impl Gpu {
         lost: Arc<Mutex<Option<String>>>,
     ) -> Self {
         let mut capabilities = Capabilities::of(device.features(), &info);
+        // The noop backend (plans for another device, `Context::for_planning`)
+        // runs nothing: its sizes are the ones it was given.
         if let Some(sizes) = &mut capabilities.subgroups
+            && info.backend != wgpu::Backend::Noop
             && let Some(size) = probe_subgroup_size(&device, &queue, sizes.max)
         {
             sizes.probed = size;

@@ -69,6 +69,8 @@
 //!   ← tensor, ticks
 //!   ← ops       NormOp; each op: validate → choose → build (on a cache miss) → record
 //!   ← autotune  fills the tuned table (explicitly, or through the context's hook)
+//!     export    an op's recording as plain data (JSON), planned for another
+//!               device (a browser's WebGPU) on wgpu's noop backend
 //!   ← bench     ops against the copy floor
 //!   ← the CLI (src/bin, behind the `cli` feature)
 //! ```
@@ -92,6 +94,7 @@ mod caps;
 mod context;
 mod dtype;
 mod error;
+pub mod export;
 mod gpu;
 pub mod kernels;
 mod ops;

@@ -23,7 +23,7 @@ const LAYERS: &[&[&str]] = &[
     &["context"],
     &["tensor", "ticks"],
     &["ops"],
-    &["autotune"],
+    &["autotune", "export"],
     &["bench"],
     &["lib"],
 ];

@@ -67,11 +67,84 @@ enum PipelineKey {
     Copy(u32),
 }
 
+/// Which shader module a pipeline comes from: every input its joined
+/// source depends on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum ModuleKey {
+pub enum ModuleKey {
+    /// A forward kernel's module for a storage type and views.
     Forward(Kernel, DType, Views),
+    /// The backward module for a reduction and a storage type.
     Backward(Reduction, DType),
+    /// `copy.wgsl`.
     Copy,
+}
+
+impl ModuleKey {
+    /// The module's WGSL, as naga takes it.
+    pub fn source(self) -> String {
+        match self {
+            ModuleKey::Forward(kernel, dtype, views) => {
+                sources::forward_source(kernel, dtype, views)
+            }
+            ModuleKey::Backward(reduction, dtype) => sources::backward_source(reduction, dtype),
+            ModuleKey::Copy => sources::file("copy.wgsl").to_string(),
+        }
+    }
+}
+
+/// The override constants of a forward pipeline: with the module and the
+/// entry point, everything it is compiled from.
+pub fn forward_constants(
+    plan: LayerNormPlan,
+    variant: LayerNormVariant,
+) -> Vec<(&'static str, f64)> {
+    let mut constants = vec![
+        ("WG", plan.workgroup_size as f64),
+        ("COMBINE_WG", COMBINE_LANES as f64),
+        ("HAS_GAMMA", flag(variant.gamma)),
+        ("HAS_BETA", flag(variant.beta)),
+        ("WRITE_MEAN", flag(variant.mean)),
+        ("WRITE_RSTD", flag(variant.rstd)),
+        ("RMS", flag(variant.rms)),
+        ("WRITE_Y", flag(!variant.stats_only)),
+        ("VEC4_ROWS", flag(variant.views.vec4_rows)),
+    ];
+    if variant.views.residual {
+        // Declared by layer_norm_input_residual.wgsl only.
+        constants.push(("HAS_RESIDUAL_BIAS", flag(variant.residual_bias)));
+        constants.push(("WRITE_SUM", flag(variant.sum)));
+    }
+    for &name in plan.kernel.spec().overrides {
+        let value = match name {
+            "ROWS_PER_WG" => plan.rows_per_workgroup,
+            "SPLITS" => plan.splits,
+            other => unreachable!("no value for override {other}"),
+        };
+        constants.push((name, value as f64));
+    }
+    constants
+}
+
+/// The override constants of a backward pipeline of `entry`. The
+/// dgamma/dbeta stages always run [`PARAM_LANES`] lanes.
+pub fn backward_constants(
+    plan: BackwardPlan,
+    variant: BackwardVariant,
+    entry: Entry,
+) -> Vec<(&'static str, f64)> {
+    let lanes = match entry {
+        Entry::ParamPartials | Entry::ParamSums => PARAM_LANES,
+        _ => plan.workgroup_size,
+    };
+    vec![
+        ("WG", lanes as f64),
+        ("COMBINE_WG", COMBINE_LANES as f64),
+        ("RMS", flag(variant.rms)),
+        ("HAS_GAMMA", flag(variant.gamma)),
+        ("WRITE_DGAMMA", flag(variant.dgamma)),
+        ("WRITE_DBETA", flag(variant.dbeta)),
+        ("SPLITS", plan.splits as f64),
+    ]
 }
 
 /// Shader modules, layouts and pipelines of one device, built on first use.
@@ -173,31 +246,7 @@ impl PipelineCache {
         let key = PipelineKey::Forward(plan, variant, entry);
         let module = ModuleKey::Forward(plan.kernel, variant.dtype, variant.views);
         self.pipeline(gpu, key, module, entry, variant.views, || {
-            let mut constants = vec![
-                ("WG", plan.workgroup_size as f64),
-                ("COMBINE_WG", COMBINE_LANES as f64),
-                ("HAS_GAMMA", flag(variant.gamma)),
-                ("HAS_BETA", flag(variant.beta)),
-                ("WRITE_MEAN", flag(variant.mean)),
-                ("WRITE_RSTD", flag(variant.rstd)),
-                ("RMS", flag(variant.rms)),
-                ("WRITE_Y", flag(!variant.stats_only)),
-                ("VEC4_ROWS", flag(variant.views.vec4_rows)),
-            ];
-            if variant.views.residual {
-                // Declared by layer_norm_input_residual.wgsl only.
-                constants.push(("HAS_RESIDUAL_BIAS", flag(variant.residual_bias)));
-                constants.push(("WRITE_SUM", flag(variant.sum)));
-            }
-            for &name in plan.kernel.spec().overrides {
-                let value = match name {
-                    "ROWS_PER_WG" => plan.rows_per_workgroup,
-                    "SPLITS" => plan.splits,
-                    other => unreachable!("no value for override {other}"),
-                };
-                constants.push((name, value as f64));
-            }
-            constants
+            forward_constants(plan, variant)
         })
     }
 
@@ -210,22 +259,10 @@ impl PipelineCache {
         variant: BackwardVariant,
         entry: Entry,
     ) -> Result<wgpu::ComputePipeline> {
-        let lanes = match entry {
-            Entry::ParamPartials | Entry::ParamSums => PARAM_LANES,
-            _ => plan.workgroup_size,
-        };
         let key = PipelineKey::Backward(plan, variant, entry);
         let module = ModuleKey::Backward(plan.kernel.reduction(), variant.dtype);
         self.pipeline(gpu, key, module, entry, Views::default(), || {
-            vec![
-                ("WG", lanes as f64),
-                ("COMBINE_WG", COMBINE_LANES as f64),
-                ("RMS", flag(variant.rms)),
-                ("HAS_GAMMA", flag(variant.gamma)),
-                ("WRITE_DGAMMA", flag(variant.dgamma)),
-                ("WRITE_DBETA", flag(variant.dbeta)),
-                ("SPLITS", plan.splits as f64),
-            ]
+            backward_constants(plan, variant, entry)
         })
     }
 
@@ -317,17 +354,10 @@ impl PipelineCache {
         {
             return Ok(m.clone());
         }
-        let source = match key {
-            ModuleKey::Forward(kernel, dtype, views) => {
-                gpu.check_dtype_supported(dtype)?;
-                sources::forward_source(kernel, dtype, views)
-            }
-            ModuleKey::Backward(reduction, dtype) => {
-                gpu.check_dtype_supported(dtype)?;
-                sources::backward_source(reduction, dtype)
-            }
-            ModuleKey::Copy => sources::file("copy.wgsl").to_string(),
-        };
+        if let ModuleKey::Forward(_, dtype, _) | ModuleKey::Backward(_, dtype) = key {
+            gpu.check_dtype_supported(dtype)?;
+        }
+        let source = key.source();
         let module = gpu.scoped("compiling a kernel", || {
             gpu.device()
                 .create_shader_module(wgpu::ShaderModuleDescriptor {

@@ -10,13 +10,14 @@ use std::sync::Arc;
 
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::kernels::cache::{ModuleKey, backward_constants};
 use crate::kernels::{BackwardVariant, PARAM_LANES, Views};
 use crate::ops::config::{NormConfig, NormKind};
 use crate::ops::forward::encode_forward;
 use crate::ops::io::{BackwardIo, ForwardIo};
 use crate::ops::record::{
-    Dispatch, Recording, Uniforms, bind, bind_or, bind_vec4_or, cache_identity, columns,
-    pass_label, row_window, scratch,
+    Dispatch, DispatchDesc, Recording, Uniforms, bind, bind_group, bind_or, bind_vec4_or,
+    cache_identity, columns, pass_label, row_window, scratch,
 };
 use crate::ops::validate;
 use crate::plan::{
@@ -227,7 +228,7 @@ struct BackwardKey {
 /// forward that fills them) where the caller gave none.
 struct Built {
     stats: Option<(Option<GpuTensor>, GpuTensor)>,
-    pass: Recording,
+    pass: Arc<Recording>,
 }
 
 /// Every binding of `shaders/norm_backward.wgsl`, by name, for one chunk.
@@ -325,6 +326,7 @@ pub(crate) fn encode_backward(
         encode_forward(cfg, kind, ctx, encoder, &stats_io, ticks.as_deref_mut())?;
     }
     built.pass.record(encoder, ticks);
+    ctx.tap(built.pass.clone());
     Ok(())
 }
 
@@ -346,7 +348,10 @@ fn build(kind: NormKind, ctx: &Context, io: &BackwardIo<'_>, c: &Choice) -> Resu
         (None, None) => unreachable!("statistics are given or recomputed"),
     };
     let pass = build_pass(kind, ctx, io, c, mean, rstd)?;
-    Ok(Built { stats, pass })
+    Ok(Built {
+        stats,
+        pass: Arc::new(pass),
+    })
 }
 
 fn build_pass<'a>(
@@ -429,11 +434,14 @@ fn build_pass<'a>(
                     resource: b.at(s),
                 })
                 .collect();
-            ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(entry.name()),
-                layout,
-                entries: &entries,
-            })
+            let (group, bound) = bind_group(ctx, entry, layout, &entries);
+            let desc = DispatchDesc {
+                module: ModuleKey::Backward(plan.kernel.reduction(), dtype),
+                entry,
+                constants: backward_constants(plan, c.variant, entry),
+                bindings: bound,
+            };
+            (group, desc)
         };
         let bindings = |i: usize, w: Option<&ChunkWindows<'a>>| BackwardBindings {
             x: w.map_or_else(|| dummy(0), |w| bind(io.x.buffer(), w.0)),
@@ -480,9 +488,11 @@ fn build_pass<'a>(
                     Entry::DxSplitCombine => chunk.rows.div_ceil(COMBINE_LANES as u64),
                     _ => chunk.rows * plan.splits as u64,
                 };
+                let (group, desc) = group(*entry, layout, &b);
                 dispatches.push(Dispatch {
                     pipeline: pipeline.clone(),
-                    group: group(*entry, layout, &b),
+                    group,
+                    desc,
                     workgroups,
                     name: format!("{label} chunk {i} {}", entry.name()),
                     rows: rows.clone(),
@@ -493,9 +503,11 @@ fn build_pass<'a>(
                 for (k, block) in c.blocks.iter().enumerate() {
                     let mut b = bindings(n_chunks + i * n_blocks + k, Some(w));
                     b.partials = block_window(block);
+                    let (group, desc) = group(*entry, layout, &b);
                     dispatches.push(Dispatch {
                         pipeline: pipeline.clone(),
-                        group: group(*entry, layout, &b),
+                        group,
+                        desc,
                         workgroups: block.1.div_ceil(PARAM_LANES as u64) * chunk_parts,
                         name: format!("{label} chunk {i} block {k} param_partials"),
                         rows: rows.clone(),
@@ -507,9 +519,11 @@ fn build_pass<'a>(
             for (k, block) in c.blocks.iter().enumerate() {
                 let mut b = bindings(n_chunks * (1 + n_blocks) + k, None);
                 b.partials = block_window(block);
+                let (group, desc) = group(*entry, layout, &b);
                 dispatches.push(Dispatch {
                     pipeline: pipeline.clone(),
-                    group: group(*entry, layout, &b),
+                    group,
+                    desc,
                     workgroups: block.1.div_ceil(PARAM_LANES as u64),
                     name: format!("{label} block {k} param_sums"),
                     rows: format!("0..{}", c.rc.rows),
@@ -520,6 +534,7 @@ fn build_pass<'a>(
             label,
             args,
             dispatches,
+            uniforms: vec![(uniforms.buffer.clone(), uniforms.bytes.clone())],
         }
     })
 }

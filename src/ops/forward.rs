@@ -17,12 +17,13 @@ use std::sync::Arc;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::kernels::bindings::{self, slot};
+use crate::kernels::cache::{ModuleKey, forward_constants};
 use crate::kernels::{LayerNormVariant, Views};
 use crate::ops::config::{NormConfig, NormKind};
 use crate::ops::io::ForwardIo;
 use crate::ops::record::{
-    Dispatch, Recording, Uniforms, bind, bind_or, bind_vec4_or, cache_identity, column_window,
-    columns, pass_label, row_window, scratch,
+    Dispatch, DispatchDesc, Recording, Uniforms, bind, bind_group, bind_or, bind_vec4_or,
+    cache_identity, column_window, columns, pass_label, row_window, scratch,
 };
 use crate::ops::validate;
 use crate::plan::{self, BindingWindow, COMBINE_LANES, Entry, LayerNormPlan, RowChunk, Rows};
@@ -245,6 +246,7 @@ pub(crate) fn encode_forward(
         }
     };
     recording.record(encoder, ticks);
+    ctx.tap(recording.clone());
     Ok(())
 }
 
@@ -306,6 +308,7 @@ fn build<'a>(
         let sum = io.residual.and_then(|r| r.sum);
         let uniforms = Uniforms::new(ctx, "normalisation params", &params);
 
+        let constants = forward_constants(c.plan, c.variant);
         let mut dispatches = Vec::with_capacity(c.chunks.len() * steps.len());
         for (i, (chunk, w)) in c.chunks.iter().zip(&windows).enumerate() {
             let d = |s: u32| cache.dummy(s);
@@ -359,17 +362,19 @@ fn build<'a>(
                         resource: b.at(s),
                     })
                     .collect();
-                let group = ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some(entry.name()),
-                    layout,
-                    entries: &entries,
-                });
+                let (group, bound) = bind_group(ctx, *entry, layout, &entries);
                 dispatches.push(Dispatch {
                     pipeline: pipeline.clone(),
                     group,
                     workgroups: workgroups(*entry, &c.plan, chunk.rows),
                     name: format!("{label} chunk {i} {}", entry.name()),
                     rows: rows.clone(),
+                    desc: DispatchDesc {
+                        module: ModuleKey::Forward(c.plan.kernel, dtype, views),
+                        entry: *entry,
+                        constants: constants.clone(),
+                        bindings: bound,
+                    },
                 });
             }
         }
@@ -377,6 +382,7 @@ fn build<'a>(
             label,
             args,
             dispatches,
+            uniforms: vec![(uniforms.buffer.clone(), uniforms.bytes.clone())],
         }
     })
 }

@@ -7,6 +7,8 @@ use wgpu::util::DeviceExt;
 
 use crate::context::Context;
 use crate::error::Result;
+use crate::kernels::cache::ModuleKey;
+use crate::plan::Entry;
 use crate::plan::{self, BindingWindow, RowChunk};
 use crate::shape::DType;
 use crate::tensor::GpuTensor;
@@ -21,6 +23,56 @@ pub(crate) struct Dispatch {
     pub(crate) name: String,
     /// `0..4096`: the rows it covers.
     pub(crate) rows: String,
+    /// What it runs and binds, as plain data (for `export`).
+    pub(crate) desc: DispatchDesc,
+}
+
+/// A dispatch as plain data: the module, entry point and override constants
+/// of its pipeline, and the buffer windows it binds.
+#[derive(Clone)]
+pub(crate) struct DispatchDesc {
+    pub(crate) module: ModuleKey,
+    pub(crate) entry: Entry,
+    pub(crate) constants: Vec<(&'static str, f64)>,
+    pub(crate) bindings: Vec<BindingDesc>,
+}
+
+/// One binding of a dispatch.
+#[derive(Clone)]
+pub(crate) struct BindingDesc {
+    pub(crate) binding: u32,
+    pub(crate) ty: wgpu::BufferBindingType,
+    pub(crate) buffer: wgpu::Buffer,
+    pub(crate) offset: u64,
+    pub(crate) size: u64,
+}
+
+/// The bind group of `entry` over `entries`, and its bindings as plain data.
+pub(crate) fn bind_group(
+    ctx: &Context,
+    entry: Entry,
+    layout: &wgpu::BindGroupLayout,
+    entries: &[wgpu::BindGroupEntry<'_>],
+) -> (wgpu::BindGroup, Vec<BindingDesc>) {
+    let descs = entries
+        .iter()
+        .filter_map(|e| match &e.resource {
+            wgpu::BindingResource::Buffer(b) => Some(BindingDesc {
+                binding: e.binding,
+                ty: crate::kernels::bindings::binding_type(entry, e.binding),
+                buffer: b.buffer.clone(),
+                offset: b.offset,
+                size: b.size.map_or(b.buffer.size() - b.offset, |s| s.get()),
+            }),
+            _ => None,
+        })
+        .collect();
+    let group = ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some(entry.name()),
+        layout,
+        entries,
+    });
+    (group, descs)
 }
 
 /// Everything one call of an op records: a compute pass of dispatches, with
@@ -31,6 +83,8 @@ pub(crate) struct Recording {
     /// Shape, dtype, kernel, chunks… for the trace.
     pub(crate) args: Vec<(&'static str, String)>,
     pub(crate) dispatches: Vec<Dispatch>,
+    /// The contents of its uniform buffers (for `export`).
+    pub(crate) uniforms: Vec<(wgpu::Buffer, Vec<u8>)>,
 }
 
 impl Recording {
@@ -75,6 +129,8 @@ pub(crate) fn cache_identity<const N: usize>(
 /// an offset the device accepts for a uniform binding.
 pub(crate) struct Uniforms {
     pub(crate) buffer: wgpu::Buffer,
+    /// What `buffer` holds.
+    pub(crate) bytes: Vec<u8>,
     slot: u64,
     size: u64,
 }
@@ -96,7 +152,12 @@ impl Uniforms {
                 contents: &bytes,
                 usage: wgpu::BufferUsages::UNIFORM,
             });
-        Uniforms { buffer, slot, size }
+        Uniforms {
+            buffer,
+            bytes,
+            slot,
+            size,
+        }
     }
 
     /// The binding of block `i`.

@@ -122,20 +122,34 @@ fn a_fifo_is_refused_unless_allowed_and_then_written_in_place() {
     );
 }
 
+/// A character device like /dev/null: a private node (`mknod`, as root) so
+/// that a regression cannot replace the system's; /dev/null itself where
+/// nodes cannot be made.
+fn null_device(dir: &Path) -> std::path::PathBuf {
+    let node = dir.join("null");
+    let made = Command::new("mknod")
+        .args([node.to_str().unwrap(), "c", "1", "3"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if made { node } else { "/dev/null".into() }
+}
+
 #[test]
-fn dev_null_is_refused_unless_allowed_and_never_replaced() {
+fn a_device_is_refused_unless_allowed_and_never_replaced() {
     let dir = tempfile::tempdir().unwrap();
     let x = dir.path().join("x.npy");
     write_x(&x);
-    let out = apply(&x, &["--output", "/dev/null"]);
+    let null = null_device(dir.path());
+    let null_s = null.to_str().unwrap();
+    let out = apply(&x, &["--output", null_s]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("/dev/null") && stderr(&out).contains("character device"));
-    let out = apply(&x, &["--output", "/dev/null", "--allow-special-output"]);
+    assert!(stderr(&out).contains(null_s) && stderr(&out).contains("character device"));
+    let out = apply(&x, &["--output", null_s, "--allow-special-output"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let meta = std::fs::symlink_metadata("/dev/null").unwrap();
+    let meta = std::fs::symlink_metadata(&null).unwrap();
     assert!(
         meta.file_type().is_char_device(),
-        "/dev/null is still a device"
+        "{null_s} is still a device"
     );
 }
 

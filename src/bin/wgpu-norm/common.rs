@@ -42,6 +42,7 @@ impl From<wgpu_norm::Error> for CliError {
             | E::DTypeMismatch { .. }
             | E::IncompleteStats { .. }
             | E::UnknownBackend(_)
+            | E::InvalidTarget(_)
             // What the input asks of this adapter, which it cannot give
             // (f16 without shader-f16, a row or tensor past its limits).
             | E::MissingFeature { .. }

@@ -7,9 +7,11 @@ mod apply;
 mod bench;
 mod check;
 mod common;
+mod export;
 mod output;
 mod plot;
 mod run;
+mod web;
 
 use clap::{Parser, Subcommand};
 
@@ -35,6 +37,10 @@ enum Command {
     Check(check::Args),
     /// Layer-norm forward against a copy of the same bytes, per shape, with GPU ticks.
     Bench(bench::Args),
+    /// An op's plan as JSON for any WebGPU (a browser's): WGSL, bindings, uniforms, workgroups.
+    Export(export::Args),
+    /// Serves a page that checks and benchmarks any visitor's GPU through its browser's WebGPU.
+    Web(web::Args),
 }
 
 fn main() {
@@ -54,6 +60,8 @@ fn main() {
         Command::Apply(args) => apply::main(*args),
         Command::Check(args) => check::main(args),
         Command::Bench(args) => bench::main(args),
+        Command::Export(args) => export::main(args),
+        Command::Web(args) => web::main(args),
     };
     if let Err(e) = result {
         eprintln!("wgpu-norm: {e}");
