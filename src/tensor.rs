@@ -116,18 +116,7 @@ impl GpuTensor {
     /// returns `OutOfMemory` where the device cannot allocate it.
     pub fn zeros_as(ctx: &Context, shape: &[usize], dtype: DType) -> Result<Self> {
         ctx.check_dtype_supported(dtype)?;
-        let n = element_count(shape)?;
-        let bytes = (n as u64)
-            .checked_mul(dtype.size_bytes())
-            .map_or(u64::MAX, |b| b.next_multiple_of(16));
-        let max = ctx.limits().max_buffer_size;
-        if bytes > max {
-            return Err(Error::TensorTooLarge {
-                what: "tensor",
-                bytes,
-                max,
-            });
-        }
+        let bytes = buffer_bytes(ctx, element_count(shape)? as u64, dtype)?;
         // What ops built for tensors dropped since holds their buffers: free it first.
         ctx.bind_cache().sweep();
         let buffer = ctx.scoped("allocating a tensor", || {
@@ -407,4 +396,21 @@ impl PendingRead {
         self.staging.unmap();
         Ok(values)
     }
+}
+
+/// The bytes of a buffer of `n` values of `dtype` (padded to 16), refused
+/// (`TensorTooLarge`) past the device's `max_buffer_size`.
+pub(crate) fn buffer_bytes(ctx: &Context, n: u64, dtype: DType) -> Result<u64> {
+    let bytes = n
+        .checked_mul(dtype.size_bytes())
+        .map_or(u64::MAX, |b| b.next_multiple_of(16));
+    let max = ctx.limits().max_buffer_size;
+    if bytes > max {
+        return Err(Error::TensorTooLarge {
+            what: "tensor",
+            bytes,
+            max,
+        });
+    }
+    Ok(bytes)
 }

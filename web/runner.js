@@ -277,8 +277,11 @@ export async function timePlan(device, plan, inputs, iters) {
 // op's; both as coarse as the browser's clock).
 export async function timeCopy(device, bytes, iters) {
   const size = Math.max(16, Math.ceil(bytes / 4) * 4);
-  const src = device.createBuffer({ size, usage: GPUBufferUsage.COPY_SRC });
+  const src = device.createBuffer({ size, usage: GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
   const dst = device.createBuffer({ size, usage: GPUBufferUsage.COPY_DST });
+  // Written first: WebGPU zero-initialises buffers lazily, and a copy from
+  // one never written may be done as a clear.
+  device.queue.writeBuffer(src, 0, new Uint8Array(size).fill(0x3f));
   const times = [];
   for (let i = 0; i <= iters; i++) {
     const encoder = device.createCommandEncoder();

@@ -98,16 +98,6 @@ impl NormConfig {
 /// A tensor of rows × cols, in the narrowest storage (f16), must fit one
 /// buffer of the device.
 fn fits_device(ctx: &Context, rc: RowsCols) -> Result<()> {
-    let bytes = (rc.rows as u64)
-        .saturating_mul(rc.cols as u64)
-        .saturating_mul(DType::F16.size_bytes());
-    let max = ctx.limits().max_buffer_size;
-    if bytes > max {
-        return Err(Error::TensorTooLarge {
-            what: "tensor",
-            bytes,
-            max,
-        });
-    }
-    Ok(())
+    let n = (rc.rows as u64).saturating_mul(rc.cols as u64);
+    crate::tensor::buffer_bytes(ctx, n, DType::F16).map(|_| ())
 }

@@ -185,15 +185,20 @@ fn every_backward_kernel_takes_values_up_to_f32_max() {
             for op in [Op::layer(), Op::rms()] {
                 let op = op.with_backward_kernel(kernel);
                 for saved in [true, false] {
-                    check_backward_with_floor(
+                    // dx of a row whose deviation nears 3e38 is a denormal.
+                    let floor = f32::MIN_POSITIVE as f64;
+                    let shape = [rows, dim];
+                    check_backward_floored(
+                        "magnitudes",
                         ctx,
                         op,
-                        &[rows, dim],
+                        &shape,
                         &x,
                         &dy,
                         Some(&g),
                         saved,
                         DType::F32,
+                        floor,
                     );
                 }
             }
@@ -252,69 +257,4 @@ fn f16_storage_at_its_largest_values() {
             );
         }
     }
-}
-
-/// `check_backward` with f32's smallest normal as an absolute floor on dx's
-/// tolerance (dx of a row whose deviation nears 3e38 is a denormal).
-#[allow(clippy::too_many_arguments)]
-fn check_backward_with_floor(
-    ctx: &wgpu_norm::Context,
-    op: Op,
-    shape: &[usize],
-    x: &[f32],
-    dy: &[f32],
-    gamma: Option<&[f32]>,
-    saved: bool,
-    dtype: DType,
-) {
-    let cols = shape[1];
-    let up = |v: &[f32], s: &[usize]| GpuTensor::from_slice_as(ctx, v, s, dtype).unwrap();
-    let (xg, dyg) = (up(x, shape), up(dy, shape));
-    let gg = gamma.map(|g| up(g, &[cols]));
-    let (dx, dgamma, dbeta) = match op {
-        Op::Layer(ln) => {
-            let stats = saved.then(|| ln.forward_with_stats(ctx, &xg, gg.as_ref(), None).unwrap());
-            let grads = ln
-                .backward(
-                    ctx,
-                    &xg,
-                    &dyg,
-                    gg.as_ref(),
-                    stats.as_ref().map(|s| (&s.mean, &s.rstd)),
-                )
-                .unwrap();
-            (grads.dx, grads.dgamma, Some(grads.dbeta))
-        }
-        Op::Rms(rn) => {
-            let rstd = saved.then(|| rn.forward_with_rstd(ctx, &xg, gg.as_ref()).unwrap().1);
-            let grads = rn
-                .backward(ctx, &xg, &dyg, gg.as_ref(), rstd.as_ref())
-                .unwrap();
-            (grads.dx, grads.dgamma, None)
-        }
-    };
-    let want = reference::norm_backward(x, dy, cols, gamma, op.epsilon(), op.is_rms());
-    let (tol_dx, tol_dg, tol_db) = reference::norm_backward_tolerance(dy, &want, gamma);
-    let tol_dx = tol_dx.max(f32::MIN_POSITIVE as f64);
-    let err_dx = reference::max_abs_error(&dx.read(ctx).unwrap(), &want.dx);
-    let err_dg = reference::max_abs_error(&dgamma.read(ctx).unwrap(), &want.dgamma);
-    let err_db = dbeta.map_or(0.0, |d| {
-        reference::max_abs_error(&d.read(ctx).unwrap(), &want.dbeta)
-    });
-    eprintln!(
-        "[max-error] {} backward magnitudes {shape:?} {op:?} saved={saved}: dx {err_dx:.3e} (tol {tol_dx:.3e}), dgamma {err_dg:.3e} (tol {tol_dg:.3e}), dbeta {err_db:.3e} (tol {tol_db:.3e})",
-        crate::common::backend(ctx)
-    );
-    assert!(
-        err_dx <= tol_dx,
-        "{shape:?} {op:?} saved={saved}: dx error {err_dx:.3e} > {tol_dx:.3e}"
-    );
-    assert!(
-        err_dg <= tol_dg,
-        "{shape:?} {op:?} saved={saved}: dgamma error {err_dg:.3e} > {tol_dg:.3e}"
-    );
-    assert!(
-        err_db <= tol_db,
-        "{shape:?} {op:?} saved={saved}: dbeta error {err_db:.3e} > {tol_db:.3e}"
-    );
 }
