@@ -34,7 +34,7 @@ use crate::ops::named::NamedTensors;
 use crate::ops::op::NormOp;
 use crate::ops::record::Recording;
 use crate::ops::rms_norm::RmsNorm;
-use crate::plan::{BackwardKernel, Kernel};
+use crate::plan::{BackwardKernel, CopyKernel, Kernel};
 use crate::shape::DType;
 use crate::tensor::GpuTensor;
 
@@ -211,6 +211,8 @@ pub struct ExportRequest {
     /// Forward: add a residual `R` and its bias `RB` first (the fused
     /// pre-norm block), and write the sum `S`.
     pub residual: bool,
+    /// `copy`: the copy kernel (default `grid-stride/1024`).
+    pub copy_kernel: Option<CopyKernel>,
 }
 
 impl ExportRequest {
@@ -225,6 +227,7 @@ impl ExportRequest {
             bias: true,
             stats: false,
             residual: false,
+            copy_kernel: None,
         }
     }
 }
@@ -282,8 +285,13 @@ fn role_json(role: &str) -> Value {
     Value::String(role.into())
 }
 
-/// The plan of `req` on `target`, as JSON (see the module's docs).
+/// The plan of `req` on `target`, as JSON (see the module's docs). `req.op`
+/// is an op of [`EXPORT_OPS`], or `copy`: X copied into Y (f32) by a copy
+/// kernel of `shaders/copy.wgsl`, the floor the bench measures ops against.
 pub fn export(req: &ExportRequest, target: &Target) -> Result<Value> {
+    if req.op == "copy" {
+        return export_copy(req, target);
+    }
     let op = EXPORT_OPS
         .iter()
         .find(|o| o.name == req.op)
@@ -360,11 +368,40 @@ pub fn export(req: &ExportRequest, target: &Target) -> Result<Value> {
         .collect();
     recorded?;
 
+    let (buffers, modules, passes) = plan_json(&named, &recordings);
+    let backward = op.backward;
+    let kernel = match backward {
+        true => cfg.backward_plan(&ctx, rc)?.describe(),
+        false => cfg.plan(&ctx, rc)?.describe(),
+    };
+    Ok(json!({
+        "format": "wgpu-norm-plan/1",
+        "op": req.op,
+        "shape": req.shape,
+        "dtype": dtype.to_string(),
+        "axis": cfg.axis,
+        "epsilon": cfg.epsilon,
+        "rows": rc.rows,
+        "cols": rc.cols,
+        "kernel": kernel,
+        "target": target.to_json(),
+        "planned_as": format!("{:?} {:?}", ctx.adapter_info().device_type, ctx.capabilities()),
+        "buffers": buffers,
+        "modules": modules,
+        "passes": passes,
+    }))
+}
+
+/// The buffers, modules and passes of `recordings`, the named tensors first.
+fn plan_json(
+    named: &[(&'static str, &'static str, GpuTensor)],
+    recordings: &[Arc<Recording>],
+) -> (Vec<Value>, Vec<Value>, Vec<Value>) {
     // Buffers: the named tensors first, then uniforms and scratch as met.
     // (A list, not a map: wgpu's buffers hash by identity but hold interior state.)
     let mut index: Vec<wgpu::Buffer> = Vec::new();
     let mut buffers: Vec<Value> = Vec::new();
-    for (name, role, tensor) in &named {
+    for (name, role, tensor) in named {
         index.push(tensor.buffer().clone());
         buffers.push(json!({
             "name": name,
@@ -381,7 +418,7 @@ pub fn export(req: &ExportRequest, target: &Target) -> Result<Value> {
     let mut modules: Vec<Value> = Vec::new();
     let mut module_index = HashMap::new();
     let mut passes = Vec::new();
-    for rec in &recordings {
+    for rec in recordings {
         let mut dispatches = Vec::new();
         for d in &rec.dispatches {
             let m = *module_index.entry(d.desc.module).or_insert_with(|| {
@@ -437,7 +474,7 @@ pub fn export(req: &ExportRequest, target: &Target) -> Result<Value> {
             dispatches.push(json!({
                 "name": d.name,
                 "module": m,
-                "entry": d.desc.entry.name(),
+                "entry": d.desc.entry,
                 "constants": constants,
                 "bindings": bindings,
                 "workgroups": [gx, gy, 1],
@@ -445,23 +482,44 @@ pub fn export(req: &ExportRequest, target: &Target) -> Result<Value> {
         }
         passes.push(json!({ "label": rec.label, "dispatches": dispatches }));
     }
-    let backward = op.backward;
-    let kernel = match backward {
-        true => cfg.backward_plan(&ctx, rc)?.describe(),
-        false => cfg.plan(&ctx, rc)?.describe(),
-    };
+    (buffers, modules, passes)
+}
+
+/// `copy`: X into Y with `req.copy_kernel`.
+fn export_copy(req: &ExportRequest, target: &Target) -> Result<Value> {
+    let ctx = target.context()?;
+    let kernel = req.copy_kernel.unwrap_or(CopyKernel::GridStride {
+        groups: 1024,
+        unroll: 1,
+    });
+    let named = vec![
+        ("X", "input", GpuTensor::zeros(&ctx, &req.shape)?),
+        ("Y", "output", GpuTensor::zeros(&ctx, &req.shape)?),
+    ];
+    ctx.start_tap();
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    let recorded = crate::ops::copy::encode_copy_with(
+        &ctx,
+        &mut encoder,
+        kernel,
+        &named[0].2,
+        &named[1].2,
+        None,
+    );
+    let recordings: Vec<Arc<Recording>> = ctx
+        .take_recordings()
+        .into_iter()
+        .filter_map(|r| r.downcast::<Recording>().ok())
+        .collect();
+    recorded?;
+    let (buffers, modules, passes) = plan_json(&named, &recordings);
     Ok(json!({
         "format": "wgpu-norm-plan/1",
-        "op": req.op,
+        "op": "copy",
         "shape": req.shape,
-        "dtype": dtype.to_string(),
-        "axis": cfg.axis,
-        "epsilon": cfg.epsilon,
-        "rows": rc.rows,
-        "cols": rc.cols,
-        "kernel": kernel,
+        "dtype": "f32",
+        "kernel": kernel.name(),
         "target": target.to_json(),
-        "planned_as": format!("{:?} {:?}", ctx.adapter_info().device_type, ctx.capabilities()),
         "buffers": buffers,
         "modules": modules,
         "passes": passes,

@@ -145,6 +145,28 @@ fn tensors_over_one_binding_are_chunked_and_named() {
 }
 
 #[test]
+fn every_copy_kernel_exports_as_the_benchs_floor() {
+    let target = Target::webgpu();
+    for kernel in wgpu_norm::CopyKernel::ALL {
+        for shape in [&[1000usize][..], &[8, 512, 768], &[40_000_000]] {
+            let req = ExportRequest {
+                copy_kernel: Some(kernel),
+                ..ExportRequest::new("copy", shape)
+            };
+            let plan = export(&req, &target).unwrap();
+            assert_eq!(plan["kernel"], kernel.name());
+            let dispatches = check_limits(&plan, &target);
+            // 160 MB of f32 take two bindings of at most 128 MiB.
+            assert_eq!(
+                dispatches,
+                if shape == [40_000_000] { 2 } else { 1 },
+                "{shape:?}"
+            );
+        }
+    }
+}
+
+#[test]
 fn a_subgroup_kernel_is_refused_where_the_target_has_none() {
     let mut req = ExportRequest::new("layer-norm", &[4, 64]);
     req.config.kernel = Some(Kernel::RowPerSubgroup);

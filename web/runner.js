@@ -269,6 +269,7 @@ export async function timePlan(device, plan, inputs, iters) {
     readback.destroy();
   }
   const median = (a) => (a.length ? [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)] : null);
+  // (null, not 0, where the device has no timestamps)
   return { cpu_us: median(cpu), gpu_us: median(gpuTimes) };
 }
 

@@ -125,6 +125,14 @@ pub fn forward_constants(
     constants
 }
 
+/// The override constants of a copy kernel's pipeline.
+pub fn copy_constants(kernel: CopyKernel) -> Vec<(&'static str, f64)> {
+    vec![
+        ("WG", COPY_LANES as f64),
+        ("UNROLL", kernel.unroll() as f64),
+    ]
+}
+
 /// The override constants of a backward pipeline of `entry`. The
 /// dgamma/dbeta stages always run [`PARAM_LANES`] lanes.
 pub fn backward_constants(
@@ -272,10 +280,7 @@ impl PipelineCache {
         if let Some(p) = self.lock_pipelines().get(&key) {
             return Ok(p.clone());
         }
-        let constants = [
-            ("WG", COPY_LANES as f64),
-            ("UNROLL", kernel.unroll() as f64),
-        ];
+        let constants = copy_constants(kernel);
         let module = self.module(gpu, ModuleKey::Copy)?;
         let pipeline = gpu.scoped("building the copy pipeline", || {
             gpu.device()

@@ -437,7 +437,7 @@ fn build_pass<'a>(
             let (group, bound) = bind_group(ctx, entry, layout, &entries);
             let desc = DispatchDesc {
                 module: ModuleKey::Backward(plan.kernel.reduction(), dtype),
-                entry,
+                entry: entry.name(),
                 constants: backward_constants(plan, c.variant, entry),
                 bindings: bound,
             };

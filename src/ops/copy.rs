@@ -6,7 +6,8 @@ use wgpu::util::DeviceExt;
 
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::ops::record::bind;
+use crate::kernels::cache::{ModuleKey, copy_constants};
+use crate::ops::record::{BindingDesc, Dispatch, DispatchDesc, Recording, bind};
 use crate::ops::validate::check_dtype;
 use crate::plan::{self, BindingWindow, COPY_LANES, CopyKernel};
 use crate::shape::DType;
@@ -108,25 +109,23 @@ pub fn encode_copy_with(
     }
     let pipeline = ctx.pipelines().copy(ctx, kernel)?;
     let n = src.len();
-    ctx.scoped("encoding a copy", || {
+    let label = format!("copy {n} f32 ({})", kernel.name());
+    let recording = ctx.scoped("encoding a copy", || {
         let layout = pipeline.get_bind_group_layout(0);
-        let mut groups = Vec::new();
+        let mut dispatches = Vec::new();
+        let mut uniforms = Vec::new();
         let mut start = 0u64;
         while start < bytes {
             let len = chunk_bytes.min(bytes - start);
             let values = (len / 4) as u32;
             let vec4s = len / 16;
             let workgroups = kernel.workgroups(vec4s.max(1));
+            let words = [values, (workgroups * COPY_LANES as u64) as u32, 0, 0];
             let params = ctx
                 .device()
                 .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                     label: Some("copy params"),
-                    contents: bytemuck::cast_slice(&[
-                        values,
-                        (workgroups * COPY_LANES as u64) as u32,
-                        0,
-                        0,
-                    ]),
+                    contents: bytemuck::cast_slice(&words),
                     usage: wgpu::BufferUsages::UNIFORM,
                 });
             let window = |size| BindingWindow {
@@ -138,46 +137,76 @@ pub fn encode_copy_with(
                 0 => ctx.pipelines().dummy(0).as_entire_binding(),
                 v => bind(src.buffer(), window(v * 16)),
             };
+            let entries = [
+                wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: src4,
+                },
+                wgpu::BindGroupEntry {
+                    binding: 1,
+                    resource: bind(src.buffer(), window(len.next_multiple_of(4))),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 2,
+                    resource: bind(dst.buffer(), window(len.next_multiple_of(16))),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 4,
+                    resource: params.as_entire_binding(),
+                },
+            ];
             let group = ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some("copy"),
                 layout: &layout,
-                entries: &[
-                    wgpu::BindGroupEntry {
-                        binding: 0,
-                        resource: src4,
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 1,
-                        resource: bind(src.buffer(), window(len.next_multiple_of(4))),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 2,
-                        resource: bind(dst.buffer(), window(len.next_multiple_of(16))),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 4,
-                        resource: params.as_entire_binding(),
-                    },
-                ],
+                entries: &entries,
             });
-            groups.push((group, workgroups));
+            let read_only = wgpu::BufferBindingType::Storage { read_only: true };
+            let types = [
+                read_only,
+                read_only,
+                wgpu::BufferBindingType::Storage { read_only: false },
+                wgpu::BufferBindingType::Uniform,
+            ];
+            let bindings = entries
+                .iter()
+                .zip(types)
+                .filter_map(|(e, ty)| match &e.resource {
+                    wgpu::BindingResource::Buffer(b) => Some(BindingDesc {
+                        binding: e.binding,
+                        ty,
+                        buffer: b.buffer.clone(),
+                        offset: b.offset,
+                        size: b.size.map_or(b.buffer.size() - b.offset, |s| s.get()),
+                    }),
+                    _ => None,
+                })
+                .collect();
+            dispatches.push(Dispatch {
+                pipeline: pipeline.clone(),
+                group,
+                workgroups,
+                name: format!("{label} bytes {start}.."),
+                rows: format!("{}..{}", start / 4, start / 4 + values as u64),
+                desc: DispatchDesc {
+                    module: ModuleKey::Copy,
+                    entry: "copy",
+                    constants: copy_constants(kernel),
+                    bindings,
+                },
+            });
+            uniforms.push((params, bytemuck::cast_slice(&words).to_vec()));
             start += len;
         }
-        let label = format!("copy {n} f32 ({})", kernel.name());
-        let mut pass = match ticks {
-            Some(t) => t.begin_compute_pass(encoder, &label, &[("values", n.to_string())]),
-            None => encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(&label),
-                timestamp_writes: None,
-            }),
-        };
-        pass.set_pipeline(&pipeline);
-        for (group, workgroups) in &groups {
-            let (gx, gy) = plan::grid(*workgroups);
-            pass.set_bind_group(0, group, &[]);
-            pass.dispatch_workgroups(gx, gy, 1);
+        Recording {
+            label: label.clone(),
+            args: vec![("values", n.to_string())],
+            dispatches,
+            uniforms,
         }
-    })
+    })?;
+    recording.record(encoder, ticks);
+    ctx.tap(std::sync::Arc::new(recording));
+    Ok(())
 }
 
 /// Encodes the driver's own copy of `src` into `dst` (`copy_buffer_to_buffer`;

@@ -371,7 +371,7 @@ fn build<'a>(
                     rows: rows.clone(),
                     desc: DispatchDesc {
                         module: ModuleKey::Forward(c.plan.kernel, dtype, views),
-                        entry: *entry,
+                        entry: entry.name(),
                         constants: constants.clone(),
                         bindings: bound,
                     },

@@ -32,7 +32,8 @@ pub(crate) struct Dispatch {
 #[derive(Clone)]
 pub(crate) struct DispatchDesc {
     pub(crate) module: ModuleKey,
-    pub(crate) entry: Entry,
+    /// The entry point's name.
+    pub(crate) entry: &'static str,
     pub(crate) constants: Vec<(&'static str, f64)>,
     pub(crate) bindings: Vec<BindingDesc>,
 }

@@ -6,14 +6,15 @@
 use std::path::PathBuf;
 
 use wgpu_norm::export::{EXPORT_OPS, ExportRequest, Target, export};
-use wgpu_norm::{BackwardKernel, DType, Kernel, NormConfig};
+use wgpu_norm::{BackwardKernel, CopyKernel, DType, Kernel, NormConfig};
 
 use crate::common::{CliError, CliResult, Shape};
 use crate::output::Outputs;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// layer-norm, rms-norm, layer-norm-backward, rms-norm-backward.
+    /// layer-norm, rms-norm, layer-norm-backward, rms-norm-backward, or copy
+    /// (X into Y by a copy kernel: the bench's floor).
     #[arg(long)]
     op: String,
     /// The input's shape, e.g. 4x33x1025.
@@ -46,6 +47,9 @@ pub struct Args {
     /// Force a backward dx kernel (by name).
     #[arg(long)]
     backward_kernel: Option<String>,
+    /// `--op copy`: the copy kernel (by name: grid-stride/1024, vec4-per-lane, …).
+    #[arg(long)]
+    copy_kernel: Option<String>,
     /// `webgpu` (WebGPU's default limits, no optional feature) or a JSON file
     /// describing a browser's adapter (`web/runner.js`'s `describeAdapter`).
     #[arg(long, default_value = "webgpu")]
@@ -77,8 +81,9 @@ pub fn main(args: Args) -> CliResult {
         .as_ref()
         .map(|p| files.add("--output", p))
         .transpose()?;
-    if !EXPORT_OPS.iter().any(|o| o.name == args.op) {
-        let names: Vec<_> = EXPORT_OPS.iter().map(|o| o.name).collect();
+    if args.op != "copy" && !EXPORT_OPS.iter().any(|o| o.name == args.op) {
+        let mut names: Vec<_> = EXPORT_OPS.iter().map(|o| o.name).collect();
+        names.push("copy");
         return Err(CliError::Input(format!(
             "unknown op {:?}: expected one of {}",
             args.op,
@@ -126,6 +131,16 @@ pub fn main(args: Args) -> CliResult {
         bias: args.bias,
         stats: args.stats,
         residual: args.residual,
+        copy_kernel: args
+            .copy_kernel
+            .as_deref()
+            .map(|n| {
+                CopyKernel::ALL
+                    .into_iter()
+                    .find(|k| k.name() == n)
+                    .ok_or_else(|| CliError::Input(format!("--copy-kernel {n}: no such kernel")))
+            })
+            .transpose()?,
     };
     let plan = export(&req, &target(&args.capabilities)?)?;
     let text = serde_json::to_string(&plan).expect("plain data serialises");

@@ -17,7 +17,7 @@ use std::net::{TcpListener, TcpStream};
 
 use serde_json::{Value, json};
 use wgpu_norm::export::{ExportRequest, Target, export, kernels_for};
-use wgpu_norm::{DType, LayerNorm, NormConfig};
+use wgpu_norm::{CopyKernel, DType, LayerNorm, NormConfig};
 
 use crate::common::{CliError, CliResult};
 
@@ -172,6 +172,7 @@ fn plans(body: &[u8]) -> CliResult<Value> {
             bias: true,
             stats: !backward,
             residual,
+            copy_kernel: None,
         };
         Ok(export(&req, &target)?)
     };
@@ -231,6 +232,19 @@ fn plans(body: &[u8]) -> CliResult<Value> {
     let mut bench = Vec::new();
     for &shape in BENCH_SHAPES {
         let n: usize = shape.iter().product();
+        // The floor's candidates: every copy kernel on the X bytes (the page
+        // takes the fastest, as `bench` does natively).
+        let copies = CopyKernel::ALL
+            .into_iter()
+            .map(|k| {
+                let req = ExportRequest {
+                    op: "copy".into(),
+                    copy_kernel: Some(k),
+                    ..ExportRequest::new("copy", shape)
+                };
+                Ok(export(&req, &target)?)
+            })
+            .collect::<CliResult<Vec<_>>>()?;
         for op in OPS {
             let moved = if op.ends_with("backward") {
                 3 * n * 4
@@ -245,6 +259,7 @@ fn plans(body: &[u8]) -> CliResult<Value> {
             );
             c["moved_bytes"] = json!(moved);
             c["copy_bytes"] = json!(n * 4);
+            c["copies"] = json!(copies);
             bench.push(c);
         }
     }
