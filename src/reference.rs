@@ -323,3 +323,286 @@ pub fn norm_backward_tolerance(
         1e-5 * max(&col_beta),
     )
 }
+
+// ---------------------------------------------------------------------------
+// The rest of the normalisation family (issue 12), ONNX semantics, in f64:
+// the oracles its kernels will be checked against.
+
+/// Result of [`group_norm_f64`]: y (the input's layout), and per (n, group)
+/// the mean and 1/sqrt(var + epsilon), `[n][group]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GroupNormReference {
+    /// Normalised values (after scale, bias and the optional SiLU).
+    pub y: Vec<f64>,
+    /// Per (n, group) mean.
+    pub mean: Vec<f64>,
+    /// Per (n, group) 1/sqrt(biased var + epsilon).
+    pub rstd: Vec<f64>,
+}
+
+/// Element index of (n, channel, s) in `[N, C, S]`, or `[N, S, C]` where
+/// `channels_last`.
+fn nchw_index(
+    n: usize,
+    ch: usize,
+    s: usize,
+    c: usize,
+    spatial: usize,
+    channels_last: bool,
+) -> usize {
+    match channels_last {
+        false => (n * c + ch) * spatial + s,
+        true => (n * spatial + s) * c + ch,
+    }
+}
+
+/// GroupNormalization-21 of `x` shaped `[n, c, spatial…]` (`[n, spatial…, c]`
+/// where `channels_last`), `spatial` the product of the spatial dims:
+/// statistics per (n, group) over the group's c / groups channels × spatial
+/// values (biased variance), then `scale[ch]` and `bias[ch]` per channel,
+/// then `y · sigmoid(y)` where `silu`.
+///
+/// # Panics
+/// If `groups` does not divide `c`, or the lengths disagree (test-oracle bugs).
+///
+/// ```
+/// use wgpu_norm::reference::group_norm_f64;
+/// // One sample, 2 channels of 2 values, one group: the 4 values normalised together.
+/// let r = group_norm_f64(&[1.0, 3.0, 5.0, 7.0], 1, 2, 2, 1, None, None, 0.0, false, false);
+/// assert_eq!(r.mean, vec![4.0]);
+/// assert!((r.y[0] + 3.0 / 5f64.sqrt()).abs() < 1e-12);
+/// // Two groups (InstanceNorm here): each channel alone.
+/// let r = group_norm_f64(&[1.0, 3.0, 5.0, 7.0], 1, 2, 2, 2, None, Some(&[0.5, -0.5]), 0.0, false, false);
+/// assert_eq!(r.y, vec![-0.5, 1.5, -1.5, 0.5]);
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn group_norm_f64(
+    x: &[f64],
+    n: usize,
+    c: usize,
+    spatial: usize,
+    groups: usize,
+    scale: Option<&[f32]>,
+    bias: Option<&[f32]>,
+    epsilon: f64,
+    silu: bool,
+    channels_last: bool,
+) -> GroupNormReference {
+    assert!(
+        groups > 0 && c % groups == 0,
+        "{groups} groups do not divide {c} channels"
+    );
+    assert_eq!(x.len(), n * c * spatial, "x is not [n, c, spatial]");
+    let per = c / groups;
+    let count = (per * spatial) as f64;
+    let mut y = vec![0.0; x.len()];
+    let (mut means, mut rstds) = (
+        Vec::with_capacity(n * groups),
+        Vec::with_capacity(n * groups),
+    );
+    for ni in 0..n {
+        for g in 0..groups {
+            let at =
+                |ch: usize, s: usize| nchw_index(ni, g * per + ch, s, c, spatial, channels_last);
+            let values = || (0..per).flat_map(move |ch| (0..spatial).map(move |s| (ch, s)));
+            let mean = values().map(|(ch, s)| x[at(ch, s)]).sum::<f64>() / count;
+            let var = values()
+                .map(|(ch, s)| (x[at(ch, s)] - mean).powi(2))
+                .sum::<f64>()
+                / count;
+            let rstd = 1.0 / (var + epsilon).sqrt();
+            for (ch, s) in values() {
+                let channel = g * per + ch;
+                let mut v = (x[at(ch, s)] - mean) * rstd;
+                v = v * scale.map_or(1.0, |w| w[channel] as f64)
+                    + bias.map_or(0.0, |b| b[channel] as f64);
+                if silu {
+                    v /= 1.0 + (-v).exp();
+                }
+                y[at(ch, s)] = v;
+            }
+            means.push(mean);
+            rstds.push(rstd);
+        }
+    }
+    GroupNormReference {
+        y,
+        mean: means,
+        rstd: rstds,
+    }
+}
+
+/// InstanceNormalization-6: [`group_norm_f64`] with one group per channel,
+/// channels first, no activation.
+#[allow(clippy::too_many_arguments)]
+pub fn instance_norm_f64(
+    x: &[f64],
+    n: usize,
+    c: usize,
+    spatial: usize,
+    scale: Option<&[f32]>,
+    bias: Option<&[f32]>,
+    epsilon: f64,
+) -> GroupNormReference {
+    group_norm_f64(x, n, c, spatial, c, scale, bias, epsilon, false, false)
+}
+
+/// BatchNormalization-15 in inference: per channel
+/// `(x − input_mean) / sqrt(input_var + epsilon) · scale + bias`, `x` shaped
+/// `[n, c, spatial…]`.
+///
+/// ```
+/// use wgpu_norm::reference::batch_norm_inference_f64;
+/// let y = batch_norm_inference_f64(&[1.0, 2.0, 10.0, 20.0], 1, 2, 2, &[1.0, 10.0], &[4.0, 100.0], None, None, 0.0);
+/// assert_eq!(y, vec![0.0, 0.5, 0.0, 1.0]);
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_inference_f64(
+    x: &[f64],
+    n: usize,
+    c: usize,
+    spatial: usize,
+    input_mean: &[f64],
+    input_var: &[f64],
+    scale: Option<&[f32]>,
+    bias: Option<&[f32]>,
+    epsilon: f64,
+) -> Vec<f64> {
+    assert_eq!(x.len(), n * c * spatial, "x is not [n, c, spatial]");
+    (0..x.len())
+        .map(|i| {
+            let ch = (i / spatial) % c;
+            (x[i] - input_mean[ch]) / (input_var[ch] + epsilon).sqrt()
+                * scale.map_or(1.0, |w| w[ch] as f64)
+                + bias.map_or(0.0, |b| b[ch] as f64)
+        })
+        .collect()
+}
+
+/// Result of [`batch_norm_training_f64`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct BatchNormTrainingReference {
+    /// x normalised with the batch's statistics, then scale and bias.
+    pub y: Vec<f64>,
+    /// Per channel mean over n × spatial.
+    pub batch_mean: Vec<f64>,
+    /// Per channel biased variance over n × spatial.
+    pub batch_var: Vec<f64>,
+    /// `input_mean · momentum + batch_mean · (1 − momentum)`.
+    pub running_mean: Vec<f64>,
+    /// `input_var · momentum + v · (1 − momentum)`, v the biased batch
+    /// variance (ONNX) or the unbiased one (PyTorch's running estimate).
+    pub running_var: Vec<f64>,
+}
+
+/// BatchNormalization-15 with `training_mode`: statistics per channel over
+/// the batch (n × spatial values; biased variance normalises y), and the
+/// running statistics. `unbiased_running` takes the running variance from
+/// the unbiased batch variance, as PyTorch does; ONNX's reference uses the
+/// biased one.
+///
+/// ```
+/// use wgpu_norm::reference::batch_norm_training_f64;
+/// let r = batch_norm_training_f64(&[1.0, 3.0, 0.0, 0.0], 2, 1, 2, None, None, 0.0, 0.9, &[0.0], &[1.0], false);
+/// assert_eq!((r.batch_mean[0], r.batch_var[0]), (1.0, 1.5));
+/// assert!((r.running_mean[0] - 0.1).abs() < 1e-12 && (r.running_var[0] - 1.05).abs() < 1e-12);
+/// let r = batch_norm_training_f64(&[1.0, 3.0, 0.0, 0.0], 2, 1, 2, None, None, 0.0, 0.9, &[0.0], &[1.0], true);
+/// assert!((r.running_var[0] - 1.1).abs() < 1e-12); // 0.9 + 0.1 · 2 (unbiased: 6 / 3)
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_training_f64(
+    x: &[f64],
+    n: usize,
+    c: usize,
+    spatial: usize,
+    scale: Option<&[f32]>,
+    bias: Option<&[f32]>,
+    epsilon: f64,
+    momentum: f64,
+    input_mean: &[f64],
+    input_var: &[f64],
+    unbiased_running: bool,
+) -> BatchNormTrainingReference {
+    assert_eq!(x.len(), n * c * spatial, "x is not [n, c, spatial]");
+    let count = (n * spatial) as f64;
+    let channel = |ch: usize| {
+        (0..n).flat_map(move |ni| (0..spatial).map(move |s| (ni * c + ch) * spatial + s))
+    };
+    let batch_mean: Vec<f64> = (0..c)
+        .map(|ch| channel(ch).map(|i| x[i]).sum::<f64>() / count)
+        .collect();
+    let sq: Vec<f64> = (0..c)
+        .map(|ch| {
+            channel(ch)
+                .map(|i| (x[i] - batch_mean[ch]).powi(2))
+                .sum::<f64>()
+        })
+        .collect();
+    let batch_var: Vec<f64> = sq.iter().map(|s| s / count).collect();
+    let y = batch_norm_inference_f64(
+        x,
+        n,
+        c,
+        spatial,
+        &batch_mean,
+        &batch_var,
+        scale,
+        bias,
+        epsilon,
+    );
+    let running_mean = (0..c)
+        .map(|ch| input_mean[ch] * momentum + batch_mean[ch] * (1.0 - momentum))
+        .collect();
+    let running_var = (0..c)
+        .map(|ch| {
+            let v = match unbiased_running {
+                true => sq[ch] / (count - 1.0).max(1.0),
+                false => batch_var[ch],
+            };
+            input_var[ch] * momentum + v * (1.0 - momentum)
+        })
+        .collect();
+    BatchNormTrainingReference {
+        y,
+        batch_mean,
+        batch_var,
+        running_mean,
+        running_var,
+    }
+}
+
+/// LpNormalization-1: `x / ‖x‖_p` along `axis` of `shape`, p ∈ {1, 2}. A
+/// zero vector gives 0, not NaN (ONNX's test vectors; PyTorch's
+/// `F.normalize` clamps the norm at 1e-12, with the same effect on exact
+/// zeros).
+///
+/// ```
+/// use wgpu_norm::reference::lp_norm_f64;
+/// assert_eq!(lp_norm_f64(&[3.0, 4.0, 0.0, 0.0], &[2, 2], 1, 2), vec![0.6, 0.8, 0.0, 0.0]);
+/// assert_eq!(lp_norm_f64(&[3.0, 4.0, 1.0, -4.0], &[2, 2], 0, 1), vec![0.75, 0.5, 0.25, -0.5]);
+/// ```
+pub fn lp_norm_f64(x: &[f64], shape: &[usize], axis: usize, p: u32) -> Vec<f64> {
+    assert!(p == 1 || p == 2, "p must be 1 or 2");
+    assert_eq!(
+        x.len(),
+        shape.iter().product::<usize>(),
+        "x does not hold shape"
+    );
+    let len = shape[axis];
+    let inner: usize = shape[axis + 1..].iter().product();
+    let outer = x.len() / (len * inner).max(1);
+    let mut y = vec![0.0; x.len()];
+    for o in 0..outer {
+        for i in 0..inner {
+            let at = |k: usize| (o * len + k) * inner + i;
+            let norm = match p {
+                1 => (0..len).map(|k| x[at(k)].abs()).sum::<f64>(),
+                _ => (0..len).map(|k| x[at(k)].powi(2)).sum::<f64>().sqrt(),
+            };
+            for k in 0..len {
+                y[at(k)] = if norm == 0.0 { 0.0 } else { x[at(k)] / norm };
+            }
+        }
+    }
+    y
+}
