@@ -9,6 +9,7 @@
 //! was obtained, and the kernel plan reads it.
 
 use std::any::Any;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::bind_cache::BindCache;
@@ -80,8 +81,10 @@ struct Inner {
     tuned: TunedTable,
     tuner: Mutex<Option<Arc<dyn TuneHook>>>,
     /// Where the ops leave what they record, while a caller collects it
-    /// (`export`); `None` otherwise.
+    /// (`export`); `None` otherwise. `tapping` says so without the lock:
+    /// every call checks it.
     tap: Mutex<Option<Vec<Arc<dyn Any + Send + Sync>>>>,
+    tapping: AtomicBool,
 }
 
 impl std::fmt::Debug for Context {
@@ -243,10 +246,15 @@ impl Context {
     /// Starts collecting what the ops record (see [`Context::take_recordings`]).
     pub(crate) fn start_tap(&self) {
         *self.inner.tap.lock().unwrap_or_else(|p| p.into_inner()) = Some(Vec::new());
+        self.inner.tapping.store(true, Ordering::Release);
     }
 
-    /// Hands what an op recorded to a collecting caller, if one is.
-    pub(crate) fn tap(&self, recording: Arc<dyn Any + Send + Sync>) {
+    /// Hands what an op recorded to a collecting caller, if one is (a load
+    /// of one flag otherwise: this runs on every call).
+    pub(crate) fn tap<T: Any + Send + Sync>(&self, recording: &Arc<T>) {
+        if !self.inner.tapping.load(Ordering::Acquire) {
+            return;
+        }
         if let Some(v) = self
             .inner
             .tap
@@ -254,12 +262,13 @@ impl Context {
             .unwrap_or_else(|p| p.into_inner())
             .as_mut()
         {
-            v.push(recording);
+            v.push(recording.clone());
         }
     }
 
     /// What the ops recorded since [`Context::start_tap`], in order; stops collecting.
     pub(crate) fn take_recordings(&self) -> Vec<Arc<dyn Any + Send + Sync>> {
+        self.inner.tapping.store(false, Ordering::Release);
         self.inner
             .tap
             .lock()
@@ -290,6 +299,7 @@ impl Context {
                 tuned: TunedTable::default(),
                 tuner: Mutex::new(None),
                 tap: Mutex::new(None),
+                tapping: AtomicBool::new(false),
             }),
         }
     }

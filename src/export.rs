@@ -108,33 +108,50 @@ impl Target {
                 }
             };
             let l = &mut t.limits;
-            let u32_of = |v: u64| v.min(u32::MAX as u64) as u32;
-            if let Some(v) = get("maxStorageBuffersPerShaderStage")? {
-                l.max_storage_buffers_per_shader_stage = u32_of(v);
+            for (name, field) in [
+                (
+                    "maxStorageBufferBindingSize",
+                    &mut l.max_storage_buffer_binding_size,
+                ),
+                ("maxBufferSize", &mut l.max_buffer_size),
+            ] {
+                if let Some(v) = get(name)? {
+                    *field = v;
+                }
             }
-            if let Some(v) = get("maxStorageBufferBindingSize")? {
-                l.max_storage_buffer_binding_size = v;
-            }
-            if let Some(v) = get("maxBufferSize")? {
-                l.max_buffer_size = v;
-            }
-            if let Some(v) = get("maxComputeWorkgroupsPerDimension")? {
-                l.max_compute_workgroups_per_dimension = u32_of(v);
-            }
-            if let Some(v) = get("maxComputeInvocationsPerWorkgroup")? {
-                l.max_compute_invocations_per_workgroup = u32_of(v);
-            }
-            if let Some(v) = get("maxComputeWorkgroupSizeX")? {
-                l.max_compute_workgroup_size_x = u32_of(v);
-            }
-            if let Some(v) = get("maxComputeWorkgroupStorageSize")? {
-                l.max_compute_workgroup_storage_size = u32_of(v);
-            }
-            if let Some(v) = get("minStorageBufferOffsetAlignment")? {
-                l.min_storage_buffer_offset_alignment = u32_of(v);
-            }
-            if let Some(v) = get("minUniformBufferOffsetAlignment")? {
-                l.min_uniform_buffer_offset_alignment = u32_of(v);
+            for (name, field) in [
+                (
+                    "maxStorageBuffersPerShaderStage",
+                    &mut l.max_storage_buffers_per_shader_stage,
+                ),
+                (
+                    "maxComputeWorkgroupsPerDimension",
+                    &mut l.max_compute_workgroups_per_dimension,
+                ),
+                (
+                    "maxComputeInvocationsPerWorkgroup",
+                    &mut l.max_compute_invocations_per_workgroup,
+                ),
+                (
+                    "maxComputeWorkgroupSizeX",
+                    &mut l.max_compute_workgroup_size_x,
+                ),
+                (
+                    "maxComputeWorkgroupStorageSize",
+                    &mut l.max_compute_workgroup_storage_size,
+                ),
+                (
+                    "minStorageBufferOffsetAlignment",
+                    &mut l.min_storage_buffer_offset_alignment,
+                ),
+                (
+                    "minUniformBufferOffsetAlignment",
+                    &mut l.min_uniform_buffer_offset_alignment,
+                ),
+            ] {
+                if let Some(v) = get(name)? {
+                    *field = v.min(u32::MAX as u64) as u32;
+                }
             }
         }
         if let Some(info) = obj.get("info").and_then(Value::as_object) {
@@ -280,11 +297,6 @@ pub const EXPORT_OPS: &[ExportOp] = &[
     },
 ];
 
-/// Role of a buffer in an exported plan.
-fn role_json(role: &str) -> Value {
-    Value::String(role.into())
-}
-
 /// The plan of `req` on `target`, as JSON (see the module's docs). `req.op`
 /// is an op of [`EXPORT_OPS`], or `copy`: X copied into Y (f32) by a copy
 /// kernel of `shaders/copy.wgsl`, the floor the bench measures ops against.
@@ -359,21 +371,13 @@ pub fn export(req: &ExportRequest, target: &Target) -> Result<Value> {
         }),
         ..NamedTensors::new(x)
     };
-    ctx.start_tap();
-    let recorded = (op.record)(cfg, &ctx, &t, op.backward);
-    let recordings: Vec<Arc<Recording>> = ctx
-        .take_recordings()
-        .into_iter()
-        .filter_map(|r| r.downcast::<Recording>().ok())
-        .collect();
-    recorded?;
-
+    let recordings = recorded(&ctx, || (op.record)(cfg, &ctx, &t, op.backward))?;
     let (buffers, modules, passes) = plan_json(&named, &recordings);
-    let backward = op.backward;
-    let kernel = match backward {
-        true => cfg.backward_plan(&ctx, rc)?.describe(),
-        false => cfg.plan(&ctx, rc)?.describe(),
-    };
+    // The op's own pass is the last (a backward may record a statistics pass first).
+    let kernel = recordings
+        .last()
+        .and_then(|r| r.args.iter().find(|(k, _)| *k == "kernel"))
+        .map_or_else(String::new, |(_, v)| v.clone());
     Ok(json!({
         "format": "wgpu-norm-plan/1",
         "op": req.op,
@@ -385,11 +389,22 @@ pub fn export(req: &ExportRequest, target: &Target) -> Result<Value> {
         "cols": rc.cols,
         "kernel": kernel,
         "target": target.to_json(),
-        "planned_as": format!("{:?} {:?}", ctx.adapter_info().device_type, ctx.capabilities()),
         "buffers": buffers,
         "modules": modules,
         "passes": passes,
     }))
+}
+
+/// What `encode` records on `ctx`, in order.
+fn recorded(ctx: &Context, encode: impl FnOnce() -> Result<()>) -> Result<Vec<Arc<Recording>>> {
+    ctx.start_tap();
+    let done = encode();
+    let recordings = ctx
+        .take_recordings()
+        .into_iter()
+        .filter_map(|r| r.downcast::<Recording>().ok())
+        .collect();
+    done.map(|()| recordings)
 }
 
 /// The buffers, modules and passes of `recordings`, the named tensors first.
@@ -405,7 +420,7 @@ fn plan_json(
         index.push(tensor.buffer().clone());
         buffers.push(json!({
             "name": name,
-            "role": role_json(role),
+            "role": role,
             "dtype": tensor.dtype().to_string(),
             "shape": tensor.shape(),
             "size": tensor.buffer().size(),
@@ -496,22 +511,11 @@ fn export_copy(req: &ExportRequest, target: &Target) -> Result<Value> {
         ("X", "input", GpuTensor::zeros(&ctx, &req.shape)?),
         ("Y", "output", GpuTensor::zeros(&ctx, &req.shape)?),
     ];
-    ctx.start_tap();
-    let mut encoder = ctx.device().create_command_encoder(&Default::default());
-    let recorded = crate::ops::copy::encode_copy_with(
-        &ctx,
-        &mut encoder,
-        kernel,
-        &named[0].2,
-        &named[1].2,
-        None,
-    );
-    let recordings: Vec<Arc<Recording>> = ctx
-        .take_recordings()
-        .into_iter()
-        .filter_map(|r| r.downcast::<Recording>().ok())
-        .collect();
-    recorded?;
+    let recordings = recorded(&ctx, || {
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        let (x, y) = (&named[0].2, &named[1].2);
+        crate::ops::copy::encode_copy_with(&ctx, &mut encoder, kernel, x, y, None)
+    })?;
     let (buffers, modules, passes) = plan_json(&named, &recordings);
     Ok(json!({
         "format": "wgpu-norm-plan/1",

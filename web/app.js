@@ -137,10 +137,10 @@ async function runCheck(device, cases) {
 // The floor of a shape: every copy kernel the library has, on X's bytes,
 // timed like the ops; the fastest (by GPU timestamps where the browser has
 // them, else on the CPU clock) is the floor, as in the native bench.
-async function floorOf(device, b) {
+async function floorOf(device, copies, shape) {
   let best = null;
-  for (const plan of b.copies) {
-    const n = b.shape.reduce((a, d) => a * d, 1);
+  const n = shape.reduce((a, d) => a * d, 1);
+  for (const plan of copies) {
     const t = await timePlan(device, plan, { X: normal(3, n, 0, 1) }, 10);
     const us = t.gpu_us ?? t.cpu_us;
     if (best === null || us < best.us) best = { us, gpu: t.gpu_us !== null, kernel: plan.kernel };
@@ -148,14 +148,14 @@ async function floorOf(device, b) {
   return best;
 }
 
-async function runBench(device, bench) {
+async function runBench(device, bench, floorPlans) {
   result.bench = [];
   const floors = new Map();
   for (const b of bench) {
     const key = b.shape.join("x");
     if (!floors.has(key)) {
       log(`bench: the copy floor of ${key}`);
-      floors.set(key, await floorOf(device, b));
+      floors.set(key, await floorOf(device, floorPlans[key], b.shape));
     }
     const floor = floors.get(key);
     log(`bench ${b.op} ${key}`);
@@ -229,7 +229,7 @@ async function main() {
       offerDownload();
     };
     $("run-bench").onclick = async () => {
-      await runBench(device, plans.bench);
+      await runBench(device, plans.bench, plans.floors);
       log("bench done");
       offerDownload();
     };
@@ -238,7 +238,7 @@ async function main() {
     log(`ready: ${plans.cases.length} check cases, ${plans.bench.length} bench shapes`);
     if (auto) {
       await runCheck(device, plans.cases);
-      await runBench(device, plans.bench);
+      await runBench(device, plans.bench, plans.floors);
       log(`done: ${result.cases} cases, ${result.failures.length} failed`);
       offerDownload();
     }

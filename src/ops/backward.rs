@@ -326,7 +326,7 @@ pub(crate) fn encode_backward(
         encode_forward(cfg, kind, ctx, encoder, &stats_io, ticks.as_deref_mut())?;
     }
     built.pass.record(encoder, ticks);
-    ctx.tap(built.pass.clone());
+    ctx.tap(&built.pass);
     Ok(())
 }
 

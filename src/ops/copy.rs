@@ -7,7 +7,7 @@ use wgpu::util::DeviceExt;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::kernels::cache::{ModuleKey, copy_constants};
-use crate::ops::record::{BindingDesc, Dispatch, DispatchDesc, Recording, bind};
+use crate::ops::record::{Dispatch, DispatchDesc, Recording, bind, binding_desc};
 use crate::ops::validate::check_dtype;
 use crate::plan::{self, BindingWindow, COPY_LANES, CopyKernel};
 use crate::shape::DType;
@@ -170,16 +170,7 @@ pub fn encode_copy_with(
             let bindings = entries
                 .iter()
                 .zip(types)
-                .filter_map(|(e, ty)| match &e.resource {
-                    wgpu::BindingResource::Buffer(b) => Some(BindingDesc {
-                        binding: e.binding,
-                        ty,
-                        buffer: b.buffer.clone(),
-                        offset: b.offset,
-                        size: b.size.map_or(b.buffer.size() - b.offset, |s| s.get()),
-                    }),
-                    _ => None,
-                })
+                .filter_map(|(e, ty)| binding_desc(e, ty))
                 .collect();
             dispatches.push(Dispatch {
                 pipeline: pipeline.clone(),
@@ -205,7 +196,7 @@ pub fn encode_copy_with(
         }
     })?;
     recording.record(encoder, ticks);
-    ctx.tap(std::sync::Arc::new(recording));
+    ctx.tap(&std::sync::Arc::new(recording));
     Ok(())
 }
 

@@ -246,7 +246,7 @@ pub(crate) fn encode_forward(
         }
     };
     recording.record(encoder, ticks);
-    ctx.tap(recording.clone());
+    ctx.tap(&recording);
     Ok(())
 }
 

@@ -48,6 +48,23 @@ pub(crate) struct BindingDesc {
     pub(crate) size: u64,
 }
 
+/// A bind group entry as plain data, bound as `ty` (`None` for non-buffers).
+pub(crate) fn binding_desc(
+    e: &wgpu::BindGroupEntry<'_>,
+    ty: wgpu::BufferBindingType,
+) -> Option<BindingDesc> {
+    match &e.resource {
+        wgpu::BindingResource::Buffer(b) => Some(BindingDesc {
+            binding: e.binding,
+            ty,
+            buffer: b.buffer.clone(),
+            offset: b.offset,
+            size: b.size.map_or(b.buffer.size() - b.offset, |s| s.get()),
+        }),
+        _ => None,
+    }
+}
+
 /// The bind group of `entry` over `entries`, and its bindings as plain data.
 pub(crate) fn bind_group(
     ctx: &Context,
@@ -57,16 +74,7 @@ pub(crate) fn bind_group(
 ) -> (wgpu::BindGroup, Vec<BindingDesc>) {
     let descs = entries
         .iter()
-        .filter_map(|e| match &e.resource {
-            wgpu::BindingResource::Buffer(b) => Some(BindingDesc {
-                binding: e.binding,
-                ty: crate::kernels::bindings::binding_type(entry, e.binding),
-                buffer: b.buffer.clone(),
-                offset: b.offset,
-                size: b.size.map_or(b.buffer.size() - b.offset, |s| s.get()),
-            }),
-            _ => None,
-        })
+        .filter_map(|e| binding_desc(e, crate::kernels::bindings::binding_type(entry, e.binding)))
         .collect();
     let group = ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
         label: Some(entry.name()),

@@ -17,7 +17,7 @@ use std::net::{TcpListener, TcpStream};
 
 use serde_json::{Value, json};
 use wgpu_norm::export::{ExportRequest, Target, export, kernels_for};
-use wgpu_norm::{CopyKernel, DType, LayerNorm, NormConfig};
+use wgpu_norm::{CopyKernel, DType, LayerNorm};
 
 use crate::common::{CliError, CliResult};
 
@@ -150,10 +150,7 @@ fn plans(body: &[u8]) -> CliResult<Value> {
                 residual: bool|
      -> CliResult<Value> {
         let backward = op.ends_with("backward");
-        let mut config = NormConfig {
-            axis: -1,
-            ..LayerNorm::new().config()
-        };
+        let mut config = LayerNorm::new().config();
         if let Some((bwd, name)) = kernel {
             if bwd {
                 config.backward_kernel = wgpu_norm::BackwardKernel::ALL
@@ -230,6 +227,7 @@ fn plans(body: &[u8]) -> CliResult<Value> {
         }
     }
     let mut bench = Vec::new();
+    let mut floors = serde_json::Map::new();
     for &shape in BENCH_SHAPES {
         let n: usize = shape.iter().product();
         // The floor's candidates: every copy kernel on the X bytes (the page
@@ -245,6 +243,7 @@ fn plans(body: &[u8]) -> CliResult<Value> {
                 Ok(export(&req, &target)?)
             })
             .collect::<CliResult<Vec<_>>>()?;
+        floors.insert(wgpu_norm::shape_string(shape), json!(copies));
         for op in OPS {
             let moved = if op.ends_with("backward") {
                 3 * n * 4
@@ -259,7 +258,6 @@ fn plans(body: &[u8]) -> CliResult<Value> {
             );
             c["moved_bytes"] = json!(moved);
             c["copy_bytes"] = json!(n * 4);
-            c["copies"] = json!(copies);
             bench.push(c);
         }
     }
@@ -267,5 +265,6 @@ fn plans(body: &[u8]) -> CliResult<Value> {
         "target": target.name,
         "cases": cases,
         "bench": bench,
+        "floors": floors,
     }))
 }
