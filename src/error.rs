@@ -208,6 +208,35 @@ pub enum Error {
         max_binding: u64,
     },
 
+    /// An op's parameter is outside what the op defines.
+    #[error("{op}: {what} is {value}, but must be {expected}")]
+    InvalidParameter {
+        /// The op.
+        op: &'static str,
+        /// The parameter.
+        what: &'static str,
+        /// The value given.
+        value: String,
+        /// What it may be.
+        expected: String,
+    },
+
+    /// A tensor (or the scratch it needs) does not fit one storage binding,
+    /// and the op does not split its tensors across bindings.
+    #[error(
+        "{op}: {what} needs {bytes} bytes in one storage binding, but the device allows {max_binding} (the grouped normalisations do not split a tensor across bindings)"
+    )]
+    BindingTooLarge {
+        /// The op.
+        op: &'static str,
+        /// The tensor or scratch.
+        what: &'static str,
+        /// Bytes it needs.
+        bytes: u64,
+        /// max_storage_buffer_binding_size (at most 2^31).
+        max_binding: u64,
+    },
+
     /// The operation needs a device feature the adapter does not offer.
     #[error("{op} needs the device feature {feature}, which adapter {adapter:?} does not offer")]
     MissingFeature {

@@ -114,13 +114,20 @@ pub use caps::{AdapterClass, Capabilities, OPTIONAL_FEATURES, SubgroupSizes};
 pub use context::{Context, ContextOptions, TuneHook, backends_from_env, parse_backend};
 pub use error::{Error, Result};
 pub use gpu::Gpu;
-pub use kernels::{LayerNormVariant, Views, backward_source, forward_source};
+pub use kernels::{
+    GroupedVariant, LayerNormVariant, Views, backward_source, forward_source, grouped_source,
+};
+pub use ops::batch_norm::{BatchNorm, BatchNormGradIo, BatchNormIo, RunningVariance};
 pub use ops::config::{NormConfig, NormKind};
 pub use ops::copy::{encode_copy, encode_copy_with, encode_driver_copy};
+pub use ops::group_norm::GroupNorm;
+pub use ops::grouped_op::{Activation, ChannelNormGradIo, ChannelNormIo, GroupedNorm};
+pub use ops::instance_norm::InstanceNorm;
 pub use ops::io::{ResidualAdd, ResidualOutput};
 pub use ops::layer_norm::{
     LayerNorm, LayerNormGradIo, LayerNormGrads, LayerNormIo, LayerNormOutput,
 };
+pub use ops::lp_norm::{LpNorm, LpNormGradIo, LpNormIo};
 pub use ops::named::{NamedTensors, Signature};
 pub use ops::op::{BackwardOutputs, ForwardOutputs, NormOp};
 pub use ops::rms_norm::{RmsNorm, RmsNormGradIo, RmsNormGrads, RmsNormIo};

@@ -606,3 +606,310 @@ pub fn lp_norm_f64(x: &[f64], shape: &[usize], axis: usize, p: u32) -> Vec<f64> 
     }
     y
 }
+
+/// Gradients of a channel normalisation (GroupNorm, InstanceNorm,
+/// BatchNorm), in f64.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChannelNormGrads {
+    /// Gradient with respect to x (x's layout).
+    pub dx: Vec<f64>,
+    /// Gradient with respect to the per-channel scale.
+    pub dscale: Vec<f64>,
+    /// Gradient with respect to the per-channel bias.
+    pub dbias: Vec<f64>,
+}
+
+/// The backward of normalising each of `sets` (element indices) on its own
+/// statistics (or, where `stats` is given, on those constants: (mean, var)
+/// per set), with a per-channel affine (`channel_of` each element) and SiLU.
+#[allow(clippy::too_many_arguments)]
+fn set_norm_backward(
+    x: &[f64],
+    dy: &[f64],
+    sets: &[Vec<usize>],
+    channel_of: impl Fn(usize) -> usize,
+    channels: usize,
+    scale: Option<&[f32]>,
+    bias: Option<&[f32]>,
+    epsilon: f64,
+    silu: bool,
+    stats: Option<(&[f64], &[f64])>,
+) -> ChannelNormGrads {
+    let mut out = ChannelNormGrads {
+        dx: vec![0.0; x.len()],
+        dscale: vec![0.0; channels],
+        dbias: vec![0.0; channels],
+    };
+    let gamma = |ch: usize| scale.map_or(1.0, |w| w[ch] as f64);
+    let beta = |ch: usize| bias.map_or(0.0, |b| b[ch] as f64);
+    for (si, set) in sets.iter().enumerate() {
+        let m = set.len() as f64;
+        let (mean, var) = match stats {
+            Some((means, vars)) => (means[si], vars[si]),
+            None => {
+                let mean = set.iter().map(|&i| x[i]).sum::<f64>() / m;
+                let var = set.iter().map(|&i| (x[i] - mean).powi(2)).sum::<f64>() / m;
+                (mean, var)
+            }
+        };
+        let rstd = 1.0 / (var + epsilon).sqrt();
+        let xh = |i: usize| (x[i] - mean) * rstd;
+        let dz = |i: usize| {
+            let z = xh(i) * gamma(channel_of(i)) + beta(channel_of(i));
+            let s = 1.0 / (1.0 + (-z).exp());
+            match silu {
+                true => dy[i] * s * (1.0 + z * (1.0 - s)),
+                false => dy[i],
+            }
+        };
+        let (mut mg, mut mgx) = (0.0, 0.0);
+        for &i in set {
+            let (ch, d) = (channel_of(i), dz(i));
+            out.dscale[ch] += d * xh(i);
+            out.dbias[ch] += d;
+            mg += d * gamma(ch);
+            mgx += d * gamma(ch) * xh(i);
+        }
+        if stats.is_some() {
+            (mg, mgx) = (0.0, 0.0);
+        }
+        for &i in set {
+            let g = dz(i) * gamma(channel_of(i));
+            out.dx[i] = rstd * (g - mg / m - xh(i) * mgx / m);
+        }
+    }
+    out
+}
+
+/// The backward of [`group_norm_f64`] (InstanceNorm: `groups == c`): dx,
+/// and dscale and dbias per channel, for the upstream gradient `dy`.
+///
+/// ```
+/// use wgpu_norm::reference::group_norm_backward_f64;
+/// // A constant upstream gradient through a normalisation gives dx = 0.
+/// let g = group_norm_backward_f64(&[1.0, 2.0, 4.0, 8.0], &[1.0; 4], 1, 2, 2, 1, None, None, 0.0, false, false);
+/// assert!(g.dx.iter().all(|d| d.abs() < 1e-12));
+/// assert_eq!(g.dbias, vec![2.0, 2.0]);
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn group_norm_backward_f64(
+    x: &[f64],
+    dy: &[f64],
+    n: usize,
+    c: usize,
+    spatial: usize,
+    groups: usize,
+    scale: Option<&[f32]>,
+    bias: Option<&[f32]>,
+    epsilon: f64,
+    silu: bool,
+    channels_last: bool,
+) -> ChannelNormGrads {
+    let per = c / groups;
+    let sets: Vec<Vec<usize>> = (0..n * groups)
+        .map(|s| {
+            let (ni, g) = (s / groups, s % groups);
+            (0..per)
+                .flat_map(|ch| {
+                    (0..spatial)
+                        .map(move |sp| nchw_index(ni, g * per + ch, sp, c, spatial, channels_last))
+                })
+                .collect()
+        })
+        .collect();
+    let channel_of = |i: usize| match channels_last {
+        true => i % c,
+        false => (i / spatial) % c,
+    };
+    set_norm_backward(
+        x, dy, &sets, channel_of, c, scale, bias, epsilon, silu, None,
+    )
+}
+
+/// The backward of BatchNormalization-15 on `[n, c, spatial…]`: in training
+/// mode through the batch statistics, in inference with `input_mean` and
+/// `input_var` as constants.
+///
+/// ```
+/// use wgpu_norm::reference::batch_norm_backward_f64;
+/// // Inference: dx = dy · scale / sqrt(var + eps).
+/// let g = batch_norm_backward_f64(&[1.0, 2.0], &[1.0, 1.0], 2, 1, 1, Some(&[2.0]), 0.0, Some((&[0.0], &[4.0])));
+/// assert_eq!(g.dx, vec![1.0, 1.0]);
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_backward_f64(
+    x: &[f64],
+    dy: &[f64],
+    n: usize,
+    c: usize,
+    spatial: usize,
+    scale: Option<&[f32]>,
+    epsilon: f64,
+    inference_stats: Option<(&[f64], &[f64])>,
+) -> ChannelNormGrads {
+    let sets: Vec<Vec<usize>> = (0..c)
+        .map(|ch| {
+            (0..n)
+                .flat_map(|ni| (0..spatial).map(move |sp| (ni * c + ch) * spatial + sp))
+                .collect()
+        })
+        .collect();
+    set_norm_backward(
+        x,
+        dy,
+        &sets,
+        |i| (i / spatial) % c,
+        c,
+        scale,
+        None,
+        epsilon,
+        false,
+        inference_stats,
+    )
+}
+
+/// The backward of [`lp_norm_f64`]: `dx = (dy − t · Σ dy·y) / ‖x‖_p`, t = y
+/// for p = 2 and sign(x) for p = 1; 0 for a zero vector.
+///
+/// ```
+/// use wgpu_norm::reference::lp_norm_backward_f64;
+/// // Along x itself the normalisation is flat: dx = 0.
+/// let dx = lp_norm_backward_f64(&[3.0, 4.0], &[3.0, 4.0], &[2], 0, 2);
+/// assert!(dx.iter().all(|d| d.abs() < 1e-12));
+/// ```
+pub fn lp_norm_backward_f64(
+    x: &[f64],
+    dy: &[f64],
+    shape: &[usize],
+    axis: usize,
+    p: u32,
+) -> Vec<f64> {
+    let len = shape[axis];
+    let inner: usize = shape[axis + 1..].iter().product();
+    let outer = x.len() / (len * inner).max(1);
+    let y = lp_norm_f64(x, shape, axis, p);
+    let mut dx = vec![0.0; x.len()];
+    for o in 0..outer {
+        for i in 0..inner {
+            let at = |k: usize| (o * len + k) * inner + i;
+            let norm = match p {
+                1 => (0..len).map(|k| x[at(k)].abs()).sum::<f64>(),
+                _ => (0..len).map(|k| x[at(k)].powi(2)).sum::<f64>().sqrt(),
+            };
+            if norm == 0.0 {
+                continue;
+            }
+            let dot: f64 = (0..len).map(|k| dy[at(k)] * y[at(k)]).sum();
+            for k in 0..len {
+                let t = match p {
+                    1 => x[at(k)].signum() * (x[at(k)] != 0.0) as u8 as f64,
+                    _ => y[at(k)],
+                };
+                dx[at(k)] = (dy[at(k)] - t * dot) / norm;
+            }
+        }
+    }
+    dx
+}
+
+#[cfg(test)]
+mod family_tests {
+    use super::*;
+
+    /// Central differences of a scalar loss Σ dy·f(x) in f64.
+    fn numeric(x: &[f64], dy: &[f64], f: impl Fn(&[f64]) -> Vec<f64>) -> Vec<f64> {
+        (0..x.len())
+            .map(|i| {
+                let h = 1e-6;
+                let (mut a, mut b) = (x.to_vec(), x.to_vec());
+                a[i] += h;
+                b[i] -= h;
+                let (fa, fb) = (f(&a), f(&b));
+                (0..x.len()).map(|j| dy[j] * (fa[j] - fb[j])).sum::<f64>() / (2.0 * h)
+            })
+            .collect()
+    }
+
+    fn close(a: &[f64], b: &[f64]) {
+        for (i, (u, v)) in a.iter().zip(b).enumerate() {
+            assert!((u - v).abs() < 1e-5 * (1.0 + v.abs()), "{i}: {u} vs {v}");
+        }
+    }
+
+    fn data(n: usize, seed: u64) -> Vec<f64> {
+        crate::synthetic::normal(seed, n, 0.5, 1.0)
+            .into_iter()
+            .map(f64::from)
+            .collect()
+    }
+
+    #[test]
+    fn backward_oracles_match_central_differences() {
+        let (n, c, s) = (2, 4, 3);
+        let x = data(n * c * s, 1);
+        let dy = data(n * c * s, 2);
+        let scale = [1.5f32, -0.5, 0.7, 2.0];
+        let bias = [0.1f32, 0.2, -0.3, 0.4];
+        for (groups, silu, last) in [(2, false, false), (1, true, true), (4, true, false)] {
+            let g = group_norm_backward_f64(
+                &x,
+                &dy,
+                n,
+                c,
+                s,
+                groups,
+                Some(&scale),
+                Some(&bias),
+                1e-3,
+                silu,
+                last,
+            );
+            let f = |x: &[f64]| {
+                group_norm_f64(
+                    x,
+                    n,
+                    c,
+                    s,
+                    groups,
+                    Some(&scale),
+                    Some(&bias),
+                    1e-3,
+                    silu,
+                    last,
+                )
+                .y
+            };
+            close(&g.dx, &numeric(&x, &dy, f));
+        }
+        for inference in [false, true] {
+            let (m, v) = ([0.1, -0.2, 0.3, 0.0], [1.0, 2.0, 0.5, 3.0]);
+            let stats = inference.then_some((&m[..], &v[..]));
+            let g = batch_norm_backward_f64(&x, &dy, n, c, s, Some(&scale), 1e-3, stats);
+            let f = |x: &[f64]| match inference {
+                true => batch_norm_inference_f64(x, n, c, s, &m, &v, Some(&scale), None, 1e-3),
+                false => {
+                    batch_norm_training_f64(
+                        x,
+                        n,
+                        c,
+                        s,
+                        Some(&scale),
+                        None,
+                        1e-3,
+                        0.9,
+                        &m,
+                        &v,
+                        false,
+                    )
+                    .y
+                }
+            };
+            close(&g.dx, &numeric(&x, &dy, f));
+        }
+        for (p, axis) in [(1, 1), (2, 0), (2, 2)] {
+            let shape = [n, c, s];
+            let dx = lp_norm_backward_f64(&x, &dy, &shape, axis, p);
+            close(&dx, &numeric(&x, &dy, |x| lp_norm_f64(x, &shape, axis, p)));
+        }
+    }
+}

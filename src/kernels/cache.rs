@@ -10,7 +10,8 @@ use crate::kernels::PARAM_LANES;
 use crate::kernels::bindings::{self, slot};
 use crate::kernels::sources::{self, Views};
 use crate::plan::{
-    BackwardPlan, COMBINE_LANES, COPY_LANES, CopyKernel, Entry, Kernel, LayerNormPlan, Reduction,
+    BackwardPlan, COMBINE_LANES, COPY_LANES, CopyKernel, Entry, GROUPED_LANES, GroupedEntry,
+    Kernel, LayerNormPlan, Reduction,
 };
 use crate::shape::DType;
 
@@ -59,12 +60,59 @@ pub struct BackwardVariant {
     pub dbeta: bool,
 }
 
+/// How a grouped-normalisation pipeline is specialised: with the entry
+/// point, its compile key (every override constant comes from it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct GroupedVariant {
+    /// The storage type of x, y, dy, dx, the scale and bias and their gradients.
+    pub dtype: DType,
+    /// `Some(p)` for LpNorm (p 1 or 2); `None` for mean and variance.
+    pub lp: Option<u32>,
+    /// LpNorm's backward.
+    pub lp_grad: bool,
+    /// Multiply by a per-channel scale.
+    pub scale: bool,
+    /// Add a per-channel bias.
+    pub bias: bool,
+    /// SiLU after the affine.
+    pub silu: bool,
+    /// Write BatchNorm's running statistics.
+    pub running: bool,
+    /// The statistics are inputs (BatchNorm inference).
+    pub const_stats: bool,
+}
+
+/// The override constants of a grouped pipeline.
+pub fn grouped_constants(variant: GroupedVariant) -> Vec<(&'static str, f64)> {
+    vec![
+        ("WG", GROUPED_LANES as f64),
+        ("MODE", flag(variant.lp.is_some())),
+        ("P_NORM", variant.lp.unwrap_or(2) as f64),
+        ("LP_GRAD", flag(variant.lp_grad)),
+        ("HAS_SCALE", flag(variant.scale)),
+        ("HAS_BIAS", flag(variant.bias)),
+        ("SILU", flag(variant.silu)),
+        ("RUNNING", flag(variant.running)),
+        ("CONST_STATS", flag(variant.const_stats)),
+    ]
+}
+
+/// The binding type of slot `binding` of `grouped_norm.wgsl`.
+pub fn grouped_binding_type(binding: u32) -> wgpu::BufferBindingType {
+    match binding {
+        0..=5 => wgpu::BufferBindingType::Storage { read_only: true },
+        15 => wgpu::BufferBindingType::Uniform,
+        _ => wgpu::BufferBindingType::Storage { read_only: false },
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum PipelineKey {
     Forward(LayerNormPlan, LayerNormVariant, Entry),
     Backward(BackwardPlan, BackwardVariant, Entry),
     /// The copy, by its unroll factor.
     Copy(u32),
+    Grouped(GroupedEntry, GroupedVariant),
 }
 
 /// Which shader module a pipeline comes from: every input its joined
@@ -77,6 +125,8 @@ pub enum ModuleKey {
     Backward(Reduction, DType),
     /// `copy.wgsl`.
     Copy,
+    /// `grouped_norm.wgsl` for a storage type.
+    Grouped(DType),
 }
 
 impl ModuleKey {
@@ -88,6 +138,7 @@ impl ModuleKey {
             }
             ModuleKey::Backward(reduction, dtype) => sources::backward_source(reduction, dtype),
             ModuleKey::Copy => sources::file("copy.wgsl").to_string(),
+            ModuleKey::Grouped(dtype) => sources::grouped_source(dtype),
         }
     }
 }
@@ -300,6 +351,65 @@ impl PipelineCache {
         Ok(pipeline)
     }
 
+    /// The pipeline of a grouped-normalisation entry (`grouped_norm.wgsl`),
+    /// with its layout: the entry's [`GroupedEntry::bindings`].
+    pub fn grouped(
+        &self,
+        gpu: &Gpu,
+        entry: GroupedEntry,
+        variant: GroupedVariant,
+    ) -> Result<wgpu::ComputePipeline> {
+        let key = PipelineKey::Grouped(entry, variant);
+        if let Some(p) = self.lock_pipelines().get(&key) {
+            return Ok(p.clone());
+        }
+        let module = self.module(gpu, ModuleKey::Grouped(variant.dtype))?;
+        let constants = grouped_constants(variant);
+        let entries: Vec<_> = entry
+            .bindings()
+            .iter()
+            .map(|&binding| wgpu::BindGroupLayoutEntry {
+                binding,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: grouped_binding_type(binding),
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            })
+            .collect();
+        let pipeline = gpu.scoped("building a grouped pipeline", || {
+            let group = gpu
+                .device()
+                .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                    label: Some(entry.name()),
+                    entries: &entries,
+                });
+            let layout = gpu
+                .device()
+                .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                    label: Some(entry.name()),
+                    bind_group_layouts: &[Some(&group)],
+                    immediate_size: 0,
+                });
+            gpu.device()
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(entry.name()),
+                    layout: Some(&layout),
+                    module: &module,
+                    entry_point: Some(entry.name()),
+                    compilation_options: wgpu::PipelineCompilationOptions {
+                        constants: &constants,
+                        zero_initialize_workgroup_memory: false,
+                    },
+                    cache: None,
+                })
+        })?;
+        self.lock_pipelines().insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+
     fn lock_pipelines(
         &self,
     ) -> std::sync::MutexGuard<'_, HashMap<PipelineKey, wgpu::ComputePipeline>> {
@@ -359,7 +469,10 @@ impl PipelineCache {
         {
             return Ok(m.clone());
         }
-        if let ModuleKey::Forward(_, dtype, _) | ModuleKey::Backward(_, dtype) = key {
+        if let ModuleKey::Forward(_, dtype, _)
+        | ModuleKey::Backward(_, dtype)
+        | ModuleKey::Grouped(dtype) = key
+        {
             gpu.check_dtype_supported(dtype)?;
         }
         let source = key.source();

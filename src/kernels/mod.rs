@@ -8,8 +8,8 @@ pub mod bindings;
 pub mod cache;
 pub mod sources;
 
-pub use cache::{BackwardVariant, LayerNormVariant, PipelineCache};
-pub use sources::{Views, backward_source, forward_source};
+pub use cache::{BackwardVariant, GroupedVariant, LayerNormVariant, PipelineCache};
+pub use sources::{Views, backward_source, forward_source, grouped_source};
 
 /// Lanes of the dgamma/dbeta stages (one column each).
 pub const PARAM_LANES: u32 = 256;

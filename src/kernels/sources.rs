@@ -108,6 +108,10 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../../shaders/reduce_workgroup.wgsl"),
     ),
     ("copy.wgsl", include_str!("../../shaders/copy.wgsl")),
+    (
+        "grouped_norm.wgsl",
+        include_str!("../../shaders/grouped_norm.wgsl"),
+    ),
 ];
 
 /// The text of `shaders/<name>`.
@@ -195,6 +199,12 @@ pub fn backward_source(reduction: Reduction, dtype: DType) -> String {
     [prelude(dtype), "norm_backward.wgsl", reduce]
         .map(file)
         .join("\n")
+}
+
+/// The WGSL source of the grouped normalisations (GroupNorm, InstanceNorm,
+/// BatchNorm, LpNorm) for `dtype` storage.
+pub fn grouped_source(dtype: DType) -> String {
+    [prelude(dtype), "grouped_norm.wgsl"].map(file).join("\n")
 }
 
 #[cfg(test)]

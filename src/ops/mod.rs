@@ -3,7 +3,10 @@
 //!
 //! Files only look down: `layer_norm.rs` and `rms_norm.rs` use `forward.rs`
 //! and `backward.rs` (the phases), which use `validate.rs`, `record.rs`,
-//! `config.rs` and `io.rs`; nothing here uses an op file.
+//! `config.rs` and `io.rs`; nothing here uses an op file. The grouped
+//! normalisations — `group_norm.rs`, `instance_norm.rs` (on GroupNorm),
+//! `batch_norm.rs`, `lp_norm.rs` — implement `grouped_op.rs`'s trait on the
+//! engine `grouped.rs`.
 
 /// `Default` (axis −1, epsilon 1e-5, the plan's kernels) and the builder
 /// methods of a normalisation's configuration: [`LayerNorm`](crate::LayerNorm)
@@ -61,11 +64,17 @@ macro_rules! norm_config {
 }
 
 pub(crate) mod backward;
+pub(crate) mod batch_norm;
 pub(crate) mod config;
 pub(crate) mod copy;
 pub(crate) mod forward;
+pub(crate) mod group_norm;
+pub(crate) mod grouped;
+pub(crate) mod grouped_op;
+pub(crate) mod instance_norm;
 pub(crate) mod io;
 pub(crate) mod layer_norm;
+pub(crate) mod lp_norm;
 pub(crate) mod named;
 pub(crate) mod op;
 pub(crate) mod record;

@@ -14,6 +14,7 @@
 pub mod backward;
 pub mod chunks;
 pub mod forward;
+pub mod grouped;
 pub mod specs;
 pub mod tuned;
 
@@ -25,6 +26,10 @@ pub use chunks::{
 pub use forward::{
     GPU_MIN_PIECE, GPU_MIN_WORKGROUPS, GPU_SPLIT_ROWS, LADDER, LayerNormPlan, Rung, SPLIT_PIECE,
     split_pieces,
+};
+pub use grouped::{
+    APPLY_GROUPS, GROUPED_LANES, GroupedEntry, GroupedPlan, GroupedView, MAX_LANE_LOOP, MAX_PIECES,
+    PIECE_VALUES, grouped_pieces,
 };
 pub use specs::{
     BACKWARD_KERNELS, BackwardKernel, BackwardSpec, COMBINE_LANES, COPY_LANES, CopyKernel, Entry,

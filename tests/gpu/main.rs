@@ -13,6 +13,7 @@ mod context;
 mod default_limits;
 mod errors;
 mod fuzz;
+mod grouped;
 mod hostile_api;
 mod layer_norm;
 mod outputs;

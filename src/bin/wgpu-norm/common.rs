@@ -43,6 +43,8 @@ impl From<wgpu_norm::Error> for CliError {
             | E::IncompleteStats { .. }
             | E::UnknownBackend(_)
             | E::InvalidTarget(_)
+            | E::InvalidParameter { .. }
+            | E::BindingTooLarge { .. }
             // What the input asks of this adapter, which it cannot give
             // (f16 without shader-f16, a row or tensor past its limits).
             | E::MissingFeature { .. }

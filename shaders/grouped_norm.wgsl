@@ -1,0 +1,688 @@
+// Normalisations whose statistics span a set of values that need not be one
+// row: GroupNorm, InstanceNorm, BatchNorm and LpNorm (src/ops/grouped.rs says
+// how each op maps onto these views; src/plan/grouped.rs sizes the grids).
+//
+// The tensor is seen as [A, B, C, D] (row-major). A *fine set* (a, c) is the
+// B * D values with those indices; a per-channel scale and bias apply to
+// channel c. A *statistic set* joins CG consecutive channels: it is the fine
+// view [A, B, C / CG, CG * D]. GroupNorm over [N, C, S] is A = N, B = 1,
+// D = S; channels-last [N, S, C] is B = S, D = 1; BatchNorm is A = 1, B = N;
+// LpNorm along an axis of [outer, len, inner] is [outer, len, inner, 1].
+//
+// Every entry runs one invocation per item and no barriers (on lavapipe and
+// GL a barrier costs more than the arithmetic), and every reduction has a
+// fixed order, so results are bit-identical run to run:
+//   stat_partials   one lane per (statistic set, piece): Welford moments, or
+//                   the Lp norm as a running (max, scaled power sum), of the
+//                   values j = piece, piece + PIECES, … of its set (adjacent
+//                   lanes read adjacent values);
+//   stat_combine    one lane per statistic set: merges its pieces in order;
+//                   writes (mean, rstd, scale) [and BatchNorm's running
+//                   statistics], or LpNorm's coefficients;
+//   given_stats     BatchNorm inference: (mean, rstd) from the inputs;
+//   coefficients    one lane per fine set: y = dev(x) * alpha + beta';
+//   apply           grid-stride over the elements: y (with SiLU);
+//   grad_partials   one lane per (fine set, piece): sums of dz and dz * x̂;
+//   grad_combine    one lane per fine set: those sums, in order;
+//   grad_sets       one lane per statistic set: dx's coefficients;
+//   grad_params     one lane per channel: dscale and dbias, summed over a;
+//   grad_apply      grid-stride: dx.
+// No invocation loops more than the host allows (Mesa's llvmpipe stops an
+// invocation's loops after 65,535 iterations in all; DESIGN.md).
+
+override WG: u32 = 64u;
+// 0: mean and variance; 1: the Lp norm.
+override MODE: u32 = 0u;
+// Lp's p, 1 or 2.
+override P_NORM: u32 = 2u;
+// LpNorm's backward: pieces also sum dy * x / max.
+override LP_GRAD: bool = false;
+override HAS_SCALE: bool = false;
+override HAS_BIAS: bool = false;
+// y = z * sigmoid(z) after the affine.
+override SILU: bool = false;
+// BatchNorm training: write running_mean and running_var.
+override RUNNING: bool = false;
+// The statistics are inputs (BatchNorm inference): dx has no mean terms.
+override CONST_STATS: bool = false;
+
+struct Params {
+    a: u32,
+    b: u32,
+    c: u32,
+    d: u32,
+    cg: u32,           // channels per statistic set
+    stat_pieces: u32,  // pieces per statistic set
+    fine_pieces: u32,  // pieces per fine set
+    lanes: u32,        // invocations of the grid-stride entries
+    n: u32,            // elements
+    epsilon: f32,
+    momentum: f32,
+    unbiased: u32,     // running_var from the unbiased batch variance
+    // Element offsets of the tensors inside their bindings.
+    base_x: u32,
+    base_dy: u32,
+    base_scale: u32,
+    base_bias: u32,
+    base_out: u32,
+    base_dscale: u32,
+    base_dbias: u32,
+    base_mean: u32,
+    base_var: u32,
+    base_running_mean: u32,
+    base_running_var: u32,
+    pad: u32,
+}
+
+@group(0) @binding(0) var<storage, read> x: array<elem>;
+@group(0) @binding(1) var<storage, read> dy: array<elem>;
+@group(0) @binding(2) var<storage, read> scale: array<elem>;
+@group(0) @binding(3) var<storage, read> bias: array<elem>;
+@group(0) @binding(4) var<storage, read> input_mean: array<f32>;
+@group(0) @binding(5) var<storage, read> input_var: array<f32>;
+@group(0) @binding(6) var<storage, read_write> partials: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read_write> stats: array<vec4<f32>>;
+@group(0) @binding(8) var<storage, read_write> coef: array<vec4<f32>>;
+@group(0) @binding(9) var<storage, read_write> fine: array<vec2<f32>>;
+@group(0) @binding(10) var<storage, read_write> out: array<elem>;
+@group(0) @binding(11) var<storage, read_write> running_mean: array<f32>;
+@group(0) @binding(12) var<storage, read_write> running_var: array<f32>;
+@group(0) @binding(13) var<storage, read_write> dscale: array<elem>;
+@group(0) @binding(14) var<storage, read_write> dbias: array<elem>;
+@group(0) @binding(15) var<uniform> params: Params;
+
+// NaN from bits held in a variable (Tint refuses a constant NaN) and
+// finiteness on the bits (compilers may drop `x != x`).
+var<private> nan_bits: u32 = 0x7fc00000u;
+
+fn nan() -> f32 {
+    return bitcast<f32>(nan_bits);
+}
+
+fn finite(v: f32) -> bool {
+    return (bitcast<u32>(v) & 0x7f800000u) != 0x7f800000u;
+}
+
+fn is_nan(v: f32) -> bool {
+    return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
+}
+
+// Sets whose moments overflow f32 (deviations past about 1.8e19) are taken
+// again with every value scaled by RESCALE, a power of two (exact).
+const RESCALE: f32 = 0x1p-96f;
+
+fn lane_index(wid: vec3<u32>, groups: vec3<u32>, lid: u32) -> u32 {
+    return (wid.y * groups.x + wid.x) * WG + lid;
+}
+
+fn load(i: u32) -> f32 {
+    return f32(x[params.base_x + i]);
+}
+
+fn load_dy(i: u32) -> f32 {
+    return f32(dy[params.base_dy + i]);
+}
+
+fn scale_of(c: u32) -> f32 {
+    if (HAS_SCALE) {
+        return f32(scale[params.base_scale + c]);
+    }
+    return 1.0;
+}
+
+fn bias_of(c: u32) -> f32 {
+    if (HAS_BIAS) {
+        return f32(bias[params.base_bias + c]);
+    }
+    return 0.0;
+}
+
+// The values of set `set` of the view [A, B, cs, ds], j = first, first +
+// step, …: where the next one is. Adjacent lanes of a set start at adjacent j.
+struct Walk {
+    at: u32,     // index of the current value
+    left: u32,   // values still to visit, the current one included
+    d: u32,      // its position inside its run of ds
+    dq: u32,     // step / ds
+    dr: u32,     // step % ds
+    ds: u32,
+    jump: u32,   // cs * ds: from one run of the set to its next
+}
+
+fn walk(sid: u32, cs: u32, ds: u32, first: u32, step: u32) -> Walk {
+    let total = params.b * ds;
+    var w: Walk;
+    let base = ((sid / cs) * params.b * cs + sid % cs) * ds;
+    w.jump = cs * ds;
+    w.ds = ds;
+    w.d = first % ds;
+    w.at = base + (first / ds) * w.jump + w.d;
+    w.left = 0u;
+    if (first < total) {
+        w.left = (total - first + step - 1u) / step;
+    }
+    w.dq = step / ds;
+    w.dr = step % ds;
+    return w;
+}
+
+fn advance(w: ptr<function, Walk>) {
+    var runs = (*w).dq;
+    var d = (*w).d + (*w).dr;
+    if (d >= (*w).ds) {
+        d -= (*w).ds;
+        runs += 1u;
+    }
+    (*w).at += runs * (*w).jump + d - (*w).d;
+    (*w).d = d;
+    (*w).left -= 1u;
+}
+
+// A value's deviation from its set's pivot p at scale k: (x - p) * k, exact
+// for values near p, or x * k - p * k where that would overflow. The
+// multiply by k (1 at run time) keeps compilers from reassociating
+// `(x - p) - mean` into `x - (p + mean)`, which loses the precision the
+// pivot is for (Mesa's NIR does; DESIGN.md).
+fn dev(v: f32, p: f32, k: f32) -> f32 {
+    return select(v * k - p * k, (v - p) * k, k == 1.0);
+}
+
+// Welford's moments (count, mean, M2) of one piece's deviations.
+fn piece_moments(w0: Walk, p: f32, k: f32) -> vec3<f32> {
+    var w = w0;
+    var m = vec3<f32>(0.0);
+    while (w.left > 0u) {
+        let v = dev(load(w.at), p, k);
+        m.x += 1.0;
+        let delta = v - m.y;
+        m.y += delta / m.x;
+        m.z += delta * (v - m.y);
+        advance(&w);
+    }
+    return m;
+}
+
+// The pivot of statistic set `set`: its first value.
+fn pivot(sid: u32) -> f32 {
+    let cs = params.c / params.cg;
+    return load(walk(sid, cs, params.cg * params.d, 0u, 1u).at);
+}
+
+fn pow_p(r: f32) -> f32 {
+    if (P_NORM == 1u) {
+        return r;
+    }
+    return r * r;
+}
+
+// Chan's merge of two Welford states (count, mean, M2).
+fn chan_merge(a: vec3<f32>, b: vec3<f32>) -> vec3<f32> {
+    if (b.x == 0.0) {
+        return a;
+    }
+    let n = a.x + b.x;
+    let delta = b.y - a.y;
+    let wb = b.x / n;
+    return vec3<f32>(n, a.y + delta * wb, a.z + b.z + delta * delta * a.x * wb);
+}
+
+// M2 * RESCALE^2 on the exponent bits (a product folds to 0 on some compilers).
+fn times_rescale_squared(m2: f32) -> f32 {
+    let bits = bitcast<u32>(m2);
+    if (((bits >> 23u) & 0xffu) <= 192u) {
+        return 0.0;
+    }
+    return bitcast<f32>(bits - (192u << 23u));
+}
+
+// A power of two k with m * k in [1, 4): LpNorm divides by the norm as
+// (x * k) / (m * k * s^(1/p)), which neither overflows nor underflows.
+fn pow2_near_inverse(m: f32) -> f32 {
+    let e = min((bitcast<u32>(m) >> 23u) & 0xffu, 253u);
+    return bitcast<f32>((254u - e) << 23u);
+}
+
+// m * k for that k, made on the exponent bits where m is normal: compilers
+// may reassociate a product of m, k and another factor so that m times the
+// other factor overflows (llvmpipe GL does).
+fn times_pow2_near_inverse(m: f32) -> f32 {
+    let bits = bitcast<u32>(m);
+    let e = (bits >> 23u) & 0xffu;
+    if (e == 0u) {
+        return m * pow2_near_inverse(m);
+    }
+    return bitcast<f32>((bits & 0x807fffffu) | ((127u + e - min(e, 253u)) << 23u));
+}
+
+@compute @workgroup_size(WG)
+fn stat_partials(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let t = lane_index(wid, groups, lid);
+    let sets = params.a * (params.c / params.cg);
+    let pieces = params.stat_pieces;
+    if (t >= sets * pieces) {
+        return;
+    }
+    let w0 = walk(t / pieces, params.c / params.cg, params.cg * params.d, t % pieces, pieces);
+    if (MODE == 0u) {
+        let p = pivot(t / pieces);
+        var m = piece_moments(w0, p, 1.0);
+        var k = 1.0;
+        if (!finite(m.y) || !finite(m.z)) {
+            // Overflow, or NaN/Inf in the set (which stay NaN either way).
+            k = RESCALE;
+            m = piece_moments(w0, p, k);
+        }
+        partials[t] = vec4<f32>(m, k);
+        return;
+    }
+    // Lp: the largest |x| so far, the sum of (|x| / max)^p, and (backward)
+    // the sum of dy * x / max, rescaled whenever the max grows.
+    var w = w0;
+    var mx = 0.0;
+    var s = 0.0;
+    var q = 0.0;
+    var bad = false;
+    while (w.left > 0u) {
+        let v = load(w.at);
+        let a = abs(v);
+        var g = 0.0;
+        if (LP_GRAD) {
+            g = load_dy(w.at) * sign(v);
+        }
+        if (is_nan(v)) {
+            bad = true;
+        } else if (a > mx) {
+            let r = mx / a;
+            s = s * pow_p(r) + 1.0;
+            q = q * r + g;
+            mx = a;
+        } else if (a > 0.0) {
+            let r = a / mx;
+            s += pow_p(r);
+            q += g * r;
+        }
+        advance(&w);
+    }
+    if (bad) {
+        s = nan();
+    }
+    partials[t] = vec4<f32>(mx, s, q, 0.0);
+}
+
+@compute @workgroup_size(WG)
+fn stat_combine(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let sid = lane_index(wid, groups, lid);
+    let sets = params.a * (params.c / params.cg);
+    if (sid >= sets) {
+        return;
+    }
+    let pieces = params.stat_pieces;
+    let first = sid * pieces;
+    if (MODE == 0u) {
+        var m = vec3<f32>(0.0);
+        var k = 1.0;
+        for (var p = 0u; p < pieces; p++) {
+            let piece = partials[first + p];
+            var b = piece.xyz;
+            if (piece.w < k) {
+                // Bring what was merged so far to RESCALE.
+                k = piece.w;
+                m = vec3<f32>(m.x, m.y * RESCALE, times_rescale_squared(m.z));
+            } else if (piece.w > k) {
+                b = vec3<f32>(b.x, b.y * RESCALE, times_rescale_squared(b.z));
+            }
+            m = chan_merge(m, b);
+        }
+        var var_s = max(m.z / m.x, 0.0);
+        var rstd = inverseSqrt(var_s + params.epsilon * k * k);
+        if (!finite(m.y) || !finite(m.z)) {
+            rstd = nan();
+        } else if (var_s + params.epsilon * k * k == 0.0) {
+            // A constant set at RESCALE, where epsilon * k^2 underflows.
+            rstd = inverseSqrt(params.epsilon) / k;
+        }
+        let p = pivot(sid);
+        stats[sid] = vec4<f32>(p, m.y, rstd, k);
+        if (RUNNING) {
+            // BatchNorm training: one statistic set per channel.
+            let mean = (p * k + m.y) / k;
+            var denominator = m.x;
+            if (params.unbiased != 0u) {
+                denominator = max(m.x - 1.0, 1.0);
+            }
+            // var = M2 / n / k^2, in two steps that stay finite.
+            let batch_var = (m.z / k) / denominator / k;
+            let mom = params.momentum;
+            running_mean[params.base_running_mean + sid] = input_mean[params.base_mean + sid] * mom + mean * (1.0 - mom);
+            running_var[params.base_running_var + sid] = input_var[params.base_var + sid] * mom + batch_var * (1.0 - mom);
+        }
+        return;
+    }
+    var mx = 0.0;
+    var s = 0.0;
+    var q = 0.0;
+    for (var p = 0u; p < pieces; p++) {
+        let piece = partials[first + p];
+        if (piece.x > mx) {
+            let r = mx / piece.x;
+            s = s * pow_p(r) + piece.y;
+            q = q * r + piece.z;
+            mx = piece.x;
+        } else if (piece.x > 0.0) {
+            let r = piece.x / mx;
+            s += piece.y * pow_p(r);
+            q += piece.z * r;
+        } else {
+            s += piece.y; // 0, or NaN
+        }
+    }
+    // y = (x * k) * alpha with alpha = 1 / (mx * k * s^(1/p)): the forward
+    // coefficients (pivot 0, k, alpha, 0).
+    var k = pow2_near_inverse(mx);
+    var root = s;
+    if (P_NORM == 2u) {
+        root = sqrt(s);
+    }
+    var alpha = 1.0 / (times_pow2_near_inverse(mx) * root);
+    if (mx == 0.0) {
+        // A zero vector: y = 0 and dx = 0.
+        k = 0.0;
+        alpha = 0.0;
+    } else if (!finite(mx)) {
+        // An infinite value: finite values give 0, infinite ones NaN (x / inf).
+        k = 0.0;
+        alpha = 1.0;
+    }
+    if (is_nan(s)) {
+        alpha = nan();
+    }
+    if (LP_GRAD) {
+        // sum(dy * y) = q * mx * k * alpha = q / root; 1 / norm = k * alpha
+        // (0 where it is below f32's normal range, as on adapters that flush
+        // denormals).
+        var inv_norm = k * alpha;
+        if (abs(inv_norm) < 0x1p-126f) {
+            inv_norm = 0.0;
+        }
+        var dot = q / root;
+        if (mx == 0.0) {
+            dot = 0.0;
+        }
+        coef[sid] = vec4<f32>(k, alpha, dot, inv_norm);
+    } else {
+        coef[sid] = vec4<f32>(0.0, k, alpha, 0.0);
+    }
+}
+
+// BatchNorm inference: the statistics are inputs, one per channel.
+@compute @workgroup_size(WG)
+fn given_stats(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let c = lane_index(wid, groups, lid);
+    if (c >= params.c) {
+        return;
+    }
+    let mean = input_mean[params.base_mean + c];
+    let rstd = inverseSqrt(input_var[params.base_var + c] + params.epsilon);
+    // Deviations at RESCALE where x - mean could overflow.
+    var k = 1.0;
+    if (abs(mean) > 0x1p100f) {
+        k = RESCALE;
+    }
+    stats[c] = vec4<f32>(mean, 0.0, rstd / k, k);
+}
+
+fn stat_of(f: u32) -> u32 {
+    let groups = params.c / params.cg;
+    return (f / params.c) * groups + (f % params.c) / params.cg;
+}
+
+@compute @workgroup_size(WG)
+fn coefficients(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let f = lane_index(wid, groups, lid);
+    if (f >= params.a * params.c) {
+        return;
+    }
+    coef[f] = forward_coefficients(stats[stat_of(f)], f % params.c);
+}
+
+// y = dev(x, p, k) * alpha + beta' from the statistics (p, mean of the
+// deviations, rstd of the deviations, k): (p, k, alpha, beta') with
+// alpha = rstd * scale and beta' = bias - mean * alpha.
+fn forward_coefficients(st: vec4<f32>, c: u32) -> vec4<f32> {
+    let alpha = st.z * scale_of(c);
+    return vec4<f32>(st.x, st.w, alpha, bias_of(c) - st.y * alpha);
+}
+
+fn silu(z: f32) -> f32 {
+    return z / (1.0 + exp(-z));
+}
+
+// Which fine set element e is in, tracked across a grid stride without a
+// division per element: f = (e / (B C D)) * C + (e / D) % C.
+struct FineOf {
+    r1: u32,    // e % (B C D)
+    part1: u32, // (e / (B C D)) * C
+    r2: u32,    // e % D
+    q2: u32,    // (e / D) % C
+    s1q: u32,
+    s1r: u32,
+    s2q: u32,
+    s2r: u32,
+}
+
+fn fine_of(e: u32, stride: u32) -> FineOf {
+    let p1 = params.b * params.c * params.d;
+    var t: FineOf;
+    t.r1 = e % p1;
+    t.part1 = (e / p1) * params.c;
+    t.r2 = e % params.d;
+    t.q2 = (e / params.d) % params.c;
+    t.s1q = stride / p1;
+    t.s1r = stride % p1;
+    t.s2q = (stride / params.d) % params.c;
+    t.s2r = stride % params.d;
+    return t;
+}
+
+fn next_fine(t: ptr<function, FineOf>) {
+    let p1 = params.b * params.c * params.d;
+    var r1 = (*t).r1 + (*t).s1r;
+    var part1 = (*t).part1 + (*t).s1q * params.c;
+    if (r1 >= p1) {
+        r1 -= p1;
+        part1 += params.c;
+    }
+    var r2 = (*t).r2 + (*t).s2r;
+    var q2 = (*t).q2 + (*t).s2q;
+    if (r2 >= params.d) {
+        r2 -= params.d;
+        q2 += 1u;
+    }
+    if (q2 >= params.c) {
+        q2 -= params.c;
+    }
+    (*t).r1 = r1;
+    (*t).part1 = part1;
+    (*t).r2 = r2;
+    (*t).q2 = q2;
+}
+
+@compute @workgroup_size(WG)
+fn apply(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let lane = lane_index(wid, groups, lid);
+    let stride = params.lanes;
+    var t = fine_of(lane, stride);
+    for (var e = lane; e < params.n; e += stride) {
+        let k = coef[t.part1 + t.q2];
+        var y = dev(load(e), k.x, k.y) * k.z + k.w;
+        if (SILU) {
+            y = silu(y);
+        }
+        out[params.base_out + e] = elem(y);
+        next_fine(&t);
+    }
+}
+
+// dz: dy through SiLU, at z = x̂ * scale + bias.
+fn dz_of(g: f32, z: f32) -> f32 {
+    if (SILU) {
+        let sg = 1.0 / (1.0 + exp(-z));
+        return g * sg * (1.0 + z * (1.0 - sg));
+    }
+    return g;
+}
+
+@compute @workgroup_size(WG)
+fn grad_partials(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let t = lane_index(wid, groups, lid);
+    let pieces = params.fine_pieces;
+    if (t >= params.a * params.c * pieces) {
+        return;
+    }
+    let f = t / pieces;
+    let c = f % params.c;
+    let st = stats[stat_of(f)];
+    let gamma = scale_of(c);
+    let beta = bias_of(c);
+    var w = walk(f, params.c, params.d, t % pieces, pieces);
+    var sums = vec2<f32>(0.0);
+    while (w.left > 0u) {
+        let xh = (dev(load(w.at), st.x, st.w) - st.y) * st.z;
+        let dz = dz_of(load_dy(w.at), xh * gamma + beta);
+        sums += vec2<f32>(dz, dz * xh);
+        advance(&w);
+    }
+    partials[t] = vec4<f32>(sums, 0.0, 0.0);
+}
+
+@compute @workgroup_size(WG)
+fn grad_combine(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let f = lane_index(wid, groups, lid);
+    if (f >= params.a * params.c) {
+        return;
+    }
+    let pieces = params.fine_pieces;
+    var sums = vec2<f32>(0.0);
+    for (var p = 0u; p < pieces; p++) {
+        sums += partials[f * pieces + p].xy;
+    }
+    fine[f] = sums;
+}
+
+// dx = rstd * (dz * scale - mean(g) - x̂ * mean(g * x̂)), g = dz * scale,
+// means over the statistic set, x̂ = (dev - mean) * rstd_s. Written per fine
+// set as coef[2f] = the forward's coefficients (for SiLU's z) and
+// coef[2f + 1] = (rstd * scale, b, c, 0) with dx = rstd scale dz + b dev + c.
+@compute @workgroup_size(WG)
+fn grad_sets(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let sid = lane_index(wid, groups, lid);
+    let per_a = params.c / params.cg;
+    if (sid >= params.a * per_a) {
+        return;
+    }
+    let st = stats[sid];
+    let first = (sid / per_a) * params.c + (sid % per_a) * params.cg;
+    var g = vec2<f32>(0.0);
+    for (var i = 0u; i < params.cg; i++) {
+        g += fine[first + i] * scale_of((first + i) % params.c);
+    }
+    let count = f32(params.b) * f32(params.cg * params.d);
+    var means = g / count;
+    if (CONST_STATS) {
+        means = vec2<f32>(0.0);
+    }
+    // rstd of the unscaled values; -rstd * mean(g x̂) * x̂ = b * dev + (part of c).
+    let rstd = st.z * st.w;
+    let b = -rstd * means.y * st.z;
+    let c = -rstd * means.x - b * st.y;
+    for (var i = 0u; i < params.cg; i++) {
+        let f = first + i;
+        let gamma = scale_of(f % params.c);
+        coef[2u * f] = forward_coefficients(st, f % params.c);
+        coef[2u * f + 1u] = vec4<f32>(rstd * gamma, b, c, 0.0);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn grad_params(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let c = lane_index(wid, groups, lid);
+    if (c >= params.c) {
+        return;
+    }
+    var sums = vec2<f32>(0.0);
+    for (var a = 0u; a < params.a; a++) {
+        sums += fine[a * params.c + c];
+    }
+    dscale[params.base_dscale + c] = elem(sums.y);
+    dbias[params.base_dbias + c] = elem(sums.x);
+}
+
+@compute @workgroup_size(WG)
+fn grad_apply(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let lane = lane_index(wid, groups, lid);
+    let stride = params.lanes;
+    var t = fine_of(lane, stride);
+    for (var e = lane; e < params.n; e += stride) {
+        let f = t.part1 + t.q2;
+        let v = load(e);
+        let g = load_dy(e);
+        var dx: f32;
+        if (MODE == 1u) {
+            // LpNorm: dx = (dy - t * sum(dy * y)) / norm, t = y (p = 2) or sign(x).
+            let k = coef[f];
+            var u = sign(v);
+            if (P_NORM == 2u) {
+                u = v * k.x * k.y;
+            }
+            dx = (g - u * k.z) * k.w;
+        } else {
+            let a = coef[2u * f];
+            let b = coef[2u * f + 1u];
+            let dv = dev(v, a.x, a.y);
+            let dz = dz_of(g, dv * a.z + a.w);
+            dx = b.x * dz + b.y * dv + b.z;
+        }
+        out[params.base_out + e] = elem(dx);
+        next_fine(&t);
+    }
+}

@@ -1,0 +1,463 @@
+//! The engine of the grouped normalisations — GroupNorm, InstanceNorm,
+//! BatchNorm and LpNorm, whose statistics span sets of values that need not
+//! be one row. Each op file maps its shape onto a [`GroupedView`] and its
+//! options onto a [`GroupedVariant`]; this file checks the tensors, chooses
+//! the steps, builds (once per tensors and shape: the bind cache) and
+//! records them as one compute pass. The kernels are `grouped_norm.wgsl`;
+//! the grids are [`GroupedPlan`]'s.
+
+use std::sync::Arc;
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::kernels::cache::{GroupedVariant, ModuleKey, grouped_binding_type, grouped_constants};
+use crate::ops::record::{
+    Dispatch, DispatchDesc, Recording, Uniforms, bind, cache_identity, pass_label, scratch,
+};
+use crate::ops::validate::{check_aliasing, check_dtype};
+use crate::plan::{self, GroupedEntry, GroupedPlan, GroupedView};
+use crate::shape::{DType, shape_string};
+use crate::tensor::GpuTensor;
+use crate::ticks::Ticks;
+
+/// The tensors of one call, by role. `out` is y for a forward, dx for a
+/// backward.
+#[derive(Clone, Copy)]
+pub(crate) struct GroupedTensors<'a> {
+    pub(crate) x: &'a GpuTensor,
+    pub(crate) dy: Option<&'a GpuTensor>,
+    pub(crate) scale: Option<&'a GpuTensor>,
+    pub(crate) bias: Option<&'a GpuTensor>,
+    pub(crate) input_mean: Option<&'a GpuTensor>,
+    pub(crate) input_var: Option<&'a GpuTensor>,
+    pub(crate) out: &'a GpuTensor,
+    pub(crate) running_mean: Option<&'a GpuTensor>,
+    pub(crate) running_var: Option<&'a GpuTensor>,
+    pub(crate) dscale: Option<&'a GpuTensor>,
+    pub(crate) dbias: Option<&'a GpuTensor>,
+}
+
+impl<'a> GroupedTensors<'a> {
+    /// x and the output; nothing else.
+    pub(crate) fn new(x: &'a GpuTensor, out: &'a GpuTensor) -> Self {
+        GroupedTensors {
+            x,
+            dy: None,
+            scale: None,
+            bias: None,
+            input_mean: None,
+            input_var: None,
+            out,
+            running_mean: None,
+            running_var: None,
+            dscale: None,
+            dbias: None,
+        }
+    }
+
+    /// The tensor bound at `slot` (see [`GroupedEntry::bindings`]), with its
+    /// name and element type, where the call has one.
+    fn at(&self, slot: u32) -> Option<(&'static str, &'a GpuTensor)> {
+        let t = match slot {
+            0 => Some(self.x),
+            1 => self.dy,
+            2 => self.scale,
+            3 => self.bias,
+            4 => self.input_mean,
+            5 => self.input_var,
+            10 => Some(self.out),
+            11 => self.running_mean,
+            12 => self.running_var,
+            13 => self.dscale,
+            14 => self.dbias,
+            _ => None,
+        }?;
+        Some((SLOT_NAMES[slot as usize], t))
+    }
+}
+
+const SLOT_NAMES: [&str; 15] = [
+    "X",
+    "dY",
+    "Scale",
+    "B",
+    "input_mean",
+    "input_var",
+    "partials",
+    "stats",
+    "coefficients",
+    "fine sums",
+    "output",
+    "running_mean",
+    "running_var",
+    "dScale",
+    "dB",
+];
+
+/// One call of a grouped op.
+pub(crate) struct GroupedCall<'a> {
+    /// `group_norm`: the pass label's prefix.
+    pub(crate) op: &'static str,
+    pub(crate) backward: bool,
+    pub(crate) view: GroupedView,
+    /// The dtype is taken from x.
+    pub(crate) variant: GroupedVariant,
+    pub(crate) epsilon: f32,
+    pub(crate) momentum: f32,
+    pub(crate) unbiased: bool,
+    pub(crate) tensors: GroupedTensors<'a>,
+}
+
+/// The uniform block of `grouped_norm.wgsl` (its `Params`).
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    a: u32,
+    b: u32,
+    c: u32,
+    d: u32,
+    cg: u32,
+    stat_pieces: u32,
+    fine_pieces: u32,
+    lanes: u32,
+    n: u32,
+    epsilon: f32,
+    momentum: f32,
+    unbiased: u32,
+    /// Element offsets inside the bindings of slots 0-5 and 10-14.
+    bases: [u32; 11],
+    pad: u32,
+}
+
+/// Where slot `s` keeps its base in `Params::bases`.
+fn base_index(slot: u32) -> Option<usize> {
+    match slot {
+        0 => Some(0),
+        1 => Some(1),
+        2 => Some(2),
+        3 => Some(3),
+        10 => Some(4),
+        13 => Some(5),
+        14 => Some(6),
+        4 => Some(7),
+        5 => Some(8),
+        11 => Some(9),
+        12 => Some(10),
+        _ => None,
+    }
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct GroupedKey {
+    op: &'static str,
+    backward: bool,
+    plan: GroupedPlan,
+    variant: GroupedVariant,
+    epsilon: u32,
+    momentum: u32,
+    unbiased: bool,
+    tensors: [crate::ops::record::TensorId; 11],
+}
+
+/// The steps of a call, in order.
+fn steps(call: &GroupedCall<'_>) -> Vec<GroupedEntry> {
+    use GroupedEntry::*;
+    let v = call.variant;
+    let stats = match v.const_stats {
+        true => vec![GivenStats],
+        false => vec![StatPartials, StatCombine],
+    };
+    match (v.lp.is_some(), call.backward) {
+        (true, false) => vec![StatPartials, StatCombine, Apply],
+        (true, true) => vec![StatPartials, StatCombine, GradApply],
+        (false, false) => [stats, vec![Coefficients, Apply]].concat(),
+        (false, true) => {
+            let mut s = [stats, vec![GradPartials, GradCombine, GradSets]].concat();
+            if call.tensors.dscale.is_some() || call.tensors.dbias.is_some() {
+                s.push(GradParams);
+            }
+            s.push(GradApply);
+            s
+        }
+    }
+}
+
+/// Lanes (one item each) of `entry`.
+fn lanes(plan: &GroupedPlan, entry: GroupedEntry) -> u64 {
+    let v = plan.view;
+    match entry {
+        GroupedEntry::StatPartials => v.stat_sets() * plan.stat_pieces,
+        GroupedEntry::StatCombine | GroupedEntry::GradSets => v.stat_sets(),
+        GroupedEntry::GivenStats | GroupedEntry::GradParams => v.c,
+        GroupedEntry::Coefficients | GroupedEntry::GradCombine => v.fine_sets(),
+        GroupedEntry::GradPartials => v.fine_sets() * plan.fine_pieces,
+        GroupedEntry::Apply | GroupedEntry::GradApply => plan.apply_lanes(),
+    }
+}
+
+/// Checks the call's tensors: element types, sizes against one binding,
+/// and buffer sharing. Shapes are the op file's to check.
+fn check(ctx: &Context, call: &GroupedCall<'_>) -> Result<GroupedPlan> {
+    let t = &call.tensors;
+    let dtype = t.x.dtype();
+    for slot in [1, 2, 3, 10, 13, 14] {
+        if let Some((what, tensor)) = t.at(slot) {
+            check_dtype(what, tensor, dtype)?;
+        }
+    }
+    for slot in [4, 5, 11, 12] {
+        if let Some((what, tensor)) = t.at(slot) {
+            check_dtype(what, tensor, DType::F32)?;
+        }
+    }
+    let inputs: Vec<_> = [0, 1, 2, 3, 4, 5].map(|s| t.at(s)).to_vec();
+    let outputs: Vec<_> = [10, 11, 12, 13, 14].map(|s| t.at(s)).to_vec();
+    check_aliasing(ctx, &inputs, &outputs)?;
+    let plan = GroupedPlan::new(call.view).map_err(|longest| Error::RowTooLarge {
+        dim: longest as usize,
+        row_bytes: longest * dtype.size_bytes(),
+        max_binding: plan::MAX_LANE_LOOP * dtype.size_bytes(),
+    })?;
+    if call.backward && call.variant.lp.is_none() {
+        plan.check_backward()
+            .map_err(|longest| Error::InvalidParameter {
+                op: call.op,
+                what: "the batch (or channels per group) of a backward",
+                value: longest.to_string(),
+                expected: format!("at most {}", plan::MAX_LANE_LOOP),
+            })?;
+    }
+    Ok(plan)
+}
+
+/// Validates, plans, builds (or finds in the bind cache) and records `call`.
+pub(crate) fn encode_grouped(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    call: &GroupedCall<'_>,
+    ticks: Option<&mut Ticks>,
+) -> Result<()> {
+    let plan = check(ctx, call)?;
+    let t = &call.tensors;
+    let (tensors, tokens) = cache_identity([
+        Some(t.x),
+        t.dy,
+        t.scale,
+        t.bias,
+        t.input_mean,
+        t.input_var,
+        Some(t.out),
+        t.running_mean,
+        t.running_var,
+        t.dscale,
+        t.dbias,
+    ]);
+    let key = GroupedKey {
+        op: call.op,
+        backward: call.backward,
+        plan,
+        variant: GroupedVariant {
+            dtype: t.x.dtype(),
+            ..call.variant
+        },
+        epsilon: call.epsilon.to_bits(),
+        momentum: call.momentum.to_bits(),
+        unbiased: call.unbiased,
+        tensors,
+    };
+    let recording = match ctx.bind_cache().get::<_, Recording>(&key, &tokens) {
+        Some(rec) => rec,
+        None => {
+            let rec = Arc::new(build(ctx, call, &plan, key.variant)?);
+            ctx.bind_cache().insert(key, rec.clone(), &tokens);
+            rec
+        }
+    };
+    recording.record(encoder, ticks);
+    ctx.tap(&recording);
+    Ok(())
+}
+
+/// The plan as a pass label shows it: `32 sets x 512 pieces`.
+fn describe(plan: &GroupedPlan) -> String {
+    format!(
+        "{} sets x {} pieces",
+        plan.view.stat_sets(),
+        plan.stat_pieces
+    )
+}
+
+fn build(
+    ctx: &Context,
+    call: &GroupedCall<'_>,
+    plan: &GroupedPlan,
+    variant: GroupedVariant,
+) -> Result<Recording> {
+    let t = &call.tensors;
+    let steps = steps(call);
+    let pipelines = steps
+        .iter()
+        .map(|&e| ctx.pipelines().grouped(ctx, e, variant))
+        .collect::<Result<Vec<_>>>()?;
+    let align = ctx.limits().min_storage_buffer_offset_alignment as u64;
+    let max_binding = plan::max_binding(ctx.limits());
+    let fits = |what: &'static str, bytes: u64| match bytes <= max_binding {
+        true => Ok(()),
+        false => Err(Error::BindingTooLarge {
+            op: call.op,
+            what,
+            bytes,
+            max_binding,
+        }),
+    };
+    // Windows and bases of the tensors.
+    let mut params = Params {
+        a: plan.view.a as u32,
+        b: plan.view.b as u32,
+        c: plan.view.c as u32,
+        d: plan.view.d as u32,
+        cg: plan.view.cg as u32,
+        stat_pieces: plan.stat_pieces as u32,
+        fine_pieces: plan.fine_pieces as u32,
+        lanes: plan.apply_lanes() as u32,
+        n: plan.view.len() as u32,
+        epsilon: call.epsilon,
+        momentum: call.momentum,
+        unbiased: call.unbiased as u32,
+        ..Params::default()
+    };
+    let mut windows = Vec::new();
+    for slot in 0..15u32 {
+        if let Some((what, tensor)) = t.at(slot) {
+            let w = plan::binding_window_of(
+                tensor.offset(),
+                tensor.len() as u64,
+                tensor.dtype(),
+                align,
+            );
+            fits(what, w.size)?;
+            if w.offset + w.size > tensor.buffer().size() {
+                return Err(Error::BufferTooSmall {
+                    what,
+                    offset: tensor.offset(),
+                    end: w.offset + w.size,
+                    buffer_size: tensor.buffer().size(),
+                });
+            }
+            if let Some(i) = base_index(slot) {
+                params.bases[i] = w.base;
+            }
+            windows.push((slot, tensor, w));
+        }
+    }
+    let v = plan.view;
+    let lp_or_backward = variant.lp.is_none() && call.backward;
+    // The statistics' pieces are merged before the gradients' are written
+    // (dispatches of a pass run in order): one scratch serves both.
+    let partial_vec4s = (v.stat_sets() * plan.stat_pieces).max(match lp_or_backward {
+        true => v.fine_sets() * plan.fine_pieces,
+        false => 0,
+    });
+    let coef_vec4s = v.fine_sets() * if lp_or_backward { 2 } else { 1 };
+    let sizes = [
+        ("partials", partial_vec4s),
+        ("stats", v.stat_sets().max(v.c)),
+        ("coefficients", coef_vec4s),
+        ("fine sums", v.fine_sets().div_ceil(2)),
+    ];
+    for (what, vec4s) in sizes {
+        fits(what, vec4s * 16)?;
+    }
+    let label = pass_label(
+        call.op,
+        if call.backward { "backward" } else { "forward" },
+        t.x.shape(),
+        t.x.dtype(),
+        &describe(plan),
+    );
+    let args = vec![
+        ("shape", shape_string(t.x.shape())),
+        ("dtype", t.x.dtype().to_string()),
+        ("kernel", describe(plan)),
+    ];
+    ctx.scoped("encoding a grouped normalisation", || {
+        let scratches: Vec<wgpu::Buffer> = sizes
+            .iter()
+            .map(|&(what, vec4s)| scratch(ctx, what, vec4s))
+            .collect();
+        let uniforms = Uniforms::new(ctx, "grouped params", &[params]);
+        let resource = |slot: u32| -> wgpu::BindingResource<'_> {
+            if let Some((_, tensor, w)) = windows.iter().find(|(s, _, _)| *s == slot) {
+                return bind(tensor.buffer(), *w);
+            }
+            match slot {
+                6..=9 => scratches[slot as usize - 6].as_entire_binding(),
+                15 => uniforms.binding(0),
+                s => ctx.pipelines().dummy(s).as_entire_binding(),
+            }
+        };
+        let dispatches = steps
+            .iter()
+            .zip(&pipelines)
+            .map(|(&entry, pipeline)| {
+                let entries: Vec<_> = entry
+                    .bindings()
+                    .iter()
+                    .map(|&binding| wgpu::BindGroupEntry {
+                        binding,
+                        resource: resource(binding),
+                    })
+                    .collect();
+                let group = ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(entry.name()),
+                    layout: &pipeline.get_bind_group_layout(0),
+                    entries: &entries,
+                });
+                let bindings = entries
+                    .iter()
+                    .filter_map(|e| {
+                        crate::ops::record::binding_desc(e, grouped_binding_type(e.binding))
+                    })
+                    .collect();
+                let items = lanes(plan, entry);
+                Dispatch {
+                    pipeline: pipeline.clone(),
+                    group,
+                    workgroups: GroupedPlan::groups_for(items),
+                    name: format!("{label} {}", entry.name()),
+                    rows: format!("0..{items}"),
+                    desc: DispatchDesc {
+                        module: ModuleKey::Grouped(variant.dtype),
+                        entry: entry.name(),
+                        constants: grouped_constants(variant),
+                        bindings,
+                    },
+                }
+            })
+            .collect();
+        Recording {
+            label: label.clone(),
+            args,
+            dispatches,
+            uniforms: vec![(uniforms.buffer.clone(), uniforms.bytes.clone())],
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_match_the_wgsl_block() {
+        // 24 scalars: the WGSL struct's size, a multiple of 16.
+        assert_eq!(std::mem::size_of::<Params>(), 96);
+        let mut seen = std::collections::BTreeSet::new();
+        for slot in 0..16 {
+            if let Some(i) = base_index(slot) {
+                assert!(seen.insert(i), "two slots share base {i}");
+            }
+        }
+        assert_eq!(seen.len(), 11);
+    }
+}
