@@ -13,7 +13,7 @@
 // GL a barrier costs more than the arithmetic), and every reduction has a
 // fixed order, so results are bit-identical run to run:
 //   stat_partials   one lane per (statistic set, piece): Welford moments, or
-//                   the Lp norm as a running (max, scaled power sum), of the
+//                   the Lp sums at a power-of-two scale, of the
 //                   values j = piece, piece + PIECES, … of its set (adjacent
 //                   lanes read adjacent values);
 //   stat_combine    one lane per statistic set: merges its pieces in order;
@@ -45,6 +45,10 @@ override SILU: bool = false;
 override RUNNING: bool = false;
 // The statistics are inputs (BatchNorm inference): dx has no mean terms.
 override CONST_STATS: bool = false;
+// Runs of D values are whole vec4s (D % 4 == 0, the tensors' offsets
+// aligned): the partials read cells of 4 values through x4 and dy4, and
+// apply4 / grad_apply4 do the elementwise work; otherwise value by value.
+override VEC4: bool = false;
 
 struct Params {
     a: u32,
@@ -90,6 +94,9 @@ struct Params {
 @group(0) @binding(13) var<storage, read_write> dscale: array<elem>;
 @group(0) @binding(14) var<storage, read_write> dbias: array<elem>;
 @group(0) @binding(15) var<uniform> params: Params;
+@group(0) @binding(16) var<storage, read> x4: array<vec4<elem>>;
+@group(0) @binding(17) var<storage, read> dy4: array<vec4<elem>>;
+@group(0) @binding(18) var<storage, read_write> out4: array<vec4<elem>>;
 
 // NaN from bits held in a variable (Tint refuses a constant NaN) and
 // finiteness on the bits (compilers may drop `x != x`).
@@ -121,6 +128,14 @@ fn load(i: u32) -> f32 {
 
 fn load_dy(i: u32) -> f32 {
     return f32(dy[params.base_dy + i]);
+}
+
+fn load4(i: u32) -> vec4<f32> {
+    return vec4<f32>(x4[params.base_x / 4u + i]);
+}
+
+fn load_dy4(i: u32) -> vec4<f32> {
+    return vec4<f32>(dy4[params.base_dy / 4u + i]);
 }
 
 fn scale_of(c: u32) -> f32 {
@@ -187,6 +202,31 @@ fn dev(v: f32, p: f32, k: f32) -> f32 {
     return select(v * k - p * k, (v - p) * k, k == 1.0);
 }
 
+fn dev4(v: vec4<f32>, p: f32, k: f32) -> vec4<f32> {
+    return select(v * k - p * k, (v - p) * k, k == 1.0);
+}
+
+// The same over cells of 4 values: each cell's own moments, merged.
+fn piece_moments4(w0: Walk, p: f32, k: f32) -> vec3<f32> {
+    var w = w0;
+    var m = vec3<f32>(0.0);
+    while (w.left > 0u) {
+        let v = dev4(load4(w.at), p, k);
+        let mean = (v.x + v.y + v.z + v.w) * 0.25;
+        let d = v - vec4<f32>(mean);
+        m = chan_merge(m, vec3<f32>(4.0, mean, dot(d, d)));
+        advance(&w);
+    }
+    return m;
+}
+
+fn moments(w0: Walk, p: f32, k: f32) -> vec3<f32> {
+    if (VEC4) {
+        return piece_moments4(w0, p, k);
+    }
+    return piece_moments(w0, p, k);
+}
+
 // Welford's moments (count, mean, M2) of one piece's deviations.
 fn piece_moments(w0: Walk, p: f32, k: f32) -> vec3<f32> {
     var w = w0;
@@ -235,25 +275,6 @@ fn times_rescale_squared(m2: f32) -> f32 {
     return bitcast<f32>(bits - (192u << 23u));
 }
 
-// A power of two k with m * k in [1, 4): LpNorm divides by the norm as
-// (x * k) / (m * k * s^(1/p)), which neither overflows nor underflows.
-fn pow2_near_inverse(m: f32) -> f32 {
-    let e = min((bitcast<u32>(m) >> 23u) & 0xffu, 253u);
-    return bitcast<f32>((254u - e) << 23u);
-}
-
-// m * k for that k, made on the exponent bits where m is normal: compilers
-// may reassociate a product of m, k and another factor so that m times the
-// other factor overflows (llvmpipe GL does).
-fn times_pow2_near_inverse(m: f32) -> f32 {
-    let bits = bitcast<u32>(m);
-    let e = (bits >> 23u) & 0xffu;
-    if (e == 0u) {
-        return m * pow2_near_inverse(m);
-    }
-    return bitcast<f32>((bits & 0x807fffffu) | ((127u + e - min(e, 253u)) << 23u));
-}
-
 @compute @workgroup_size(WG)
 fn stat_partials(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -266,51 +287,66 @@ fn stat_partials(
     if (t >= sets * pieces) {
         return;
     }
-    let w0 = walk(t / pieces, params.c / params.cg, params.cg * params.d, t % pieces, pieces);
+    let run = select(params.cg * params.d, params.cg * params.d / 4u, VEC4);
+    let w0 = walk(t / pieces, params.c / params.cg, run, t % pieces, pieces);
     if (MODE == 0u) {
         let p = pivot(t / pieces);
-        var m = piece_moments(w0, p, 1.0);
+        var m = moments(w0, p, 1.0);
         var k = 1.0;
         if (!finite(m.y) || !finite(m.z)) {
             // Overflow, or NaN/Inf in the set (which stay NaN either way).
             k = RESCALE;
-            m = piece_moments(w0, p, k);
+            m = moments(w0, p, k);
         }
         partials[t] = vec4<f32>(m, k);
         return;
     }
-    // Lp: the largest |x| so far, the sum of (|x| / max)^p, and (backward)
-    // the sum of dy * x / max, rescaled whenever the max grows.
+    // Lp: the sum of |x k|^p (and, backward, of dy x k) at k = 1, or where
+    // that overflowed, or underflowed on values that are not all 0, again at
+    // 2^-96 or 2^96 (powers of two: exact).
+    var k = 1.0;
+    var sums = lp_sums(w0, k);
+    if (!finite(sums.x) || !finite(sums.y)) {
+        k = RESCALE;
+        sums = lp_sums(w0, k);
+    } else if (P_NORM == 2u && sums.x < 0x1p-100f && sums.z > 0.0) {
+        k = 0x1p96f;
+        sums = lp_sums(w0, k);
+    }
+    partials[t] = vec4<f32>(sums.x, sums.y, k, 0.0);
+}
+
+fn pow_p4(r: vec4<f32>) -> vec4<f32> {
+    if (P_NORM == 1u) {
+        return abs(r);
+    }
+    return r * r;
+}
+
+// One piece's (sum of |x k|^p, sum of dy x k, sum of |x k|) at scale k.
+fn lp_sums(w0: Walk, k: f32) -> vec3<f32> {
     var w = w0;
-    var mx = 0.0;
-    var s = 0.0;
-    var q = 0.0;
-    var bad = false;
+    var sums = vec3<f32>(0.0);
     while (w.left > 0u) {
-        let v = load(w.at);
+        var v: vec4<f32>;
+        var g = vec4<f32>(0.0);
+        if (VEC4) {
+            v = load4(w.at) * k;
+            if (LP_GRAD) {
+                g = load_dy4(w.at);
+            }
+        } else {
+            v = vec4<f32>(load(w.at) * k, 0.0, 0.0, 0.0);
+            if (LP_GRAD) {
+                g = vec4<f32>(load_dy(w.at), 0.0, 0.0, 0.0);
+            }
+        }
+        let vp = pow_p4(v);
         let a = abs(v);
-        var g = 0.0;
-        if (LP_GRAD) {
-            g = load_dy(w.at) * sign(v);
-        }
-        if (is_nan(v)) {
-            bad = true;
-        } else if (a > mx) {
-            let r = mx / a;
-            s = s * pow_p(r) + 1.0;
-            q = q * r + g;
-            mx = a;
-        } else if (a > 0.0) {
-            let r = a / mx;
-            s += pow_p(r);
-            q += g * r;
-        }
+        sums += vec3<f32>(vp.x + vp.y + vp.z + vp.w, dot(g, v), a.x + a.y + a.z + a.w);
         advance(&w);
     }
-    if (bad) {
-        s = nan();
-    }
-    partials[t] = vec4<f32>(mx, s, q, 0.0);
+    return sums;
 }
 
 @compute @workgroup_size(WG)
@@ -366,59 +402,52 @@ fn stat_combine(
         }
         return;
     }
-    var mx = 0.0;
-    var s = 0.0;
+    // The smallest scale of the pieces that are not 0 (NaN counts): the
+    // others' sums are brought to it (pieces at 2^96 vanish beside pieces
+    // at 1 or 2^-96, as they should).
+    var kk = 0.0;
+    for (var p = 0u; p < pieces; p++) {
+        let piece = partials[first + p];
+        if ((is_nan(piece.x) || piece.x != 0.0) && (kk == 0.0 || piece.z < kk)) {
+            kk = piece.z;
+        }
+    }
+    var sp = 0.0;
     var q = 0.0;
     for (var p = 0u; p < pieces; p++) {
         let piece = partials[first + p];
-        if (piece.x > mx) {
-            let r = mx / piece.x;
-            s = s * pow_p(r) + piece.y;
-            q = q * r + piece.z;
-            mx = piece.x;
-        } else if (piece.x > 0.0) {
-            let r = piece.x / mx;
-            s += piece.y * pow_p(r);
-            q += piece.z * r;
-        } else {
-            s += piece.y; // 0, or NaN
+        if (is_nan(piece.x) || piece.x != 0.0) {
+            let r = kk / piece.z;
+            sp += piece.x * pow_p(r);
+            q += piece.y * r;
         }
     }
-    // y = (x * k) * alpha with alpha = 1 / (mx * k * s^(1/p)): the forward
-    // coefficients (pivot 0, k, alpha, 0).
-    var k = pow2_near_inverse(mx);
-    var root = s;
+    // norm = root / kk; y = (x kk) / root.
+    var root = sp;
     if (P_NORM == 2u) {
-        root = sqrt(s);
+        root = sqrt(sp);
     }
-    var alpha = 1.0 / (times_pow2_near_inverse(mx) * root);
-    if (mx == 0.0) {
+    if (root > 0x1p100f && finite(root)) {
+        // Keep 1 / root a normal f32 (adapters flush denormals to 0).
+        kk *= 0x1p-64f;
+        root *= 0x1p-64f;
+        q *= 0x1p-64f;
+    }
+    var alpha = 1.0 / root;
+    if (kk == 0.0) {
         // A zero vector: y = 0 and dx = 0.
-        k = 0.0;
         alpha = 0.0;
-    } else if (!finite(mx)) {
-        // An infinite value: finite values give 0, infinite ones NaN (x / inf).
-        k = 0.0;
-        alpha = 1.0;
-    }
-    if (is_nan(s)) {
-        alpha = nan();
     }
     if (LP_GRAD) {
-        // sum(dy * y) = q * mx * k * alpha = q / root; 1 / norm = k * alpha
-        // (0 where it is below f32's normal range, as on adapters that flush
-        // denormals).
-        var inv_norm = k * alpha;
+        // sum(dy * y) = q / root; 1 / norm = kk / root (0 where it is below
+        // f32's normal range, as on adapters that flush denormals).
+        var inv_norm = kk * alpha;
         if (abs(inv_norm) < 0x1p-126f) {
             inv_norm = 0.0;
         }
-        var dot = q / root;
-        if (mx == 0.0) {
-            dot = 0.0;
-        }
-        coef[sid] = vec4<f32>(k, alpha, dot, inv_norm);
+        coef[sid] = vec4<f32>(kk, alpha, q * alpha, inv_norm);
     } else {
-        coef[sid] = vec4<f32>(0.0, k, alpha, 0.0);
+        coef[sid] = vec4<f32>(0.0, kk, alpha, 0.0);
     }
 }
 
@@ -474,48 +503,54 @@ fn silu(z: f32) -> f32 {
 }
 
 // Which fine set element e is in, tracked across a grid stride without a
-// division per element: f = (e / (B C D)) * C + (e / D) % C.
+// division per element: f = (e / (B C D)) * C + (e / D) % C. The sizes are
+// copied into the struct: loops then read no uniform.
 struct FineOf {
     r1: u32,    // e % (B C D)
     part1: u32, // (e / (B C D)) * C
     r2: u32,    // e % D
     q2: u32,    // (e / D) % C
-    s1q: u32,
+    s1q: u32,   // (stride / (B C D)) * C
     s1r: u32,
     s2q: u32,
     s2r: u32,
+    p1: u32,    // B C D
+    c: u32,
+    d: u32,
 }
 
 fn fine_of(e: u32, stride: u32) -> FineOf {
     let p1 = params.b * params.c * params.d;
     var t: FineOf;
+    t.p1 = p1;
+    t.c = params.c;
+    t.d = params.d;
     t.r1 = e % p1;
-    t.part1 = (e / p1) * params.c;
-    t.r2 = e % params.d;
-    t.q2 = (e / params.d) % params.c;
-    t.s1q = stride / p1;
+    t.part1 = (e / p1) * t.c;
+    t.r2 = e % t.d;
+    t.q2 = (e / t.d) % t.c;
+    t.s1q = (stride / p1) * t.c;
     t.s1r = stride % p1;
-    t.s2q = (stride / params.d) % params.c;
-    t.s2r = stride % params.d;
+    t.s2q = (stride / t.d) % t.c;
+    t.s2r = stride % t.d;
     return t;
 }
 
 fn next_fine(t: ptr<function, FineOf>) {
-    let p1 = params.b * params.c * params.d;
     var r1 = (*t).r1 + (*t).s1r;
-    var part1 = (*t).part1 + (*t).s1q * params.c;
-    if (r1 >= p1) {
-        r1 -= p1;
-        part1 += params.c;
+    var part1 = (*t).part1 + (*t).s1q;
+    if (r1 >= (*t).p1) {
+        r1 -= (*t).p1;
+        part1 += (*t).c;
     }
     var r2 = (*t).r2 + (*t).s2r;
     var q2 = (*t).q2 + (*t).s2q;
-    if (r2 >= params.d) {
-        r2 -= params.d;
+    if (r2 >= (*t).d) {
+        r2 -= (*t).d;
         q2 += 1u;
     }
-    if (q2 >= params.c) {
-        q2 -= params.c;
+    if (q2 >= (*t).c) {
+        q2 -= (*t).c;
     }
     (*t).r1 = r1;
     (*t).part1 = part1;
@@ -532,19 +567,30 @@ fn apply(
     let lane = lane_index(wid, groups, lid);
     let stride = params.lanes;
     var t = fine_of(lane, stride);
-    for (var e = lane; e < params.n; e += stride) {
+    let n = params.n;
+    let bx = params.base_x;
+    let bo = params.base_out;
+    for (var e = lane; e < n; e += stride) {
         let k = coef[t.part1 + t.q2];
-        var y = dev(load(e), k.x, k.y) * k.z + k.w;
+        var y = dev(f32(x[bx + e]), k.x, k.y) * k.z + k.w;
         if (SILU) {
             y = silu(y);
         }
-        out[params.base_out + e] = elem(y);
+        out[bo + e] = elem(y);
         next_fine(&t);
     }
 }
 
 // dz: dy through SiLU, at z = x̂ * scale + bias.
 fn dz_of(g: f32, z: f32) -> f32 {
+    if (SILU) {
+        let sg = 1.0 / (1.0 + exp(-z));
+        return g * sg * (1.0 + z * (1.0 - sg));
+    }
+    return g;
+}
+
+fn dz_of4(g: vec4<f32>, z: vec4<f32>) -> vec4<f32> {
     if (SILU) {
         let sg = 1.0 / (1.0 + exp(-z));
         return g * sg * (1.0 + z * (1.0 - sg));
@@ -568,8 +614,19 @@ fn grad_partials(
     let st = stats[stat_of(f)];
     let gamma = scale_of(c);
     let beta = bias_of(c);
-    var w = walk(f, params.c, params.d, t % pieces, pieces);
     var sums = vec2<f32>(0.0);
+    if (VEC4) {
+        var w4 = walk(f, params.c, params.d / 4u, t % pieces, pieces);
+        while (w4.left > 0u) {
+            let xh = (dev4(load4(w4.at), st.x, st.w) - st.y) * st.z;
+            let dz = dz_of4(load_dy4(w4.at), xh * gamma + beta);
+            sums += vec2<f32>(dz.x + dz.y + dz.z + dz.w, dot(dz, xh));
+            advance(&w4);
+        }
+        partials[t] = vec4<f32>(sums, 0.0, 0.0);
+        return;
+    }
+    var w = walk(f, params.c, params.d, t % pieces, pieces);
     while (w.left > 0u) {
         let xh = (dev(load(w.at), st.x, st.w) - st.y) * st.z;
         let dz = dz_of(load_dy(w.at), xh * gamma + beta);
@@ -683,6 +740,68 @@ fn grad_apply(
             dx = b.x * dz + b.y * dv + b.z;
         }
         out[params.base_out + e] = elem(dx);
+        next_fine(&t);
+    }
+}
+
+// apply over cells of 4 values (VEC4): one coefficient load per cell.
+@compute @workgroup_size(WG)
+fn apply4(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let lane = lane_index(wid, groups, lid);
+    let stride = params.lanes;
+    var t = fine_of(4u * lane, 4u * stride);
+    let n4 = params.n / 4u;
+    let bx = params.base_x / 4u;
+    let bo = params.base_out / 4u;
+    for (var i = lane; i < n4; i += stride) {
+        let k = coef[t.part1 + t.q2];
+        var y = dev4(vec4<f32>(x4[bx + i]), k.x, k.y) * k.z + k.w;
+        if (SILU) {
+            y = y / (1.0 + exp(-y));
+        }
+        out4[bo + i] = vec4<elem>(y);
+        next_fine(&t);
+    }
+}
+
+// grad_apply over cells of 4 values (VEC4).
+@compute @workgroup_size(WG)
+fn grad_apply4(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let lane = lane_index(wid, groups, lid);
+    let stride = params.lanes;
+    var t = fine_of(4u * lane, 4u * stride);
+    let n4 = params.n / 4u;
+    let bx = params.base_x / 4u;
+    let bdy = params.base_dy / 4u;
+    let bo = params.base_out / 4u;
+    for (var i = lane; i < n4; i += stride) {
+        let f = t.part1 + t.q2;
+        let v = vec4<f32>(x4[bx + i]);
+        let g = vec4<f32>(dy4[bdy + i]);
+        var dx: vec4<f32>;
+        if (MODE == 1u) {
+            let k = coef[f];
+            var u = sign(v);
+            if (P_NORM == 2u) {
+                u = v * k.x * k.y;
+            }
+            dx = (g - u * k.z) * k.w;
+        } else {
+            let a = coef[2u * f];
+            let b = coef[2u * f + 1u];
+            let dv = dev4(v, a.x, a.y);
+            let dz = dz_of4(g, dv * a.z + a.w);
+            dx = b.x * dz + b.y * dv + b.z;
+        }
+        out4[bo + i] = vec4<elem>(dx);
         next_fine(&t);
     }
 }

@@ -12,9 +12,14 @@ use serde::Serialize;
 
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::ops::batch_norm::{BatchNorm, BatchNormGradIo, BatchNormIo};
 use crate::ops::config::NormConfig;
 use crate::ops::copy::{encode_copy_with, encode_driver_copy};
+use crate::ops::group_norm::GroupNorm;
+use crate::ops::grouped_op::{ChannelNormGradIo, ChannelNormIo, GroupedNorm};
+use crate::ops::instance_norm::InstanceNorm;
 use crate::ops::layer_norm::LayerNorm;
+use crate::ops::lp_norm::{LpNorm, LpNormGradIo, LpNormIo};
 use crate::ops::op::NormOp;
 use crate::ops::rms_norm::RmsNorm;
 use crate::plan::CopyKernel;
@@ -41,6 +46,10 @@ pub struct BenchOp {
     pub label: &'static str,
     /// Timed with this configuration's forced kernels.
     run: fn(&Context, NormConfig, &[usize], usize) -> Result<BenchRow>,
+    /// The shapes it is timed on when `bench` is given none.
+    pub default_shapes: &'static [&'static [usize]],
+    /// Whether `bench` without `--ops` times it.
+    pub by_default: bool,
 }
 
 impl PartialEq for BenchOp {
@@ -78,23 +87,232 @@ pub const BENCH_OPS: &[BenchOp] = &[
         name: "layer-norm",
         label: "layer_norm_forward",
         run: |ctx, cfg, shape, iters| bench_norm(ctx, &LayerNorm::from(cfg), false, shape, iters),
+        default_shapes: DEFAULT_SHAPES,
+        by_default: true,
     },
     BenchOp {
         name: "rms-norm",
         label: "rms_norm_forward",
         run: |ctx, cfg, shape, iters| bench_norm(ctx, &RmsNorm::from(cfg), false, shape, iters),
+        default_shapes: DEFAULT_SHAPES,
+        by_default: true,
     },
     BenchOp {
         name: "layer-norm-backward",
         label: "layer_norm_backward",
         run: |ctx, cfg, shape, iters| bench_norm(ctx, &LayerNorm::from(cfg), true, shape, iters),
+        default_shapes: DEFAULT_SHAPES,
+        by_default: true,
     },
     BenchOp {
         name: "rms-norm-backward",
         label: "rms_norm_backward",
         run: |ctx, cfg, shape, iters| bench_norm(ctx, &RmsNorm::from(cfg), true, shape, iters),
+        default_shapes: DEFAULT_SHAPES,
+        by_default: true,
     },
+    grouped_op(
+        "group-norm",
+        "group_norm_forward",
+        Grouped::GroupNorm,
+        false,
+    ),
+    grouped_op(
+        "group-norm-backward",
+        "group_norm_backward",
+        Grouped::GroupNorm,
+        true,
+    ),
+    grouped_op(
+        "instance-norm",
+        "instance_norm_forward",
+        Grouped::InstanceNorm,
+        false,
+    ),
+    grouped_op(
+        "instance-norm-backward",
+        "instance_norm_backward",
+        Grouped::InstanceNorm,
+        true,
+    ),
+    grouped_op(
+        "batch-norm",
+        "batch_norm_forward",
+        Grouped::BatchNorm,
+        false,
+    ),
+    grouped_op(
+        "batch-norm-training",
+        "batch_norm_forward",
+        Grouped::BatchNormTraining,
+        false,
+    ),
+    grouped_op(
+        "batch-norm-backward",
+        "batch_norm_backward",
+        Grouped::BatchNormTraining,
+        true,
+    ),
+    grouped_op("lp-norm", "lp_norm_forward", Grouped::LpNorm, false),
+    grouped_op(
+        "lp-norm-backward",
+        "lp_norm_backward",
+        Grouped::LpNorm,
+        true,
+    ),
 ];
+
+/// The shapes the grouped ops are timed on by default: an SD-VAE GroupNorm
+/// (also InstanceNorm's), a ResNet BatchNorm, embeddings for L2.
+pub const GROUPED_SHAPES: [&[&[usize]]; 3] =
+    [&[&[1, 512, 64, 64]], &[&[32, 256, 14, 14]], &[&[4096, 768]]];
+
+/// The grouped normalisations `bench` times (the shape read as
+/// [N, C, spatial…]; LpNorm along the last axis, p 2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grouped {
+    /// GroupNorm, G = the largest divisor of C up to 32.
+    GroupNorm,
+    /// InstanceNorm.
+    InstanceNorm,
+    /// BatchNorm inference.
+    BatchNorm,
+    /// BatchNorm training (batch statistics; running statistics written).
+    BatchNormTraining,
+    /// LpNorm, p 2, last axis.
+    LpNorm,
+}
+
+const fn grouped_op(
+    name: &'static str,
+    label: &'static str,
+    op: Grouped,
+    backward: bool,
+) -> BenchOp {
+    // A const fn cannot capture: one function per (op, direction).
+    macro_rules! runner {
+        ($op:expr, $b:expr) => {
+            |ctx, _, shape, iters| bench_grouped(ctx, $op, $b, shape, iters)
+        };
+    }
+    let run: fn(&Context, NormConfig, &[usize], usize) -> Result<BenchRow> = match (op, backward) {
+        (Grouped::GroupNorm, false) => runner!(Grouped::GroupNorm, false),
+        (Grouped::GroupNorm, true) => runner!(Grouped::GroupNorm, true),
+        (Grouped::InstanceNorm, false) => runner!(Grouped::InstanceNorm, false),
+        (Grouped::InstanceNorm, true) => runner!(Grouped::InstanceNorm, true),
+        (Grouped::BatchNorm, _) => runner!(Grouped::BatchNorm, false),
+        (Grouped::BatchNormTraining, false) => runner!(Grouped::BatchNormTraining, false),
+        (Grouped::BatchNormTraining, true) => runner!(Grouped::BatchNormTraining, true),
+        (Grouped::LpNorm, false) => runner!(Grouped::LpNorm, false),
+        (Grouped::LpNorm, true) => runner!(Grouped::LpNorm, true),
+    };
+    BenchOp {
+        name,
+        label,
+        run,
+        default_shapes: match op {
+            Grouped::GroupNorm | Grouped::InstanceNorm => GROUPED_SHAPES[0],
+            Grouped::BatchNorm | Grouped::BatchNormTraining => GROUPED_SHAPES[1],
+            Grouped::LpNorm => GROUPED_SHAPES[2],
+        },
+        by_default: false,
+    }
+}
+
+/// Times a grouped op on `shape` against a copy of the bytes it must move
+/// (x read and y written; x and dy read and dx written for a backward), as
+/// [`bench_norm`] does.
+pub fn bench_grouped(
+    ctx: &Context,
+    op: Grouped,
+    backward: bool,
+    shape: &[usize],
+    iters: usize,
+) -> Result<BenchRow> {
+    let n = crate::shape::element_count(shape)?;
+    let lp = op == Grouped::LpNorm;
+    let c = if lp { 1 } else { *shape.get(1).unwrap_or(&1) };
+    let x = GpuTensor::from_slice(ctx, &crate::synthetic::normal(0, n, 0.0, 1.0), shape)?;
+    let dy = GpuTensor::from_slice(ctx, &crate::synthetic::normal(3, n, 0.0, 1.0), shape)?;
+    let out = GpuTensor::zeros(ctx, shape)?;
+    let param = |seed, mean| -> Result<GpuTensor> {
+        GpuTensor::from_slice(ctx, &crate::synthetic::normal(seed, c, mean, 0.1), &[c])
+    };
+    let (scale, bias, dscale, dbias) = (
+        param(1, 1.0)?,
+        param(2, 0.0)?,
+        param(4, 0.0)?,
+        param(5, 0.0)?,
+    );
+    let (mean, var) = (param(6, 0.0)?, param(7, 1.0)?);
+    let (rmean, rvar) = (param(8, 0.0)?, param(9, 1.0)?);
+    let groups = (1..=c.min(32)).rev().find(|g| c % g == 0).unwrap_or(1);
+    let fwd = ChannelNormIo::new(&x, &out)
+        .with_scale(&scale)
+        .with_bias(&bias);
+    let grads = ChannelNormGradIo::new(&x, &dy, &out)
+        .with_params(Some(&scale), Some(&bias))
+        .with_grads(Some(&dscale), Some(&dbias));
+    let bn = BatchNorm {
+        training: op == Grouped::BatchNormTraining,
+        ..BatchNorm::new()
+    };
+    let bn_io = BatchNormIo::new(&x, &out, &mean, &var)
+        .with_params(Some(&scale), Some(&bias))
+        .with_running(&rmean, &rvar);
+    let bn_grads = BatchNormGradIo {
+        grads,
+        input_mean: Some(&mean),
+        input_var: Some(&var),
+    };
+    let (gn, inn, lpn) = (GroupNorm::new(groups), InstanceNorm::new(), LpNorm::new());
+    let mut pass = |encoder: &mut wgpu::CommandEncoder, ticks: &mut Ticks| match (op, backward) {
+        (Grouped::GroupNorm, false) => gn.encode_ticked(ctx, encoder, &fwd, ticks),
+        (Grouped::GroupNorm, true) => gn.encode_backward_ticked(ctx, encoder, &grads, ticks),
+        (Grouped::InstanceNorm, false) => inn.encode_ticked(ctx, encoder, &fwd, ticks),
+        (Grouped::InstanceNorm, true) => inn.encode_backward_ticked(ctx, encoder, &grads, ticks),
+        (Grouped::BatchNorm | Grouped::BatchNormTraining, false) => {
+            bn.encode_ticked(ctx, encoder, &bn_io, ticks)
+        }
+        (Grouped::BatchNorm | Grouped::BatchNormTraining, true) => {
+            bn.encode_backward_ticked(ctx, encoder, &bn_grads, ticks)
+        }
+        (Grouped::LpNorm, false) => {
+            lpn.encode_ticked(ctx, encoder, &LpNormIo { x: &x, y: &out }, ticks)
+        }
+        (Grouped::LpNorm, true) => {
+            let io = LpNormGradIo {
+                x: &x,
+                dy: &dy,
+                dx: &out,
+            };
+            lpn.encode_backward_ticked(ctx, encoder, &io, ticks)
+        }
+    };
+    let name = match op {
+        Grouped::GroupNorm => "group_norm",
+        Grouped::InstanceNorm => "instance_norm",
+        Grouped::BatchNorm | Grouped::BatchNormTraining => "batch_norm",
+        Grouped::LpNorm => "lp_norm",
+    };
+    let label = format!("{name}_{}", if backward { "backward" } else { "forward" });
+    let describe = match op {
+        Grouped::GroupNorm => format!("{groups} groups"),
+        Grouped::InstanceNorm => "a group per channel".to_string(),
+        Grouped::BatchNorm => "inference".to_string(),
+        Grouped::BatchNormTraining => "training".to_string(),
+        Grouped::LpNorm => "p 2, last axis".to_string(),
+    };
+    time_against_copy(
+        ctx,
+        &label,
+        describe,
+        shape,
+        iters,
+        if backward { 3 } else { 2 },
+        &mut pass,
+    )
+}
 
 /// One measured (op, shape).
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -149,39 +367,62 @@ pub fn bench_norm<O: NormOp>(
     shape: &[usize],
     iters: usize,
 ) -> Result<BenchRow> {
-    let n: usize = shape.iter().product();
     let t = op.tensors(ctx, shape, 0)?;
     if backward {
         // The statistics the backward reads, saved by a forward.
         op.forward_into(ctx, &O::named_io(&t.named(true))?)?;
     }
     let describe = op.describe(ctx, shape, backward)?;
-    let tensors_moved = if backward { 3 } else { 2 };
-    // The copy moves as many bytes as the op: n/2 floats per tensor moved.
-    let copy_len = (n * tensors_moved).div_ceil(2);
-    let copy_src = GpuTensor::zeros(ctx, &[copy_len])?;
-    let copy_dst = GpuTensor::zeros(ctx, &[copy_len])?;
-    let copy_kernel = fastest_copy(ctx, copy_len as u64 * 4)?;
     let (forward, backward_tensors) = (t.named(false), t.named(true));
     let (io, grad_io) = (O::named_io(&forward)?, O::named_grad_io(&backward_tensors)?);
     let mut op_pass = |encoder: &mut wgpu::CommandEncoder, ticks: &mut Ticks| match backward {
         true => op.encode_backward_ticked(ctx, encoder, &grad_io, ticks),
         false => op.encode_ticked(ctx, encoder, &io, ticks),
     };
-    let report = ticked_steps(
-        ctx,
-        2,
-        iters as u64,
-        &mut [&mut op_pass, &mut |encoder, ticks| {
-            encode_copy_with(ctx, encoder, copy_kernel, &copy_src, &copy_dst, Some(ticks))
-        }],
-    )?
-    .1;
     let label = format!(
         "{}_{}",
         O::NAME,
         if backward { "backward" } else { "forward" }
     );
+    let tensors_moved = if backward { 3 } else { 2 };
+    time_against_copy(
+        ctx,
+        &label,
+        describe,
+        shape,
+        iters,
+        tensors_moved,
+        &mut op_pass,
+    )
+}
+
+/// Times `op_pass` (whose pass label starts with `label`) against the
+/// fastest copy of `tensors_moved` f32 tensors of `shape`, interleaved
+/// step by step, with the driver's copy beside it.
+fn time_against_copy(
+    ctx: &Context,
+    label: &str,
+    describe: String,
+    shape: &[usize],
+    iters: usize,
+    tensors_moved: usize,
+    op_pass: &mut crate::ticks::TickedPass<'_>,
+) -> Result<BenchRow> {
+    let n: usize = shape.iter().product();
+    // The copy moves as many bytes as the op: n/2 floats per tensor moved.
+    let copy_len = (n * tensors_moved).div_ceil(2);
+    let copy_src = GpuTensor::zeros(ctx, &[copy_len])?;
+    let copy_dst = GpuTensor::zeros(ctx, &[copy_len])?;
+    let copy_kernel = fastest_copy(ctx, copy_len as u64 * 4)?;
+    let report = ticked_steps(
+        ctx,
+        2,
+        iters as u64,
+        &mut [op_pass, &mut |encoder, ticks| {
+            encode_copy_with(ctx, encoder, copy_kernel, &copy_src, &copy_dst, Some(ticks))
+        }],
+    )?
+    .1;
     let median = |prefix: &str| {
         report
             .passes
@@ -193,12 +434,12 @@ pub fn bench_norm<O: NormOp>(
                 message: format!("no {prefix} pass was timed"),
             })
     };
-    let op_us = median(&label)?;
+    let op_us = median(label)?;
     let copy_us = median("copy")?;
     let driver_copy_cpu_us = driver_copy_us(ctx, &copy_src, &copy_dst, iters.max(3))?;
     let bytes = (tensors_moved * n) as f64 * 4.0;
     Ok(BenchRow {
-        op: label,
+        op: label.to_string(),
         shape: shape_string(shape),
         kernel: describe,
         ln_median_us: op_us,

@@ -107,8 +107,8 @@ mod ticks;
 
 pub use autotune::{Autotune, tune};
 pub use bench::{
-    BENCH_OPS, BenchOp, BenchRow, DEFAULT_SHAPES, bench_norm, driver_copy_us, fastest_copy,
-    time_copies,
+    BENCH_OPS, BenchOp, BenchRow, DEFAULT_SHAPES, GROUPED_SHAPES, Grouped, bench_grouped,
+    bench_norm, driver_copy_us, fastest_copy, time_copies,
 };
 pub use caps::{AdapterClass, Capabilities, OPTIONAL_FEATURES, SubgroupSizes};
 pub use context::{Context, ContextOptions, TuneHook, backends_from_env, parse_backend};

@@ -80,6 +80,8 @@ pub struct GroupedVariant {
     pub running: bool,
     /// The statistics are inputs (BatchNorm inference).
     pub const_stats: bool,
+    /// Cells of 4 values (the plan's `vec4`).
+    pub vec4: bool,
 }
 
 /// The override constants of a grouped pipeline.
@@ -94,13 +96,14 @@ pub fn grouped_constants(variant: GroupedVariant) -> Vec<(&'static str, f64)> {
         ("SILU", flag(variant.silu)),
         ("RUNNING", flag(variant.running)),
         ("CONST_STATS", flag(variant.const_stats)),
+        ("VEC4", flag(variant.vec4)),
     ]
 }
 
 /// The binding type of slot `binding` of `grouped_norm.wgsl`.
 pub fn grouped_binding_type(binding: u32) -> wgpu::BufferBindingType {
     match binding {
-        0..=5 => wgpu::BufferBindingType::Storage { read_only: true },
+        0..=5 | 16 | 17 => wgpu::BufferBindingType::Storage { read_only: true },
         15 => wgpu::BufferBindingType::Uniform,
         _ => wgpu::BufferBindingType::Storage { read_only: false },
     }

@@ -12,7 +12,8 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::kernels::cache::{GroupedVariant, ModuleKey, grouped_binding_type, grouped_constants};
 use crate::ops::record::{
-    Dispatch, DispatchDesc, Recording, Uniforms, bind, cache_identity, pass_label, scratch,
+    Dispatch, DispatchDesc, Recording, Uniforms, bind, bind_vec4, cache_identity, pass_label,
+    scratch,
 };
 use crate::ops::validate::{check_aliasing, check_dtype};
 use crate::plan::{self, GroupedEntry, GroupedPlan, GroupedView};
@@ -160,23 +161,26 @@ struct GroupedKey {
 }
 
 /// The steps of a call, in order.
-fn steps(call: &GroupedCall<'_>) -> Vec<GroupedEntry> {
+fn steps(call: &GroupedCall<'_>, v: GroupedVariant) -> Vec<GroupedEntry> {
     use GroupedEntry::*;
-    let v = call.variant;
     let stats = match v.const_stats {
         true => vec![GivenStats],
         false => vec![StatPartials, StatCombine],
     };
+    let (apply, grad_apply) = match v.vec4 {
+        true => (Apply4, GradApply4),
+        false => (Apply, GradApply),
+    };
     match (v.lp.is_some(), call.backward) {
-        (true, false) => vec![StatPartials, StatCombine, Apply],
-        (true, true) => vec![StatPartials, StatCombine, GradApply],
-        (false, false) => [stats, vec![Coefficients, Apply]].concat(),
+        (true, false) => vec![StatPartials, StatCombine, apply],
+        (true, true) => vec![StatPartials, StatCombine, grad_apply],
+        (false, false) => [stats, vec![Coefficients, apply]].concat(),
         (false, true) => {
             let mut s = [stats, vec![GradPartials, GradCombine, GradSets]].concat();
             if call.tensors.dscale.is_some() || call.tensors.dbias.is_some() {
                 s.push(GradParams);
             }
-            s.push(GradApply);
+            s.push(grad_apply);
             s
         }
     }
@@ -191,7 +195,10 @@ fn lanes(plan: &GroupedPlan, entry: GroupedEntry) -> u64 {
         GroupedEntry::GivenStats | GroupedEntry::GradParams => v.c,
         GroupedEntry::Coefficients | GroupedEntry::GradCombine => v.fine_sets(),
         GroupedEntry::GradPartials => v.fine_sets() * plan.fine_pieces,
-        GroupedEntry::Apply | GroupedEntry::GradApply => plan.apply_lanes(),
+        GroupedEntry::Apply
+        | GroupedEntry::GradApply
+        | GroupedEntry::Apply4
+        | GroupedEntry::GradApply4 => plan.apply_lanes(),
     }
 }
 
@@ -213,7 +220,15 @@ fn check(ctx: &Context, call: &GroupedCall<'_>) -> Result<GroupedPlan> {
     let inputs: Vec<_> = [0, 1, 2, 3, 4, 5].map(|s| t.at(s)).to_vec();
     let outputs: Vec<_> = [10, 11, 12, 13, 14].map(|s| t.at(s)).to_vec();
     check_aliasing(ctx, &inputs, &outputs)?;
-    let plan = GroupedPlan::new(call.view).map_err(|longest| Error::RowTooLarge {
+    // Cells of 4 need x, dy and the output to start on a whole vec4.
+    let align = ctx.limits().min_storage_buffer_offset_alignment as u64;
+    let aligned = [Some(t.x), t.dy, Some(t.out)]
+        .into_iter()
+        .flatten()
+        .all(|t| {
+            plan::binding_window_of(t.offset(), t.len() as u64, t.dtype(), align).base % 4 == 0
+        });
+    let plan = GroupedPlan::new(call.view, aligned).map_err(|longest| Error::RowTooLarge {
         dim: longest as usize,
         row_bytes: longest * dtype.size_bytes(),
         max_binding: plan::MAX_LANE_LOOP * dtype.size_bytes(),
@@ -258,6 +273,7 @@ pub(crate) fn encode_grouped(
         plan,
         variant: GroupedVariant {
             dtype: t.x.dtype(),
+            vec4: plan.vec4,
             ..call.variant
         },
         epsilon: call.epsilon.to_bits(),
@@ -281,9 +297,10 @@ pub(crate) fn encode_grouped(
 /// The plan as a pass label shows it: `32 sets x 512 pieces`.
 fn describe(plan: &GroupedPlan) -> String {
     format!(
-        "{} sets x {} pieces",
+        "{} sets x {} pieces{}",
         plan.view.stat_sets(),
-        plan.stat_pieces
+        plan.stat_pieces,
+        if plan.vec4 { ", vec4" } else { "" }
     )
 }
 
@@ -294,7 +311,7 @@ fn build(
     variant: GroupedVariant,
 ) -> Result<Recording> {
     let t = &call.tensors;
-    let steps = steps(call);
+    let steps = steps(call, variant);
     let pipelines = steps
         .iter()
         .map(|&e| ctx.pipelines().grouped(ctx, e, variant))
@@ -390,9 +407,21 @@ fn build(
             if let Some((_, tensor, w)) = windows.iter().find(|(s, _, _)| *s == slot) {
                 return bind(tensor.buffer(), *w);
             }
+            // The vec4 views of x, dy and the output (a dummy where the
+            // tensor holds no whole vec4: the entry then never reads it).
+            let vec4 = |of: u32, dummy: u32| {
+                windows
+                    .iter()
+                    .find(|(s, _, _)| *s == of)
+                    .and_then(|(_, t, w)| bind_vec4(t.buffer(), *w, t.dtype()))
+                    .unwrap_or_else(|| ctx.pipelines().dummy(dummy).as_entire_binding())
+            };
             match slot {
                 6..=9 => scratches[slot as usize - 6].as_entire_binding(),
                 15 => uniforms.binding(0),
+                16 => vec4(0, 0),
+                17 => vec4(1, 1),
+                18 => vec4(10, 10),
                 s => ctx.pipelines().dummy(s).as_entire_binding(),
             }
         };

@@ -95,12 +95,27 @@ impl LpNorm {
         let rank = shape.len();
         let axis = crate::shape::normalized_axis(self.axis, rank)?;
         let inner: usize = shape[axis + 1..].iter().product();
-        let view = GroupedView {
-            a: shape[..axis].iter().product::<usize>() as u64,
-            b: shape[axis] as u64,
-            c: inner as u64,
-            d: 1,
-            cg: 1,
+        let (outer, len) = (
+            shape[..axis].iter().product::<usize>() as u64,
+            shape[axis] as u64,
+        );
+        // A vector along the last axis is one contiguous run (cells of 4
+        // where its length allows); others are `len` runs of one value.
+        let view = match inner {
+            1 => GroupedView {
+                a: outer,
+                b: 1,
+                c: 1,
+                d: len,
+                cg: 1,
+            },
+            _ => GroupedView {
+                a: outer,
+                b: len,
+                c: inner as u64,
+                d: 1,
+                cg: 1,
+            },
         };
         Ok(GroupedCall {
             op: Self::NAME,

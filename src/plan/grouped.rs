@@ -38,6 +38,10 @@ pub enum GroupedEntry {
     GradParams,
     /// dx.
     GradApply,
+    /// y, a cell of 4 values per step.
+    Apply4,
+    /// dx, a cell of 4 values per step.
+    GradApply4,
 }
 
 impl GroupedEntry {
@@ -54,25 +58,29 @@ impl GroupedEntry {
             GroupedEntry::GradSets => "grad_sets",
             GroupedEntry::GradParams => "grad_params",
             GroupedEntry::GradApply => "grad_apply",
+            GroupedEntry::Apply4 => "apply4",
+            GroupedEntry::GradApply4 => "grad_apply4",
         }
     }
 
     /// The bindings it uses (the module's slots: 0 x, 1 dy, 2 scale, 3 bias,
     /// 4 input_mean, 5 input_var, 6 partials, 7 stats, 8 coef, 9 fine,
     /// 10 out, 11 running_mean, 12 running_var, 13 dscale, 14 dbias,
-    /// 15 params).
+    /// 15 params, 16 x4, 17 dy4, 18 out4: the vec4 views).
     pub fn bindings(self) -> &'static [u32] {
         match self {
-            GroupedEntry::StatPartials => &[0, 1, 6, 15],
+            GroupedEntry::StatPartials => &[0, 1, 6, 15, 16, 17],
             GroupedEntry::StatCombine => &[0, 4, 5, 6, 7, 8, 11, 12, 15],
             GroupedEntry::GivenStats => &[4, 5, 7, 15],
             GroupedEntry::Coefficients => &[2, 3, 7, 8, 15],
             GroupedEntry::Apply => &[0, 8, 10, 15],
-            GroupedEntry::GradPartials => &[0, 1, 2, 3, 6, 7, 15],
+            GroupedEntry::GradPartials => &[0, 1, 2, 3, 6, 7, 15, 16, 17],
             GroupedEntry::GradCombine => &[6, 9, 15],
             GroupedEntry::GradSets => &[2, 3, 7, 8, 9, 15],
             GroupedEntry::GradParams => &[9, 13, 14, 15],
             GroupedEntry::GradApply => &[0, 1, 8, 10, 15],
+            GroupedEntry::Apply4 => &[8, 15, 16, 18],
+            GroupedEntry::GradApply4 => &[8, 15, 16, 17, 18],
         }
     }
 }
@@ -80,12 +88,18 @@ impl GroupedEntry {
 /// Invocations per workgroup of every grouped entry.
 pub const GROUPED_LANES: u32 = 64;
 
-/// Values one `stat_partials` or `grad_partials` lane takes, about: sets are
-/// cut into ⌈count / PIECE_VALUES⌉ pieces (at most [`MAX_PIECES`]).
-pub const PIECE_VALUES: u64 = 128;
+/// Items (values, or cells of 4 with `vec4`) one `stat_partials` or
+/// `grad_partials` lane takes, about: sets are cut into
+/// ⌈items / PIECE_VALUES⌉ pieces (at most [`MAX_PIECES`]).
+pub const PIECE_VALUES: u64 = 16;
 
 /// The most pieces a set is cut into: the combine lane loops over them.
 pub const MAX_PIECES: u64 = 20_000;
+
+/// Items (values or cells) each lane of the grid-stride entries takes at
+/// least, where the tensor allows: a lane's setup (a few divisions to place
+/// its first item) is then paid over many.
+pub const APPLY_ITEMS: u64 = 8;
 
 /// Workgroups of the grid-stride entries, at most.
 pub const APPLY_GROUPS: u64 = 4096;
@@ -158,28 +172,34 @@ pub struct GroupedPlan {
     pub fine_pieces: u64,
     /// Workgroups of `apply` and `grad_apply`.
     pub apply_groups: u64,
+    /// Runs of D values are whole vec4s and the kernels read cells of 4.
+    pub vec4: bool,
 }
 
 impl GroupedPlan {
     /// The plan of `view`, or the longest loop a lane would run where that
     /// is past [`MAX_LANE_LOOP`] (sets of more than about 1.2e9 values).
-    pub fn new(view: GroupedView) -> Result<Self, u64> {
-        let stat_pieces = grouped_pieces(view.stat_count());
-        let fine_pieces = grouped_pieces(view.fine_count());
-        let apply_groups = view
-            .len()
-            .div_ceil(GROUPED_LANES as u64)
+    /// `vec4`: whether the tensors allow cells of 4 (D % 4 == 0 and aligned
+    /// offsets; the caller knows the offsets).
+    pub fn new(view: GroupedView, vec4: bool) -> Result<Self, u64> {
+        let vec4 = vec4 && view.d % 4 == 0;
+        let cell = if vec4 { 4 } else { 1 };
+        let stat_pieces = grouped_pieces(view.stat_count() / cell);
+        let fine_pieces = grouped_pieces(view.fine_count() / cell);
+        let apply_groups = (view.len() / cell)
+            .div_ceil(GROUPED_LANES as u64 * APPLY_ITEMS)
             .clamp(1, APPLY_GROUPS);
         let plan = GroupedPlan {
             view,
             stat_pieces,
             fine_pieces,
             apply_groups,
+            vec4,
         };
         let longest = [
-            view.stat_count().div_ceil(stat_pieces),
-            view.fine_count().div_ceil(fine_pieces),
-            view.len().div_ceil(plan.apply_lanes()),
+            (view.stat_count() / cell).div_ceil(stat_pieces),
+            (view.fine_count() / cell).div_ceil(fine_pieces),
+            (view.len() / cell).div_ceil(plan.apply_lanes()),
             stat_pieces,
             fine_pieces,
         ]
@@ -230,12 +250,14 @@ mod tests {
     #[test]
     fn a_plan_refuses_what_a_lane_cannot_loop() {
         let view = |a, b, c, d, cg| GroupedView { a, b, c, d, cg };
-        let sd_vae = GroupedPlan::new(view(1, 1, 512, 4096, 16)).unwrap();
-        assert_eq!(sd_vae.stat_pieces, 65_536 / 128);
-        assert_eq!(sd_vae.fine_pieces, 4096 / 128);
-        assert_eq!(sd_vae.apply_groups, APPLY_GROUPS);
+        let sd_vae = GroupedPlan::new(view(1, 1, 512, 4096, 16), true).unwrap();
+        assert!(sd_vae.vec4);
+        assert_eq!(sd_vae.stat_pieces, 65_536 / 4 / PIECE_VALUES);
+        assert_eq!(sd_vae.fine_pieces, 4096 / 4 / PIECE_VALUES);
+        assert_eq!(sd_vae.apply_groups, (1 << 21) / 4 / 64 / APPLY_ITEMS);
+        assert!(!GroupedPlan::new(view(1, 1, 3, 6, 1), true).unwrap().vec4);
         // 100,000 samples of one channel: grad_params loops over A.
-        let many = GroupedPlan::new(view(100_000, 1, 1, 1, 1)).unwrap();
+        let many = GroupedPlan::new(view(100_000, 1, 1, 1, 1), false).unwrap();
         assert_eq!(many.check_backward(), Err(100_000));
     }
 }

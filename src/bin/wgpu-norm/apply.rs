@@ -21,6 +21,7 @@ use wgpu_norm::{
     Signature,
 };
 
+use crate::apply_grouped::{self, GroupedOp};
 use crate::common::{CliError, CliResult, open};
 use crate::output::{OutputId, Outputs};
 
@@ -86,16 +87,31 @@ pub const APPLY_OPS: &[ApplyOp] = &[
     ApplyOp::backward::<RmsNorm>("rms-norm-backward"),
 ];
 
-/// An op of [`APPLY_OPS`] by its name.
-fn parse_op(name: &str) -> Result<ApplyOp, String> {
-    APPLY_OPS
+/// What `--op` names: a row normalisation of [`APPLY_OPS`] or a grouped one
+/// of [`GROUPED_OPS`](crate::apply_grouped::GROUPED_OPS).
+#[derive(Clone, Copy)]
+pub enum OpChoice {
+    Row(ApplyOp),
+    Grouped(GroupedOp),
+}
+
+/// An op of [`APPLY_OPS`] or `GROUPED_OPS` by its name.
+fn parse_op(name: &str) -> Result<OpChoice, String> {
+    if let Some(op) = APPLY_OPS.iter().copied().find(|o| o.name == name) {
+        return Ok(OpChoice::Row(op));
+    }
+    if let Some(op) = GroupedOp::by_name(name) {
+        return Ok(OpChoice::Grouped(op));
+    }
+    let names: Vec<_> = APPLY_OPS
         .iter()
-        .copied()
-        .find(|o| o.name == name)
-        .ok_or_else(|| {
-            let names: Vec<_> = APPLY_OPS.iter().map(|o| o.name).collect();
-            format!("unknown op {name:?}: expected one of {}", names.join(", "))
-        })
+        .map(|o| o.name.to_string())
+        .chain(GroupedOp::names())
+        .collect();
+    Err(format!(
+        "unknown op {name:?}: expected one of {}",
+        names.join(", ")
+    ))
 }
 
 /// The storage type `--dtype` names.
@@ -111,72 +127,119 @@ pub enum Dtype {
 #[derive(clap::Args)]
 pub struct Args {
     /// The operation: layer-norm (ONNX LayerNormalization-17), rms-norm (ONNX
-    /// RMSNormalization-23), layer-norm-backward, rms-norm-backward.
+    /// RMSNormalization-23), group-norm (GroupNormalization-21),
+    /// instance-norm (InstanceNormalization-6), batch-norm
+    /// (BatchNormalization-15), lp-norm (LpNormalization-1), and each one's
+    /// `-backward`.
     #[arg(long, value_parser = parse_op)]
-    op: ApplyOp,
+    pub(crate) op: OpChoice,
     /// Input X (.npy, f32 or f16, C order).
     #[arg(long)]
-    input: PathBuf,
+    pub(crate) input: PathBuf,
     /// Scale (gamma), shaped like the normalised dims.
     #[arg(long)]
-    scale: Option<PathBuf>,
+    pub(crate) scale: Option<PathBuf>,
     /// Bias (beta), shaped like the normalised dims (layer-norm only).
     #[arg(long)]
-    bias: Option<PathBuf>,
+    pub(crate) bias: Option<PathBuf>,
     /// First normalised axis; negative counts from the end.
     #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
-    axis: isize,
+    pub(crate) axis: isize,
     /// Added to the variance (mean square for rms-norm) inside the square root.
     #[arg(long, default_value_t = 1e-5, allow_hyphen_values = true)]
-    epsilon: f32,
+    pub(crate) epsilon: f32,
     /// Forward ops: a residual R shaped like X; the op normalises X + R.
     #[arg(long)]
-    residual: Option<PathBuf>,
+    pub(crate) residual: Option<PathBuf>,
     /// Forward ops with --residual: a bias added with it, shaped like the normalised dims.
     #[arg(long)]
-    residual_bias: Option<PathBuf>,
+    pub(crate) residual_bias: Option<PathBuf>,
     /// Forward ops with --residual: output of the sum X + R (+ residual bias).
     #[arg(long)]
-    sum_output: Option<PathBuf>,
+    pub(crate) sum_output: Option<PathBuf>,
     /// Forward ops: output Y (.npy).
     #[arg(long)]
-    output: Option<PathBuf>,
+    pub(crate) output: Option<PathBuf>,
     /// layer-norm: optional output of the per-row mean, shaped [d0 … d(axis-1), 1, …, 1].
     /// layer-norm-backward: the forward's saved mean (input; with --inv-std-dev).
     #[arg(long)]
-    mean: Option<PathBuf>,
+    pub(crate) mean: Option<PathBuf>,
     /// Forward ops: optional output of the per-row 1/sqrt(var + epsilon), shaped like --mean.
     /// Backward ops: the forward's saved value (input).
     #[arg(long)]
-    inv_std_dev: Option<PathBuf>,
+    pub(crate) inv_std_dev: Option<PathBuf>,
     /// Backward ops: dY, the gradient of the loss with respect to Y, shaped like X.
     #[arg(long)]
-    grad: Option<PathBuf>,
+    pub(crate) grad: Option<PathBuf>,
     /// Backward ops: output dX.
     #[arg(long)]
-    grad_input: Option<PathBuf>,
+    pub(crate) grad_input: Option<PathBuf>,
     /// Backward ops: optional output dScale, shaped like the normalised dims.
     #[arg(long)]
-    grad_scale: Option<PathBuf>,
+    pub(crate) grad_scale: Option<PathBuf>,
     /// layer-norm-backward: optional output dBias, shaped like the normalised dims.
     #[arg(long)]
-    grad_bias: Option<PathBuf>,
+    pub(crate) grad_bias: Option<PathBuf>,
+    /// group-norm: G, the number of groups (it must divide the channels).
+    #[arg(long)]
+    pub(crate) num_groups: Option<usize>,
+    /// group-norm: what follows the affine: none or silu (y · sigmoid(y)).
+    #[arg(long, value_enum)]
+    pub(crate) activation: Option<ActivationArg>,
+    /// group-norm, instance-norm: X is [N, spatial..., C] instead of [N, C, spatial...].
+    #[arg(long)]
+    pub(crate) channels_last: bool,
+    /// batch-norm: the running mean, [C] (inference: the mean used).
+    #[arg(long)]
+    pub(crate) input_mean: Option<PathBuf>,
+    /// batch-norm: the running variance, [C] (inference: the variance used).
+    #[arg(long)]
+    pub(crate) input_var: Option<PathBuf>,
+    /// batch-norm: normalise with the batch's statistics and update the
+    /// running ones (and, for the backward, differentiate through them).
+    #[arg(long)]
+    pub(crate) training_mode: bool,
+    /// batch-norm --training-mode: weight of the old running statistics.
+    #[arg(long, allow_hyphen_values = true)]
+    pub(crate) momentum: Option<f32>,
+    /// batch-norm --training-mode: output of the updated running mean, [C].
+    #[arg(long)]
+    pub(crate) running_mean: Option<PathBuf>,
+    /// batch-norm --training-mode: output of the updated running variance, [C].
+    #[arg(long)]
+    pub(crate) running_var: Option<PathBuf>,
+    /// batch-norm --training-mode: update the running variance with the
+    /// unbiased batch variance (PyTorch) instead of the biased one (ONNX).
+    #[arg(long)]
+    pub(crate) unbiased_running_var: bool,
+    /// lp-norm: p, 1 or 2.
+    #[arg(long)]
+    pub(crate) p: Option<u32>,
     /// Storage type of the computation and of the outputs (inputs may be f32 or f16).
     #[arg(long, value_enum, default_value = "f32")]
-    dtype: Dtype,
+    pub(crate) dtype: Dtype,
     /// vulkan, gl, metal or dx12 (default: WGPU_BACKEND, else the best adapter).
     #[arg(long)]
-    backend: Option<String>,
+    pub(crate) backend: Option<String>,
     /// Write outputs that name a FIFO or a device (/dev/null, /dev/stdout) into
     /// it; without this they are refused.
     #[arg(long)]
-    allow_special_output: bool,
+    pub(crate) allow_special_output: bool,
+}
+
+/// `--activation`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ActivationArg {
+    /// y = z.
+    None,
+    /// y = z · sigmoid(z).
+    Silu,
 }
 
 /// An array read from an NPY file (f16 values widened to f32 exactly).
-struct Array {
-    shape: Vec<usize>,
-    data: Vec<f32>,
+pub(crate) struct Array {
+    pub(crate) shape: Vec<usize>,
+    pub(crate) data: Vec<f32>,
 }
 
 /// Refuses a header whose shape's product overflows 64 bits, before npyz
@@ -224,7 +287,7 @@ fn header_shape_fits(file: &mut BufReader<File>) -> Result<(), String> {
     Ok(())
 }
 
-fn read_npy(path: &Path) -> CliResult<Array> {
+pub(crate) fn read_npy(path: &Path) -> CliResult<Array> {
     let bad = |why: String| CliError::Input(format!("{}: {why}", path.display()));
     let mut file = BufReader::new(File::open(path).map_err(|e| bad(e.to_string()))?);
     header_shape_fits(&mut file).map_err(bad)?;
@@ -285,7 +348,7 @@ fn read_npy(path: &Path) -> CliResult<Array> {
 }
 
 /// Writes `data` shaped `shape` as `dtype` as NPY to output `id`.
-fn write_npy(
+pub(crate) fn write_npy(
     outputs: &mut Outputs,
     id: OutputId,
     shape: &[usize],
@@ -319,34 +382,57 @@ fn write_npy(
 }
 
 /// Refuses a flag the op does not take, naming both.
-fn refuse(op: ApplyOp, flag: &str, given: bool, why: &str) -> CliResult {
+pub(crate) fn refuse(op: &str, flag: &str, given: bool, why: &str) -> CliResult {
     if given {
         return Err(CliError::Input(format!(
-            "--op {} does not take {flag}: {why}",
-            op.name()
+            "--op {op} does not take {flag}: {why}"
         )));
     }
     Ok(())
 }
 
 /// Insists on a flag the op needs.
-fn need<'a>(op: ApplyOp, flag: &str, path: &'a Option<PathBuf>) -> CliResult<&'a Path> {
+pub(crate) fn need<'a>(op: &str, flag: &str, path: &'a Option<PathBuf>) -> CliResult<&'a Path> {
     path.as_deref()
-        .ok_or_else(|| CliError::Input(format!("--op {} needs {flag}", op.name())))
+        .ok_or_else(|| CliError::Input(format!("--op {op} needs {flag}")))
+}
+
+/// The grouped ops' flags, as (flag, given): a row normalisation refuses them.
+pub(crate) fn grouped_flags(a: &Args) -> [(&'static str, bool); 11] {
+    [
+        ("--num-groups", a.num_groups.is_some()),
+        ("--activation", a.activation.is_some()),
+        ("--channels-last", a.channels_last),
+        ("--input-mean", a.input_mean.is_some()),
+        ("--input-var", a.input_var.is_some()),
+        ("--training-mode", a.training_mode),
+        ("--momentum", a.momentum.is_some()),
+        ("--running-mean", a.running_mean.is_some()),
+        ("--running-var", a.running_var.is_some()),
+        ("--unbiased-running-var", a.unbiased_running_var),
+        ("--p", a.p.is_some()),
+    ]
 }
 
 /// The flags that do not fit the op, before anything is read.
-fn check_flags(a: &Args) -> CliResult {
-    let op = a.op;
+fn check_flags(a: &Args, op: ApplyOp) -> CliResult {
+    for (flag, given) in grouped_flags(a) {
+        refuse(
+            op.name(),
+            flag,
+            given,
+            "it belongs to the grouped normalisations (group-norm, instance-norm, batch-norm, lp-norm)",
+        )?;
+    }
     let sig = op.signature;
     refuse(
-        op,
+        op.name(),
         "--bias",
         !sig.bias && a.bias.is_some(),
         &format!("{} has no bias", sig.title),
     )?;
     refuse(
-        op,
+        op.name(),
         "--mean",
         !sig.mean && a.mean.is_some(),
         &format!("{} has no mean", sig.title),
@@ -360,12 +446,12 @@ fn check_flags(a: &Args) -> CliResult {
             ("--sum-output", a.sum_output.is_some()),
             ("--bias", a.bias.is_some()),
         ] {
-            refuse(op, flag, given, forward_only)?;
+            refuse(op.name(), flag, given, forward_only)?;
         }
-        need(op, "--grad", &a.grad)?;
-        need(op, "--grad-input", &a.grad_input)?;
+        need(op.name(), "--grad", &a.grad)?;
+        need(op.name(), "--grad-input", &a.grad_input)?;
         refuse(
-            op,
+            op.name(),
             "--grad-bias",
             !sig.bias && a.grad_bias.is_some(),
             &format!("{} has no bias", sig.title),
@@ -383,24 +469,24 @@ fn check_flags(a: &Args) -> CliResult {
             ("--grad-scale", a.grad_scale.is_some()),
             ("--grad-bias", a.grad_bias.is_some()),
         ] {
-            refuse(op, flag, given, backward_only)?;
+            refuse(op.name(), flag, given, backward_only)?;
         }
-        need(op, "--output", &a.output)?;
+        need(op.name(), "--output", &a.output)?;
         refuse(
-            op,
+            op.name(),
             "--residual",
             !sig.residual && a.residual.is_some(),
             &format!("{} takes no residual", sig.title),
         )?;
         let no_residual = "it needs --residual";
         refuse(
-            op,
+            op.name(),
             "--residual-bias",
             a.residual.is_none() && a.residual_bias.is_some(),
             no_residual,
         )?;
         refuse(
-            op,
+            op.name(),
             "--sum-output",
             a.residual.is_none() && a.sum_output.is_some(),
             no_residual,
@@ -413,9 +499,8 @@ fn check_flags(a: &Args) -> CliResult {
 }
 
 /// Every output the command will write, checked and reserved in flag order.
-fn reserve_outputs(a: &Args) -> CliResult<(Outputs, Vec<OutputId>)> {
+fn reserve_outputs(a: &Args, op: ApplyOp) -> CliResult<(Outputs, Vec<OutputId>)> {
     let mut outputs = Outputs::new(a.allow_special_output);
-    let op = a.op;
     let named: Vec<(&str, &Option<PathBuf>)> = if op.is_backward() {
         vec![
             ("--grad-input", &a.grad_input),
@@ -440,9 +525,12 @@ fn reserve_outputs(a: &Args) -> CliResult<(Outputs, Vec<OutputId>)> {
 }
 
 pub fn main(args: Args) -> CliResult {
-    check_flags(&args)?;
-    let (mut files, ids) = reserve_outputs(&args)?;
-    let op = args.op;
+    let op = match args.op {
+        OpChoice::Row(op) => op,
+        OpChoice::Grouped(op) => return apply_grouped::main(&args, op),
+    };
+    check_flags(&args, op)?;
+    let (mut files, ids) = reserve_outputs(&args, op)?;
     let dtype = match args.dtype {
         Dtype::F32 => DType::F32,
         Dtype::F16 => DType::F16,

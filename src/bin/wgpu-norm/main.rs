@@ -4,6 +4,7 @@
 
 mod adapters;
 mod apply;
+mod apply_grouped;
 mod bench;
 mod check;
 mod common;

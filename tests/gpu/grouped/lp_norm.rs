@@ -96,14 +96,17 @@ fn lp_norm_gives_zero_for_zero_vectors_and_keeps_nan_in_its_vector() {
 fn lp_norm_handles_magnitudes_from_1e_minus_30_to_3e38() {
     let _serial = gl_serial();
     let ctx = ctx();
-    for scale in [1e-30f32, 1e-20, 1e20, 1e30, 1e38] {
-        let x: Vec<f32> = data(45, 3 * 257, 0.0, 1.0, DType::F32)
-            .iter()
-            .map(|v| (v * scale).clamp(-f32::MAX, f32::MAX))
-            .collect();
-        for p in [1, 2] {
-            check(ctx, &[3, 257], -1, p, &x, DType::F32);
-            check(ctx, &[3, 257], 0, p, &x, DType::F32);
+    // 257 values (value by value) and 256 (cells of 4) along the last axis.
+    for len in [257usize, 256] {
+        for scale in [1e-30f32, 1e-20, 1e20, 1e30, 1e38] {
+            let x: Vec<f32> = data(45, 3 * len, 0.0, 1.0, DType::F32)
+                .iter()
+                .map(|v| (v * scale).clamp(-f32::MAX, f32::MAX))
+                .collect();
+            for p in [1, 2] {
+                check(ctx, &[3, len], -1, p, &x, DType::F32);
+                check(ctx, &[3, len], 0, p, &x, DType::F32);
+            }
         }
     }
 }

@@ -12,6 +12,7 @@
 //! check prints its error as `[max-error]`.
 
 mod batch_norm;
+mod cli;
 mod group_norm;
 mod instance_norm;
 mod lp_norm;
