@@ -25,17 +25,17 @@ pub struct GroupedOp {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
-    GroupNorm,
-    InstanceNorm,
-    BatchNorm,
-    LpNorm,
+    Group,
+    Instance,
+    Batch,
+    Lp,
 }
 
 const KINDS: [(Kind, &str); 4] = [
-    (Kind::GroupNorm, "group-norm"),
-    (Kind::InstanceNorm, "instance-norm"),
-    (Kind::BatchNorm, "batch-norm"),
-    (Kind::LpNorm, "lp-norm"),
+    (Kind::Group, "group-norm"),
+    (Kind::Instance, "instance-norm"),
+    (Kind::Batch, "batch-norm"),
+    (Kind::Lp, "lp-norm"),
 ];
 
 impl GroupedOp {
@@ -71,11 +71,11 @@ impl GroupedOp {
     /// The grouped flags this op takes.
     fn takes(self, flag: &str) -> bool {
         match self.kind {
-            Kind::GroupNorm => {
+            Kind::Group => {
                 matches!(flag, "--num-groups" | "--activation" | "--channels-last")
             }
-            Kind::InstanceNorm => flag == "--channels-last",
-            Kind::BatchNorm => matches!(
+            Kind::Instance => flag == "--channels-last",
+            Kind::Batch => matches!(
                 (flag, self.backward),
                 ("--input-mean" | "--input-var" | "--training-mode", _)
                     | (
@@ -86,7 +86,7 @@ impl GroupedOp {
                         false
                     )
             ),
-            Kind::LpNorm => flag == "--p",
+            Kind::Lp => flag == "--p",
         }
     }
 }
@@ -115,10 +115,10 @@ fn check_flags(a: &Args, op: GroupedOp) -> CliResult {
     refuse(
         &name,
         "--axis",
-        a.axis != -1 && op.kind != Kind::LpNorm,
+        a.axis != -1 && op.kind != Kind::Lp,
         "the channels are dimension 1 (or the last with --channels-last)",
     )?;
-    let no_params = op.kind == Kind::LpNorm;
+    let no_params = op.kind == Kind::Lp;
     for (flag, given) in [
         ("--scale", a.scale.is_some()),
         ("--bias", a.bias.is_some()),
@@ -158,10 +158,10 @@ fn check_flags(a: &Args, op: GroupedOp) -> CliResult {
         }
         need(&name, "--output", &a.output)?;
     }
-    if op.kind == Kind::GroupNorm && a.num_groups.is_none() {
+    if op.kind == Kind::Group && a.num_groups.is_none() {
         return Err(CliError::Input(format!("--op {name} needs --num-groups")));
     }
-    if op.kind == Kind::BatchNorm {
+    if op.kind == Kind::Batch {
         if !(op.backward && a.training_mode) {
             need(&name, "--input-mean", &a.input_mean)?;
             need(&name, "--input-var", &a.input_var)?;
@@ -193,7 +193,7 @@ fn check_flags(a: &Args, op: GroupedOp) -> CliResult {
 
 /// The per-channel count of x of `shape` for the op (None for LpNorm).
 fn channels(op: GroupedOp, a: &Args, shape: &[usize]) -> CliResult<Option<usize>> {
-    if op.kind == Kind::LpNorm {
+    if op.kind == Kind::Lp {
         return Ok(None);
     }
     if shape.len() < 2 {
@@ -203,7 +203,7 @@ fn channels(op: GroupedOp, a: &Args, shape: &[usize]) -> CliResult<Option<usize>
             op.name()
         )));
     }
-    let last = a.channels_last && op.kind != Kind::BatchNorm;
+    let last = a.channels_last && op.kind != Kind::Batch;
     Ok(Some(if last {
         shape[shape.len() - 1]
     } else {
@@ -339,7 +339,7 @@ fn run(
     };
     let dy = dy.ok_or(wgpu_norm::Error::MissingTensor { what: "dY" });
     match op.kind {
-        Kind::GroupNorm => {
+        Kind::Group => {
             let gn = GroupNorm::new(a.num_groups.unwrap_or(0))
                 .with_epsilon(a.epsilon)
                 .with_channels_last(a.channels_last)
@@ -352,7 +352,7 @@ fn run(
                 false => gn.forward_into(ctx, &fwd),
             }
         }
-        Kind::InstanceNorm => {
+        Kind::Instance => {
             let inn = InstanceNorm::new()
                 .with_epsilon(a.epsilon)
                 .with_channels_last(a.channels_last);
@@ -361,7 +361,7 @@ fn run(
                 false => inn.forward_into(ctx, &fwd),
             }
         }
-        Kind::BatchNorm => {
+        Kind::Batch => {
             let bn = BatchNorm {
                 epsilon: a.epsilon,
                 momentum: a.momentum.unwrap_or(0.9),
@@ -396,7 +396,7 @@ fn run(
                 },
             )
         }
-        Kind::LpNorm => {
+        Kind::Lp => {
             let lp = LpNorm::new().with_p(a.p.unwrap_or(2)).with_axis(a.axis);
             match op.backward {
                 true => lp.backward_into(
