@@ -197,7 +197,9 @@ fn advance(w: ptr<function, Walk>) {
 // for values near p, or x * k - p * k where that would overflow. The
 // multiply by k (1 at run time) keeps compilers from reassociating
 // `(x - p) - mean` into `x - (p + mean)`, which loses the precision the
-// pivot is for (Mesa's NIR does; DESIGN.md).
+// pivot is for (Mesa's NIR does; DESIGN.md). Where no mean is subtracted
+// next (the apply entries fold it into the bias), `x * k - p * k` alone
+// is as exact and cheaper.
 fn dev(v: f32, p: f32, k: f32) -> f32 {
     return select(v * k - p * k, (v - p) * k, k == 1.0);
 }
@@ -210,8 +212,9 @@ fn dev4(v: vec4<f32>, p: f32, k: f32) -> vec4<f32> {
 fn piece_moments4(w0: Walk, p: f32, k: f32) -> vec3<f32> {
     var w = w0;
     var m = vec3<f32>(0.0);
+    let bx = params.base_x / 4u;
     while (w.left > 0u) {
-        let v = dev4(load4(w.at), p, k);
+        let v = dev4(vec4<f32>(x4[bx + w.at]), p, k);
         let mean = (v.x + v.y + v.z + v.w) * 0.25;
         let d = v - vec4<f32>(mean);
         m = chan_merge(m, vec3<f32>(4.0, mean, dot(d, d)));
@@ -462,6 +465,12 @@ fn given_stats(
     if (c >= params.c) {
         return;
     }
+    stats[c] = given(c);
+}
+
+// (pivot, mean of the deviations, rstd of the deviations, k) of channel c
+// from input_mean and input_var.
+fn given(c: u32) -> vec4<f32> {
     let mean = input_mean[params.base_mean + c];
     let rstd = inverseSqrt(input_var[params.base_var + c] + params.epsilon);
     // Deviations at RESCALE where x - mean could overflow.
@@ -469,7 +478,7 @@ fn given_stats(
     if (abs(mean) > 0x1p100f) {
         k = RESCALE;
     }
-    stats[c] = vec4<f32>(mean, 0.0, rstd / k, k);
+    return vec4<f32>(mean, 0.0, rstd / k, k);
 }
 
 fn stat_of(f: u32) -> u32 {
@@ -485,6 +494,11 @@ fn coefficients(
 ) {
     let f = lane_index(wid, groups, lid);
     if (f >= params.a * params.c) {
+        return;
+    }
+    if (CONST_STATS) {
+        // BatchNorm inference: a fine set per channel, statistics given.
+        coef[f] = forward_coefficients(given(f), f);
         return;
     }
     coef[f] = forward_coefficients(stats[stat_of(f)], f % params.c);
@@ -617,9 +631,11 @@ fn grad_partials(
     var sums = vec2<f32>(0.0);
     if (VEC4) {
         var w4 = walk(f, params.c, params.d / 4u, t % pieces, pieces);
+        let bx = params.base_x / 4u;
+        let bdy = params.base_dy / 4u;
         while (w4.left > 0u) {
-            let xh = (dev4(load4(w4.at), st.x, st.w) - st.y) * st.z;
-            let dz = dz_of4(load_dy4(w4.at), xh * gamma + beta);
+            let xh = (dev4(vec4<f32>(x4[bx + w4.at]), st.x, st.w) - st.y) * st.z;
+            let dz = dz_of4(vec4<f32>(dy4[bdy + w4.at]), xh * gamma + beta);
             sums += vec2<f32>(dz.x + dz.y + dz.z + dz.w, dot(dz, xh));
             advance(&w4);
         }
@@ -759,7 +775,7 @@ fn apply4(
     let bo = params.base_out / 4u;
     for (var i = lane; i < n4; i += stride) {
         let k = coef[t.part1 + t.q2];
-        var y = dev4(vec4<f32>(x4[bx + i]), k.x, k.y) * k.z + k.w;
+        var y = (vec4<f32>(x4[bx + i]) * k.y - k.x * k.y) * k.z + k.w;
         if (SILU) {
             y = y / (1.0 + exp(-y));
         }
@@ -797,11 +813,74 @@ fn grad_apply4(
         } else {
             let a = coef[2u * f];
             let b = coef[2u * f + 1u];
-            let dv = dev4(v, a.x, a.y);
+            let dv = v * a.y - a.x * a.y;
             let dz = dz_of4(g, dv * a.z + a.w);
             dx = b.x * dz + b.y * dv + b.z;
         }
         out4[bo + i] = vec4<elem>(dx);
         next_fine(&t);
+    }
+}
+
+// apply over runs (the plan's `runs`: D a multiple of 4 and long): one
+// workgroup per run of D values, whose fine set — and coefficients — it
+// reads once; its lanes stride through the run's cells.
+@compute @workgroup_size(WG)
+fn apply_runs(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let r = wid.y * groups.x + wid.x;
+    if (r >= params.n / params.d) {
+        return;
+    }
+    let k = coef[(r / (params.b * params.c)) * params.c + r % params.c];
+    let cells = params.d / 4u;
+    let bx = params.base_x / 4u + r * cells;
+    let bo = params.base_out / 4u + r * cells;
+    for (var i = lid; i < cells; i += WG) {
+        var y = (vec4<f32>(x4[bx + i]) * k.y - k.x * k.y) * k.z + k.w;
+        if (SILU) {
+            y = y / (1.0 + exp(-y));
+        }
+        out4[bo + i] = vec4<elem>(y);
+    }
+}
+
+// grad_apply over runs, as apply_runs.
+@compute @workgroup_size(WG)
+fn grad_apply_runs(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let r = wid.y * groups.x + wid.x;
+    if (r >= params.n / params.d) {
+        return;
+    }
+    let f = (r / (params.b * params.c)) * params.c + r % params.c;
+    let cells = params.d / 4u;
+    let bx = params.base_x / 4u + r * cells;
+    let bdy = params.base_dy / 4u + r * cells;
+    let bo = params.base_out / 4u + r * cells;
+    if (MODE == 1u) {
+        let k = coef[f];
+        for (var i = lid; i < cells; i += WG) {
+            let v = vec4<f32>(x4[bx + i]);
+            var u = sign(v);
+            if (P_NORM == 2u) {
+                u = v * k.x * k.y;
+            }
+            out4[bo + i] = vec4<elem>((vec4<f32>(dy4[bdy + i]) - u * k.z) * k.w);
+        }
+        return;
+    }
+    let a = coef[2u * f];
+    let b = coef[2u * f + 1u];
+    for (var i = lid; i < cells; i += WG) {
+        let dv = vec4<f32>(x4[bx + i]) * a.y - a.x * a.y;
+        let dz = dz_of4(vec4<f32>(dy4[bdy + i]), dv * a.z + a.w);
+        out4[bo + i] = vec4<elem>(b.x * dz + b.y * dv + b.z);
     }
 }

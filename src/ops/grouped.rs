@@ -161,19 +161,22 @@ struct GroupedKey {
 }
 
 /// The steps of a call, in order.
-fn steps(call: &GroupedCall<'_>, v: GroupedVariant) -> Vec<GroupedEntry> {
+fn steps(call: &GroupedCall<'_>, v: GroupedVariant, plan: &GroupedPlan) -> Vec<GroupedEntry> {
     use GroupedEntry::*;
     let stats = match v.const_stats {
         true => vec![GivenStats],
         false => vec![StatPartials, StatCombine],
     };
-    let (apply, grad_apply) = match v.vec4 {
-        true => (Apply4, GradApply4),
-        false => (Apply, GradApply),
+    let (apply, grad_apply) = match (plan.runs, v.vec4) {
+        (true, _) => (ApplyRuns, GradApplyRuns),
+        (false, true) => (Apply4, GradApply4),
+        (false, false) => (Apply, GradApply),
     };
     match (v.lp.is_some(), call.backward) {
         (true, false) => vec![StatPartials, StatCombine, apply],
         (true, true) => vec![StatPartials, StatCombine, grad_apply],
+        // BatchNorm inference: the coefficients read the statistics given.
+        (false, false) if v.const_stats => vec![Coefficients, apply],
         (false, false) => [stats, vec![Coefficients, apply]].concat(),
         (false, true) => {
             let mut s = [stats, vec![GradPartials, GradCombine, GradSets]].concat();
@@ -199,6 +202,10 @@ fn lanes(plan: &GroupedPlan, entry: GroupedEntry) -> u64 {
         | GroupedEntry::GradApply
         | GroupedEntry::Apply4
         | GroupedEntry::GradApply4 => plan.apply_lanes(),
+        // A workgroup per run.
+        GroupedEntry::ApplyRuns | GroupedEntry::GradApplyRuns => {
+            v.len() / v.d * crate::plan::GROUPED_LANES as u64
+        }
     }
 }
 
@@ -311,7 +318,7 @@ fn build(
     variant: GroupedVariant,
 ) -> Result<Recording> {
     let t = &call.tensors;
-    let steps = steps(call, variant);
+    let steps = steps(call, variant, plan);
     let pipelines = steps
         .iter()
         .map(|&e| ctx.pipelines().grouped(ctx, e, variant))

@@ -9,7 +9,8 @@
 //! | `stat_combine` | statistic sets | merges its pieces in order |
 //! | `given_stats` | channels | BatchNorm inference's (mean, rstd) |
 //! | `coefficients` | fine sets | y = dev(x) · α + β' (pivot, k, α, β') |
-//! | `apply`, `grad_apply` | `APPLY_GROUPS` × `GROUPED_LANES` at most | every value in a grid stride |
+//! | `apply`, `grad_apply` (`4`: cells of 4) | `APPLY_GROUPS` × `GROUPED_LANES` at most | every value (cell) in a grid stride |
+//! | `apply_runs`, `grad_apply_runs` | a workgroup per run of D values | the run's cells, one coefficient load |
 //! | `grad_partials` | fine sets × pieces | Σdz and Σdz·x̂ of its values |
 //! | `grad_combine` | fine sets | those sums, in order |
 //! | `grad_sets` | statistic sets | dx's coefficients of its fine sets |
@@ -42,6 +43,10 @@ pub enum GroupedEntry {
     Apply4,
     /// dx, a cell of 4 values per step.
     GradApply4,
+    /// y, a workgroup per run of D values.
+    ApplyRuns,
+    /// dx, a workgroup per run of D values.
+    GradApplyRuns,
 }
 
 impl GroupedEntry {
@@ -60,6 +65,8 @@ impl GroupedEntry {
             GroupedEntry::GradApply => "grad_apply",
             GroupedEntry::Apply4 => "apply4",
             GroupedEntry::GradApply4 => "grad_apply4",
+            GroupedEntry::ApplyRuns => "apply_runs",
+            GroupedEntry::GradApplyRuns => "grad_apply_runs",
         }
     }
 
@@ -72,15 +79,15 @@ impl GroupedEntry {
             GroupedEntry::StatPartials => &[0, 1, 6, 15, 16, 17],
             GroupedEntry::StatCombine => &[0, 4, 5, 6, 7, 8, 11, 12, 15],
             GroupedEntry::GivenStats => &[4, 5, 7, 15],
-            GroupedEntry::Coefficients => &[2, 3, 7, 8, 15],
+            GroupedEntry::Coefficients => &[2, 3, 4, 5, 7, 8, 15],
             GroupedEntry::Apply => &[0, 8, 10, 15],
             GroupedEntry::GradPartials => &[0, 1, 2, 3, 6, 7, 15, 16, 17],
             GroupedEntry::GradCombine => &[6, 9, 15],
             GroupedEntry::GradSets => &[2, 3, 7, 8, 9, 15],
             GroupedEntry::GradParams => &[9, 13, 14, 15],
             GroupedEntry::GradApply => &[0, 1, 8, 10, 15],
-            GroupedEntry::Apply4 => &[8, 15, 16, 18],
-            GroupedEntry::GradApply4 => &[8, 15, 16, 17, 18],
+            GroupedEntry::Apply4 | GroupedEntry::ApplyRuns => &[8, 15, 16, 18],
+            GroupedEntry::GradApply4 | GroupedEntry::GradApplyRuns => &[8, 15, 16, 17, 18],
         }
     }
 }
@@ -174,7 +181,13 @@ pub struct GroupedPlan {
     pub apply_groups: u64,
     /// Runs of D values are whole vec4s and the kernels read cells of 4.
     pub vec4: bool,
+    /// The runs are long enough (at least [`RUN_CELLS`] cells) for a
+    /// workgroup each: y and dx are made by `apply_runs`, `grad_apply_runs`.
+    pub runs: bool,
 }
+
+/// Cells of 4 values a run of D values needs for a workgroup of its own.
+pub const RUN_CELLS: u64 = 256;
 
 impl GroupedPlan {
     /// The plan of `view`, or the longest loop a lane would run where that
@@ -189,12 +202,16 @@ impl GroupedPlan {
         let apply_groups = (view.len() / cell)
             .div_ceil(GROUPED_LANES as u64 * APPLY_ITEMS)
             .clamp(1, APPLY_GROUPS);
+        let runs = vec4
+            && view.d / 4 >= RUN_CELLS
+            && (view.d / 4).div_ceil(GROUPED_LANES as u64) <= MAX_LANE_LOOP;
         let plan = GroupedPlan {
             view,
             stat_pieces,
             fine_pieces,
             apply_groups,
             vec4,
+            runs,
         };
         let longest = [
             (view.stat_count() / cell).div_ceil(stat_pieces),
@@ -251,7 +268,7 @@ mod tests {
     fn a_plan_refuses_what_a_lane_cannot_loop() {
         let view = |a, b, c, d, cg| GroupedView { a, b, c, d, cg };
         let sd_vae = GroupedPlan::new(view(1, 1, 512, 4096, 16), true).unwrap();
-        assert!(sd_vae.vec4);
+        assert!(sd_vae.vec4 && sd_vae.runs);
         assert_eq!(sd_vae.stat_pieces, 65_536 / 4 / PIECE_VALUES);
         assert_eq!(sd_vae.fine_pieces, 4096 / 4 / PIECE_VALUES);
         assert_eq!(sd_vae.apply_groups, (1 << 21) / 4 / 64 / APPLY_ITEMS);
