@@ -49,6 +49,9 @@ override CONST_STATS: bool = false;
 // aligned): the partials read cells of 4 values through x4 and dy4, and
 // apply4 / grad_apply4 do the elementwise work; otherwise value by value.
 override VEC4: bool = false;
+// The given statistics are a forward's saved (mean, rstd), not BatchNorm's
+// (input_mean, input_var).
+override SAVED: bool = false;
 
 struct Params {
     a: u32,
@@ -75,7 +78,11 @@ struct Params {
     base_var: u32,
     base_running_mean: u32,
     base_running_var: u32,
-    pad: u32,
+    base_saved_mean: u32,
+    base_saved_rstd: u32,
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
 }
 
 @group(0) @binding(0) var<storage, read> x: array<elem>;
@@ -97,6 +104,8 @@ struct Params {
 @group(0) @binding(16) var<storage, read> x4: array<vec4<elem>>;
 @group(0) @binding(17) var<storage, read> dy4: array<vec4<elem>>;
 @group(0) @binding(18) var<storage, read_write> out4: array<vec4<elem>>;
+@group(0) @binding(19) var<storage, read_write> saved_mean: array<f32>;
+@group(0) @binding(20) var<storage, read_write> saved_rstd: array<f32>;
 
 // NaN from bits held in a variable (Tint refuses a constant NaN) and
 // finiteness on the bits (compilers may drop `x != x`).
@@ -454,31 +463,51 @@ fn stat_combine(
     }
 }
 
-// BatchNorm inference: the statistics are inputs, one per channel.
+// The statistics are inputs: BatchNorm inference's (input_mean, input_var)
+// per channel, or a forward's saved (mean, rstd) per statistic set.
 @compute @workgroup_size(WG)
 fn given_stats(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let c = lane_index(wid, groups, lid);
-    if (c >= params.c) {
+    let sid = lane_index(wid, groups, lid);
+    if (sid >= params.a * (params.c / params.cg)) {
         return;
     }
-    stats[c] = given(c);
+    stats[sid] = given(sid);
 }
 
-// (pivot, mean of the deviations, rstd of the deviations, k) of channel c
-// from input_mean and input_var.
-fn given(c: u32) -> vec4<f32> {
-    let mean = input_mean[params.base_mean + c];
-    let rstd = inverseSqrt(input_var[params.base_var + c] + params.epsilon);
+// (pivot, mean of the deviations, rstd of the deviations, k) of statistic
+// set `sid` from input_mean and input_var (or the saved rstd).
+fn given(sid: u32) -> vec4<f32> {
+    let mean = input_mean[params.base_mean + sid];
+    var rstd = input_var[params.base_var + sid];
+    if (!SAVED) {
+        rstd = inverseSqrt(rstd + params.epsilon);
+    }
     // Deviations at RESCALE where x - mean could overflow.
     var k = 1.0;
-    if (abs(mean) > 0x1p100f) {
+    if (abs(mean) > 0x1p100f || rstd < 0x1p-100f) {
         k = RESCALE;
     }
     return vec4<f32>(mean, 0.0, rstd / k, k);
+}
+
+// A forward's statistics, written out unscaled: mean and rstd per set.
+@compute @workgroup_size(WG)
+fn save_stats(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let sid = lane_index(wid, groups, lid);
+    if (sid >= params.a * (params.c / params.cg)) {
+        return;
+    }
+    let st = stats[sid];
+    saved_mean[params.base_saved_mean + sid] = (st.x * st.w + st.y) / st.w;
+    saved_rstd[params.base_saved_rstd + sid] = st.z * st.w;
 }
 
 fn stat_of(f: u32) -> u32 {

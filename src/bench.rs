@@ -221,7 +221,8 @@ const fn grouped_op(
 
 /// Times a grouped op on `shape` against a copy of the bytes it must move
 /// (x read and y written; x and dy read and dx written for a backward), as
-/// [`bench_norm`] does.
+/// [`bench_norm`] does: a backward with the statistics a forward saved, and
+/// every parameter gradient.
 pub fn bench_grouped(
     ctx: &Context,
     op: Grouped,
@@ -247,12 +248,27 @@ pub fn bench_grouped(
     let (mean, var) = (param(6, 0.0)?, param(7, 1.0)?);
     let (rmean, rvar) = (param(8, 0.0)?, param(9, 1.0)?);
     let groups = (1..=c.min(32)).rev().find(|g| c % g == 0).unwrap_or(1);
+    // The statistics a forward saves and a backward reads, as for the row
+    // normalisations: one per (n, group), per (n, channel) or per channel.
+    let sets = match op {
+        Grouped::GroupNorm => shape[0] * groups,
+        Grouped::InstanceNorm => shape[0] * c,
+        _ => c,
+    };
+    let (mean_out, rstd_out) = (
+        GpuTensor::zeros(ctx, &[sets])?,
+        GpuTensor::zeros(ctx, &[sets])?,
+    );
     let fwd = ChannelNormIo::new(&x, &out)
         .with_scale(&scale)
         .with_bias(&bias);
     let grads = ChannelNormGradIo::new(&x, &dy, &out)
         .with_params(Some(&scale), Some(&bias))
         .with_grads(Some(&dscale), Some(&dbias));
+    let grads = match op {
+        Grouped::LpNorm | Grouped::BatchNorm => grads,
+        _ => grads.with_stats(&mean_out, &rstd_out),
+    };
     let bn = BatchNorm {
         training: op == Grouped::BatchNormTraining,
         ..BatchNorm::new()
@@ -266,6 +282,15 @@ pub fn bench_grouped(
         input_var: Some(&var),
     };
     let (gn, inn, lpn) = (GroupNorm::new(groups), InstanceNorm::new(), LpNorm::new());
+    if backward && op != Grouped::LpNorm {
+        // The statistics the backward reads, saved by a forward.
+        let saving = fwd.with_stats(&mean_out, &rstd_out);
+        match op {
+            Grouped::GroupNorm => gn.forward_into(ctx, &saving)?,
+            Grouped::InstanceNorm => inn.forward_into(ctx, &saving)?,
+            _ => bn.forward_into(ctx, &bn_io.with_saved(&mean_out, &rstd_out))?,
+        }
+    }
     let mut pass = |encoder: &mut wgpu::CommandEncoder, ticks: &mut Ticks| match (op, backward) {
         (Grouped::GroupNorm, false) => gn.encode_ticked(ctx, encoder, &fwd, ticks),
         (Grouped::GroupNorm, true) => gn.encode_backward_ticked(ctx, encoder, &grads, ticks),

@@ -82,6 +82,8 @@ pub struct GroupedVariant {
     pub const_stats: bool,
     /// Cells of 4 values (the plan's `vec4`).
     pub vec4: bool,
+    /// The given statistics are a forward's saved (mean, rstd).
+    pub saved: bool,
 }
 
 /// The override constants of a grouped pipeline.
@@ -97,6 +99,7 @@ pub fn grouped_constants(variant: GroupedVariant) -> Vec<(&'static str, f64)> {
         ("RUNNING", flag(variant.running)),
         ("CONST_STATS", flag(variant.const_stats)),
         ("VEC4", flag(variant.vec4)),
+        ("SAVED", flag(variant.saved)),
     ]
 }
 

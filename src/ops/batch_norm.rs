@@ -7,7 +7,7 @@
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::kernels::cache::GroupedVariant;
-use crate::ops::group_norm::{check_grad_io, grad_tensors};
+use crate::ops::group_norm::{check_grad_io, check_stats, grad_tensors};
 use crate::ops::grouped::{GroupedCall, GroupedTensors, encode_grouped};
 use crate::ops::grouped_op::{
     ChannelNormGradIo, GroupedNorm, channel_dims, check_channels, check_epsilon, check_shape,
@@ -98,6 +98,12 @@ pub struct BatchNormIo<'a> {
     pub running_mean: Option<&'a GpuTensor>,
     /// Training: the updated running variance (written).
     pub running_var: Option<&'a GpuTensor>,
+    /// Training: the batch mean per channel (written, `[C]`, f32), for the
+    /// backward (as PyTorch's `save_mean`).
+    pub saved_mean: Option<&'a GpuTensor>,
+    /// Training: the batch's 1/sqrt(var + ε) per channel (written), for
+    /// the backward (PyTorch's `save_invstd`).
+    pub saved_inv_std_dev: Option<&'a GpuTensor>,
 }
 
 impl<'a> BatchNormIo<'a> {
@@ -117,7 +123,16 @@ impl<'a> BatchNormIo<'a> {
             input_var,
             running_mean: None,
             running_var: None,
+            saved_mean: None,
+            saved_inv_std_dev: None,
         }
+    }
+
+    /// Writing the batch statistics for the backward (training).
+    pub fn with_saved(mut self, mean: &'a GpuTensor, inv_std_dev: &'a GpuTensor) -> Self {
+        self.saved_mean = Some(mean);
+        self.saved_inv_std_dev = Some(inv_std_dev);
+        self
     }
 
     /// With a per-channel scale and bias.
@@ -139,8 +154,10 @@ impl<'a> BatchNormIo<'a> {
     }
 }
 
-/// The tensors of a BatchNorm backward: the channel-norm gradients, and in
-/// inference mode the statistics the forward used.
+/// The tensors of a BatchNorm backward: the channel-norm gradients (in
+/// training mode with the batch statistics the forward saved, where given:
+/// `grads.mean` and `grads.inv_std_dev`), and in inference mode the
+/// statistics the forward used.
 #[derive(Clone, Copy, Debug)]
 pub struct BatchNormGradIo<'a> {
     /// x, dy, dx, the parameters and their gradients.
@@ -244,6 +261,19 @@ impl GroupedNorm for BatchNorm {
             c,
         )?;
         self.stats(Some(io.input_mean), Some(io.input_var), c)?;
+        let saved = [
+            ("saved_mean", io.saved_mean),
+            ("saved_inv_std_dev", io.saved_inv_std_dev),
+        ];
+        check_stats(&saved, &view)?;
+        if !self.training && io.saved_mean.is_some() {
+            return Err(Error::InvalidParameter {
+                op: Self::NAME,
+                what: "saved statistics",
+                value: "given in inference mode".to_string(),
+                expected: "training mode (inference uses input_mean and input_var)".to_string(),
+            });
+        }
         let running = self.training && (io.running_mean.is_some() || io.running_var.is_some());
         if running && (io.running_mean.is_none() || io.running_var.is_none()) {
             return Err(Error::MissingTensor {
@@ -274,6 +304,8 @@ impl GroupedNorm for BatchNorm {
                 input_var: Some(io.input_var),
                 running_mean: io.running_mean.filter(|_| running),
                 running_var: io.running_var.filter(|_| running),
+                saved_mean: io.saved_mean,
+                saved_rstd: io.saved_inv_std_dev,
                 ..GroupedTensors::new(io.x, io.y)
             },
         };
@@ -289,10 +321,24 @@ impl GroupedNorm for BatchNorm {
     ) -> Result<()> {
         let (view, c) = self.view(io.grads.x.shape())?;
         check_grad_io(&io.grads, c)?;
-        // Training recomputes the batch statistics; the inputs are unused.
+        // Training takes the saved batch statistics, or recomputes them;
+        // inference takes input_mean and input_var.
+        let g = &io.grads;
+        check_stats(&[("Mean", g.mean), ("InvStdDev", g.inv_std_dev)], &view)?;
         let stats = match self.training {
-            true => None,
-            false => self.stats(io.input_mean, io.input_var, c)?,
+            true => g.mean.zip(g.inv_std_dev),
+            false => {
+                if g.mean.is_some() {
+                    return Err(Error::InvalidParameter {
+                        op: Self::NAME,
+                        what: "saved statistics",
+                        value: "given in inference mode".to_string(),
+                        expected: "training mode (inference uses input_mean and input_var)"
+                            .to_string(),
+                    });
+                }
+                self.stats(io.input_mean, io.input_var, c)?
+            }
         };
         let call = GroupedCall {
             op: Self::NAME,
@@ -302,6 +348,7 @@ impl GroupedNorm for BatchNorm {
                 scale: io.grads.scale.is_some(),
                 bias: io.grads.bias.is_some(),
                 const_stats: !self.training,
+                saved: self.training && stats.is_some(),
                 ..Default::default()
             },
             epsilon: self.epsilon,

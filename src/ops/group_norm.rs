@@ -11,6 +11,7 @@ use crate::ops::grouped_op::{
     check_epsilon, check_shape,
 };
 use crate::plan::GroupedView;
+use crate::tensor::GpuTensor;
 use crate::ticks::Ticks;
 
 /// GroupNorm (ONNX GroupNormalization-21, PyTorch `F.group_norm`): x
@@ -105,6 +106,7 @@ impl GroupNorm {
         let (view, c) = self.view(op, io.x.shape())?;
         check_shape("Y", io.y, io.x.shape())?;
         check_channels(&[("Scale", io.scale), ("B", io.bias)], c)?;
+        check_stats(&[("Mean", io.mean), ("InvStdDev", io.inv_std_dev)], &view)?;
         Ok(GroupedCall {
             op,
             backward: false,
@@ -121,6 +123,8 @@ impl GroupNorm {
             tensors: GroupedTensors {
                 scale: io.scale,
                 bias: io.bias,
+                saved_mean: io.mean,
+                saved_rstd: io.inv_std_dev,
                 ..GroupedTensors::new(io.x, io.y)
             },
         })
@@ -133,6 +137,7 @@ impl GroupNorm {
     ) -> Result<GroupedCall<'a>> {
         let (view, c) = self.view(op, io.x.shape())?;
         check_grad_io(io, c)?;
+        check_stats(&[("Mean", io.mean), ("InvStdDev", io.inv_std_dev)], &view)?;
         Ok(GroupedCall {
             op,
             backward: true,
@@ -141,6 +146,7 @@ impl GroupNorm {
                 scale: io.scale.is_some(),
                 bias: io.bias.is_some(),
                 silu: self.activation == Activation::Silu,
+                saved: io.mean.is_some(),
                 ..Default::default()
             },
             epsilon: self.epsilon,
@@ -166,9 +172,37 @@ pub(crate) fn check_grad_io(io: &ChannelNormGradIo<'_>, channels: usize) -> Resu
     )
 }
 
-/// A channel normalisation's backward tensors by role.
+/// Checks saved statistics: both or neither, f32, one per statistic set
+/// (shaped [N, G]; [C] for BatchNorm).
+pub(crate) fn check_stats(
+    stats: &[(&'static str, Option<&GpuTensor>); 2],
+    view: &GroupedView,
+) -> Result<()> {
+    let [(a, ta), (b, tb)] = *stats;
+    if ta.is_some() != tb.is_some() {
+        let (given, missing) = if ta.is_some() { (a, b) } else { (b, a) };
+        return Err(Error::IncompleteStats { given, missing });
+    }
+    let sets = view.stat_sets() as usize;
+    let shape: Vec<usize> = match view.a {
+        1 => vec![sets],
+        n => vec![n as usize, sets / n as usize],
+    };
+    for (what, t) in [(a, ta), (b, tb)] {
+        if let Some(t) = t {
+            crate::ops::validate::check_len(what, t, sets, &shape)?;
+            crate::ops::validate::check_dtype(what, t, crate::shape::DType::F32)?;
+        }
+    }
+    Ok(())
+}
+
+/// A channel normalisation's backward tensors by role (saved statistics
+/// in the given-statistics slots).
 pub(crate) fn grad_tensors<'a>(io: &ChannelNormGradIo<'a>) -> GroupedTensors<'a> {
     GroupedTensors {
+        input_mean: io.mean,
+        input_var: io.inv_std_dev,
         dy: Some(io.dy),
         scale: io.scale,
         bias: io.bias,

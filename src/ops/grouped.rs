@@ -36,6 +36,9 @@ pub(crate) struct GroupedTensors<'a> {
     pub(crate) running_var: Option<&'a GpuTensor>,
     pub(crate) dscale: Option<&'a GpuTensor>,
     pub(crate) dbias: Option<&'a GpuTensor>,
+    /// Forward: the statistics written out (mean, rstd per statistic set).
+    pub(crate) saved_mean: Option<&'a GpuTensor>,
+    pub(crate) saved_rstd: Option<&'a GpuTensor>,
 }
 
 impl<'a> GroupedTensors<'a> {
@@ -53,6 +56,8 @@ impl<'a> GroupedTensors<'a> {
             running_var: None,
             dscale: None,
             dbias: None,
+            saved_mean: None,
+            saved_rstd: None,
         }
     }
 
@@ -71,13 +76,15 @@ impl<'a> GroupedTensors<'a> {
             12 => self.running_var,
             13 => self.dscale,
             14 => self.dbias,
+            19 => self.saved_mean,
+            20 => self.saved_rstd,
             _ => None,
         }?;
         Some((SLOT_NAMES[slot as usize], t))
     }
 }
 
-const SLOT_NAMES: [&str; 15] = [
+const SLOT_NAMES: [&str; 21] = [
     "X",
     "dY",
     "Scale",
@@ -93,6 +100,12 @@ const SLOT_NAMES: [&str; 15] = [
     "running_var",
     "dScale",
     "dB",
+    "params",
+    "X",
+    "dY",
+    "output",
+    "Mean",
+    "InvStdDev",
 ];
 
 /// One call of a grouped op.
@@ -125,9 +138,9 @@ struct Params {
     epsilon: f32,
     momentum: f32,
     unbiased: u32,
-    /// Element offsets inside the bindings of slots 0-5 and 10-14.
-    bases: [u32; 11],
-    pad: u32,
+    /// Element offsets inside the bindings of slots 0-5, 10-14, 19 and 20.
+    bases: [u32; 13],
+    pad: [u32; 3],
 }
 
 /// Where slot `s` keeps its base in `Params::bases`.
@@ -144,6 +157,8 @@ fn base_index(slot: u32) -> Option<usize> {
         5 => Some(8),
         11 => Some(9),
         12 => Some(10),
+        19 => Some(11),
+        20 => Some(12),
         _ => None,
     }
 }
@@ -157,13 +172,13 @@ struct GroupedKey {
     epsilon: u32,
     momentum: u32,
     unbiased: bool,
-    tensors: [crate::ops::record::TensorId; 11],
+    tensors: [crate::ops::record::TensorId; 13],
 }
 
 /// The steps of a call, in order.
 fn steps(call: &GroupedCall<'_>, v: GroupedVariant, plan: &GroupedPlan) -> Vec<GroupedEntry> {
     use GroupedEntry::*;
-    let stats = match v.const_stats {
+    let stats = match v.const_stats || v.saved {
         true => vec![GivenStats],
         false => vec![StatPartials, StatCombine],
     };
@@ -177,7 +192,11 @@ fn steps(call: &GroupedCall<'_>, v: GroupedVariant, plan: &GroupedPlan) -> Vec<G
         (true, true) => vec![StatPartials, StatCombine, grad_apply],
         // BatchNorm inference: the coefficients read the statistics given.
         (false, false) if v.const_stats => vec![Coefficients, apply],
-        (false, false) => [stats, vec![Coefficients, apply]].concat(),
+        (false, false) => {
+            let save = call.tensors.saved_mean.is_some() || call.tensors.saved_rstd.is_some();
+            let save = save.then_some(SaveStats);
+            [stats, save.into_iter().collect(), vec![Coefficients, apply]].concat()
+        }
         (false, true) => {
             let mut s = [stats, vec![GradPartials, GradCombine, GradSets]].concat();
             if call.tensors.dscale.is_some() || call.tensors.dbias.is_some() {
@@ -194,8 +213,11 @@ fn lanes(plan: &GroupedPlan, entry: GroupedEntry) -> u64 {
     let v = plan.view;
     match entry {
         GroupedEntry::StatPartials => v.stat_sets() * plan.stat_pieces,
-        GroupedEntry::StatCombine | GroupedEntry::GradSets => v.stat_sets(),
-        GroupedEntry::GivenStats | GroupedEntry::GradParams => v.c,
+        GroupedEntry::StatCombine
+        | GroupedEntry::GradSets
+        | GroupedEntry::GivenStats
+        | GroupedEntry::SaveStats => v.stat_sets(),
+        GroupedEntry::GradParams => v.c,
         GroupedEntry::Coefficients | GroupedEntry::GradCombine => v.fine_sets(),
         GroupedEntry::GradPartials => v.fine_sets() * plan.fine_pieces,
         GroupedEntry::Apply
@@ -219,13 +241,27 @@ fn check(ctx: &Context, call: &GroupedCall<'_>) -> Result<GroupedPlan> {
             check_dtype(what, tensor, dtype)?;
         }
     }
-    for slot in [4, 5, 11, 12] {
+    for slot in [4, 5, 11, 12, 19, 20] {
         if let Some((what, tensor)) = t.at(slot) {
             check_dtype(what, tensor, DType::F32)?;
         }
     }
+    if t.saved_mean.is_some() != t.saved_rstd.is_some() {
+        return Err(Error::IncompleteStats {
+            given: if t.saved_mean.is_some() {
+                "Mean"
+            } else {
+                "InvStdDev"
+            },
+            missing: if t.saved_mean.is_some() {
+                "InvStdDev"
+            } else {
+                "Mean"
+            },
+        });
+    }
     let inputs: Vec<_> = [0, 1, 2, 3, 4, 5].map(|s| t.at(s)).to_vec();
-    let outputs: Vec<_> = [10, 11, 12, 13, 14].map(|s| t.at(s)).to_vec();
+    let outputs: Vec<_> = [10, 11, 12, 13, 14, 19, 20].map(|s| t.at(s)).to_vec();
     check_aliasing(ctx, &inputs, &outputs)?;
     // Cells of 4 need x, dy and the output to start on a whole vec4.
     let align = ctx.limits().min_storage_buffer_offset_alignment as u64;
@@ -273,6 +309,8 @@ pub(crate) fn encode_grouped(
         t.running_var,
         t.dscale,
         t.dbias,
+        t.saved_mean,
+        t.saved_rstd,
     ]);
     let key = GroupedKey {
         op: call.op,
@@ -351,7 +389,7 @@ fn build(
         ..Params::default()
     };
     let mut windows = Vec::new();
-    for slot in 0..15u32 {
+    for slot in (0..15u32).chain([19, 20]) {
         if let Some((what, tensor)) = t.at(slot) {
             let w = plan::binding_window_of(
                 tensor.offset(),
@@ -429,7 +467,9 @@ fn build(
                 16 => vec4(0, 0),
                 17 => vec4(1, 1),
                 18 => vec4(10, 10),
-                s => ctx.pipelines().dummy(s).as_entire_binding(),
+                // Slots past the cache's dummies (19, 20) are only bound
+                // where given (both or neither: `check`).
+                s => ctx.pipelines().dummy(s % 16).as_entire_binding(),
             }
         };
         let dispatches = steps
@@ -486,14 +526,14 @@ mod tests {
 
     #[test]
     fn params_match_the_wgsl_block() {
-        // 24 scalars: the WGSL struct's size, a multiple of 16.
-        assert_eq!(std::mem::size_of::<Params>(), 96);
+        // 28 scalars: the WGSL struct's size, a multiple of 16.
+        assert_eq!(std::mem::size_of::<Params>(), 112);
         let mut seen = std::collections::BTreeSet::new();
-        for slot in 0..16 {
+        for slot in 0..21 {
             if let Some(i) = base_index(slot) {
                 assert!(seen.insert(i), "two slots share base {i}");
             }
         }
-        assert_eq!(seen.len(), 11);
+        assert_eq!(seen.len(), 13);
     }
 }

@@ -123,8 +123,11 @@ pub enum Activation {
 }
 
 /// The tensors of a GroupNorm or InstanceNorm forward: x `[N, C, *spatial]`
-/// (or channels-last `[N, *spatial, C]`), y like x, and the optional
-/// per-channel scale and bias (`[C]`; 1 and 0 where absent).
+/// (or channels-last `[N, *spatial, C]`), y like x, the optional
+/// per-channel scale and bias (`[C]`; 1 and 0 where absent), and the
+/// optional statistics written out (`[N, G]`, f32: mean and 1/sqrt(var + ε)
+/// per sample and group, as PyTorch's `native_group_norm` saves them for its
+/// backward).
 #[derive(Clone, Copy, Debug)]
 pub struct ChannelNormIo<'a> {
     /// Input.
@@ -135,6 +138,10 @@ pub struct ChannelNormIo<'a> {
     pub scale: Option<&'a GpuTensor>,
     /// Per-channel bias.
     pub bias: Option<&'a GpuTensor>,
+    /// Written: the mean per (n, group).
+    pub mean: Option<&'a GpuTensor>,
+    /// Written: 1/sqrt(var + ε) per (n, group).
+    pub inv_std_dev: Option<&'a GpuTensor>,
 }
 
 impl<'a> ChannelNormIo<'a> {
@@ -145,7 +152,16 @@ impl<'a> ChannelNormIo<'a> {
             y,
             scale: None,
             bias: None,
+            mean: None,
+            inv_std_dev: None,
         }
+    }
+
+    /// Writing the statistics (both: `[N, G]`, f32).
+    pub fn with_stats(mut self, mean: &'a GpuTensor, inv_std_dev: &'a GpuTensor) -> Self {
+        self.mean = Some(mean);
+        self.inv_std_dev = Some(inv_std_dev);
+        self
     }
 
     /// With a per-channel scale.
@@ -163,7 +179,9 @@ impl<'a> ChannelNormIo<'a> {
 
 /// The tensors of a channel normalisation's backward (GroupNorm,
 /// InstanceNorm, BatchNorm): x and dy in, dx out (like x), the forward's
-/// scale and bias, and the parameter gradients where wanted (`[C]`).
+/// scale and bias, the parameter gradients where wanted (`[C]`), and the
+/// statistics the forward saved, where given (else they are recomputed from
+/// x: one more pass over it).
 #[derive(Clone, Copy, Debug)]
 pub struct ChannelNormGradIo<'a> {
     /// The forward's input.
@@ -180,6 +198,10 @@ pub struct ChannelNormGradIo<'a> {
     pub dscale: Option<&'a GpuTensor>,
     /// Gradient with respect to the bias (written), `[C]`.
     pub dbias: Option<&'a GpuTensor>,
+    /// The forward's saved mean per statistic set (with `inv_std_dev`).
+    pub mean: Option<&'a GpuTensor>,
+    /// The forward's saved 1/sqrt(var + ε) per statistic set.
+    pub inv_std_dev: Option<&'a GpuTensor>,
 }
 
 impl<'a> ChannelNormGradIo<'a> {
@@ -193,7 +215,16 @@ impl<'a> ChannelNormGradIo<'a> {
             bias: None,
             dscale: None,
             dbias: None,
+            mean: None,
+            inv_std_dev: None,
         }
+    }
+
+    /// With the statistics the forward saved (both, f32).
+    pub fn with_stats(mut self, mean: &'a GpuTensor, inv_std_dev: &'a GpuTensor) -> Self {
+        self.mean = Some(mean);
+        self.inv_std_dev = Some(inv_std_dev);
+        self
     }
 
     /// With the forward's scale and bias.

@@ -7,7 +7,8 @@
 //! | --- | --- | --- |
 //! | `stat_partials` | statistic sets × pieces | ≤ [`PIECE_VALUES`]-ish values of its set, strided by the piece count |
 //! | `stat_combine` | statistic sets | merges its pieces in order |
-//! | `given_stats` | channels | BatchNorm inference's (mean, rstd) |
+//! | `given_stats` | statistic sets | (mean, rstd) from BatchNorm's inputs or a forward's saved ones |
+//! | `save_stats` | statistic sets | writes the forward's mean and rstd |
 //! | `coefficients` | fine sets | y = dev(x) · α + β' (pivot, k, α, β') |
 //! | `apply`, `grad_apply` (`4`: cells of 4) | `APPLY_GROUPS` × `GROUPED_LANES` at most | every value (cell) in a grid stride |
 //! | `apply_runs`, `grad_apply_runs` | a workgroup per run of D values | the run's cells, one coefficient load |
@@ -43,6 +44,8 @@ pub enum GroupedEntry {
     Apply4,
     /// dx, a cell of 4 values per step.
     GradApply4,
+    /// The statistics written out (mean, rstd).
+    SaveStats,
     /// y, a workgroup per run of D values.
     ApplyRuns,
     /// dx, a workgroup per run of D values.
@@ -65,6 +68,7 @@ impl GroupedEntry {
             GroupedEntry::GradApply => "grad_apply",
             GroupedEntry::Apply4 => "apply4",
             GroupedEntry::GradApply4 => "grad_apply4",
+            GroupedEntry::SaveStats => "save_stats",
             GroupedEntry::ApplyRuns => "apply_runs",
             GroupedEntry::GradApplyRuns => "grad_apply_runs",
         }
@@ -73,12 +77,14 @@ impl GroupedEntry {
     /// The bindings it uses (the module's slots: 0 x, 1 dy, 2 scale, 3 bias,
     /// 4 input_mean, 5 input_var, 6 partials, 7 stats, 8 coef, 9 fine,
     /// 10 out, 11 running_mean, 12 running_var, 13 dscale, 14 dbias,
-    /// 15 params, 16 x4, 17 dy4, 18 out4: the vec4 views).
+    /// 15 params, 16 x4, 17 dy4, 18 out4: the vec4 views; 19 saved mean,
+    /// 20 saved rstd).
     pub fn bindings(self) -> &'static [u32] {
         match self {
             GroupedEntry::StatPartials => &[0, 1, 6, 15, 16, 17],
             GroupedEntry::StatCombine => &[0, 4, 5, 6, 7, 8, 11, 12, 15],
             GroupedEntry::GivenStats => &[4, 5, 7, 15],
+            GroupedEntry::SaveStats => &[7, 15, 19, 20],
             GroupedEntry::Coefficients => &[2, 3, 4, 5, 7, 8, 15],
             GroupedEntry::Apply => &[0, 8, 10, 15],
             GroupedEntry::GradPartials => &[0, 1, 2, 3, 6, 7, 15, 16, 17],

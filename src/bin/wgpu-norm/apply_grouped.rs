@@ -107,10 +107,26 @@ fn check_flags(a: &Args, op: GroupedOp) -> CliResult {
         ("--residual", a.residual.is_some()),
         ("--residual-bias", a.residual_bias.is_some()),
         ("--sum-output", a.sum_output.is_some()),
+    ] {
+        refuse(&name, flag, given, row_only)?;
+    }
+    // The statistics: written by a forward, read by a backward.
+    let stats = match op.kind {
+        Kind::Group | Kind::Instance => "",
+        Kind::Batch if a.training_mode => "",
+        Kind::Batch => "inference takes --input-mean and --input-var",
+        Kind::Lp => "LpNorm has no mean or variance",
+    };
+    for (flag, given) in [
         ("--mean", a.mean.is_some()),
         ("--inv-std-dev", a.inv_std_dev.is_some()),
     ] {
-        refuse(&name, flag, given, row_only)?;
+        refuse(&name, flag, given && !stats.is_empty(), stats)?;
+    }
+    if a.mean.is_some() != a.inv_std_dev.is_some() {
+        return Err(CliError::Input(format!(
+            "--op {name}: --mean and --inv-std-dev go together"
+        )));
     }
     refuse(
         &name,
@@ -225,6 +241,8 @@ pub fn main(a: &Args, op: GroupedOp) -> CliResult {
             ("--output", &a.output),
             ("--running-mean", &a.running_mean),
             ("--running-var", &a.running_var),
+            ("--mean", &a.mean),
+            ("--inv-std-dev", &a.inv_std_dev),
         ],
     };
     let mut ids = Vec::new();
@@ -260,6 +278,19 @@ pub fn main(a: &Args, op: GroupedOp) -> CliResult {
     let mean = load(&a.input_mean, "input_mean", &per_channel)?;
     let var = load(&a.input_var, "input_var", &per_channel)?;
     let grad = load(&a.grad, "grad", &x.shape)?;
+    // One statistic per (n, group): [N, G]; [C] for BatchNorm.
+    let stats_shape = match (op.kind, c) {
+        (Kind::Group, Some(c)) => vec![x.shape[0], a.num_groups.unwrap_or(1).min(c)],
+        (Kind::Instance, Some(c)) => vec![x.shape[0], c],
+        (_, c) => vec![c.unwrap_or(0)],
+    };
+    let (saved_mean, saved_rstd) = match op.backward {
+        true => (
+            load(&a.mean, "mean", &stats_shape)?,
+            load(&a.inv_std_dev, "inv-std-dev", &stats_shape)?,
+        ),
+        false => (None, None),
+    };
 
     let ctx = open(a.backend.as_deref())?;
     let up = |arr: &Option<Array>, dtype| -> CliResult<Option<GpuTensor>> {
@@ -271,6 +302,7 @@ pub fn main(a: &Args, op: GroupedOp) -> CliResult {
     let xg = GpuTensor::from_slice_as(&ctx, &x.data, &x.shape, dtype)?;
     let (scale, bias) = (up(&scale, dtype)?, up(&bias, dtype)?);
     let (mean, var) = (up(&mean, DType::F32)?, up(&var, DType::F32)?);
+    let saved_in = (up(&saved_mean, DType::F32)?, up(&saved_rstd, DType::F32)?);
     let zeros = |shape: &[usize], dtype| GpuTensor::zeros_as(&ctx, shape, dtype);
     let out = zeros(&x.shape, dtype)?;
     let wanted =
@@ -283,19 +315,46 @@ pub fn main(a: &Args, op: GroupedOp) -> CliResult {
         ),
     };
     let dy = up(&grad, dtype)?;
+    // The statistics: the forward's outputs, or the backward's inputs.
+    let (saved_out_mean, saved_out_rstd) = match op.backward {
+        false => (
+            a.mean
+                .as_ref()
+                .map(|_| zeros(&stats_shape, DType::F32))
+                .transpose()?,
+            a.inv_std_dev
+                .as_ref()
+                .map(|_| zeros(&stats_shape, DType::F32))
+                .transpose()?,
+        ),
+        true => (None, None),
+    };
+    let stats = match op.backward {
+        true => [&saved_in.0, &saved_in.1],
+        false => [&saved_out_mean, &saved_out_rstd],
+    };
     run(
         &ctx,
         a,
         op,
-        &xg,
-        &out,
-        [&scale, &bias, &mean, &var],
-        [&second, &third],
-        dy.as_ref(),
+        Tensors {
+            x: &xg,
+            out: &out,
+            params: [&scale, &bias, &mean, &var],
+            extra: [&second, &third],
+            stats,
+            dy: dy.as_ref(),
+        },
     )?;
 
     // Everything is read back before the first file is written.
-    let results = [Some(&out), second.as_ref(), third.as_ref()];
+    let results = [
+        Some(&out),
+        second.as_ref(),
+        third.as_ref(),
+        saved_out_mean.as_ref(),
+        saved_out_rstd.as_ref(),
+    ];
     let mut host = Vec::new();
     for t in results.iter().flatten() {
         host.push((t.shape().to_vec(), t.read(&ctx)?, t.dtype()));
@@ -310,30 +369,37 @@ pub fn main(a: &Args, op: GroupedOp) -> CliResult {
     files.commit()
 }
 
-/// Runs the op on the tensors: `params` are scale, bias, input_mean and
+/// The tensors of a run: `params` are scale, bias, input_mean and
 /// input_var; `extra` the running statistics (forward) or dScale and dB
+/// (backward); `stats` the mean and rstd written (forward) or read
 /// (backward).
-#[allow(clippy::too_many_arguments)]
-fn run(
-    ctx: &Context,
-    a: &Args,
-    op: GroupedOp,
-    x: &GpuTensor,
-    out: &GpuTensor,
-    params: [&Option<GpuTensor>; 4],
-    extra: [&Option<GpuTensor>; 2],
-    dy: Option<&GpuTensor>,
-) -> wgpu_norm::Result<()> {
-    let [scale, bias, mean, var] = params.map(Option::as_ref);
-    let [second, third] = extra.map(Option::as_ref);
+struct Tensors<'a> {
+    x: &'a GpuTensor,
+    out: &'a GpuTensor,
+    params: [&'a Option<GpuTensor>; 4],
+    extra: [&'a Option<GpuTensor>; 2],
+    stats: [&'a Option<GpuTensor>; 2],
+    dy: Option<&'a GpuTensor>,
+}
+
+/// Runs the op on the tensors.
+fn run(ctx: &Context, a: &Args, op: GroupedOp, t: Tensors<'_>) -> wgpu_norm::Result<()> {
+    let (x, out, dy) = (t.x, t.out, t.dy);
+    let [scale, bias, mean, var] = t.params.map(Option::as_ref);
+    let [second, third] = t.extra.map(Option::as_ref);
+    let [saved_mean, saved_rstd] = t.stats.map(Option::as_ref);
     let fwd = ChannelNormIo {
         x,
         y: out,
         scale,
         bias,
+        mean: saved_mean,
+        inv_std_dev: saved_rstd,
     };
-    let grads = |dy| {
-        ChannelNormGradIo::new(x, dy, out)
+    let grads = |dy| ChannelNormGradIo {
+        mean: saved_mean,
+        inv_std_dev: saved_rstd,
+        ..ChannelNormGradIo::new(x, dy, out)
             .with_params(scale, bias)
             .with_grads(second, third)
     };
@@ -393,6 +459,8 @@ fn run(
                     input_var: var.ok_or(missing("input_var"))?,
                     running_mean: second,
                     running_var: third,
+                    saved_mean,
+                    saved_inv_std_dev: saved_rstd,
                 },
             )
         }

@@ -64,12 +64,18 @@ pub fn zeros(ctx: &Context, shape: &[usize], dtype: DType) -> GpuTensor {
 
 /// Asserts `got` matches `want` within `tol` of want's scale (NaN where
 /// want is NaN), naming `what`; returns the error relative to the scale.
-pub fn assert_close(what: &str, got: &[f32], want: &[f64], tol: f64) -> f64 {
+pub fn assert_close<G: Copy + Into<f64>>(what: &str, got: &[G], want: &[f64], tol: f64) -> f64 {
     assert_close_to(what, got, want, tol, 1.0)
 }
 
 /// [`assert_close`] with the scale at least `floor`.
-pub fn assert_close_to(what: &str, got: &[f32], want: &[f64], tol: f64, floor: f64) -> f64 {
+pub fn assert_close_to<G: Copy + Into<f64>>(
+    what: &str,
+    got: &[G],
+    want: &[f64],
+    tol: f64,
+    floor: f64,
+) -> f64 {
     assert_eq!(got.len(), want.len(), "{what}: length");
     let scale = want
         .iter()
@@ -77,11 +83,12 @@ pub fn assert_close_to(what: &str, got: &[f32], want: &[f64], tol: f64, floor: f
         .fold(floor, |m, w| m.max(w.abs()));
     let mut worst = (0.0f64, 0usize);
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let g: f64 = g.into();
         if w.is_nan() {
             assert!(g.is_nan(), "{what}[{i}]: got {g}, want NaN");
             continue;
         }
-        let e = (g as f64 - w).abs() / scale;
+        let e = (g - w).abs() / scale;
         assert!(
             e <= tol,
             "{what}[{i}]: got {g}, want {w} (error {e:.3e} of scale {scale:.3e} > {tol:.1e})"
