@@ -247,7 +247,12 @@ fn run_grouped(
         Op::LpNorm => LpNorm::new().forward_into(ctx, &LpNormIo { x, y: &out })?,
         _ => LpNorm::new().backward_into(ctx, &LpNormGradIo { x, dy, dx: &out })?,
     }
-    let what = format!("{} groups, deterministic grouped kernels", g.groups);
+    let what = match op {
+        Op::GroupNorm | Op::GroupNormBackward => format!("{} groups", g.groups),
+        Op::InstanceNorm | Op::InstanceNormBackward => "a group per channel".to_string(),
+        Op::BatchNorm | Op::BatchNormBackward => "training mode".to_string(),
+        _ => "p 2, last axis".to_string(),
+    };
     Ok((out, what))
 }
 

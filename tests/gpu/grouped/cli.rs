@@ -151,6 +151,46 @@ fn apply_runs_every_grouped_op_and_its_backward_as_onnx_defines_it() {
         );
     }
 
+    // GroupNorm's statistics written by the forward, read by the backward.
+    let mut a = common("group-norm");
+    a.extend(args(&[
+        "--num-groups",
+        "3",
+        "--output",
+        &d.s("y.npy"),
+        "--mean",
+        &d.s("m3.npy"),
+        "--inv-std-dev",
+        &d.s("r3.npy"),
+    ]));
+    ok(&wgpu_norm(&a));
+    let want = group_norm_f64(&xf, n, c, h * w, 3, sp, bp, 1e-5, false, false);
+    let (m_shape, m) = read(&d.p("m3.npy"));
+    assert_eq!(m_shape, [2, 3]);
+    assert_close("cli group-norm mean", &m, &want.mean, tol);
+    let mut a = common("group-norm-backward");
+    a.extend(args(&[
+        "--num-groups",
+        "3",
+        "--mean",
+        &d.s("m3.npy"),
+        "--inv-std-dev",
+        &d.s("r3.npy"),
+        "--grad",
+        &d.s("dy.npy"),
+        "--grad-input",
+        &d.s("dx.npy"),
+    ]));
+    ok(&wgpu_norm(&a));
+    let g = group_norm_backward_f64(&xf, &dyf, n, c, h * w, 3, sp, bp, 1e-5, false, false);
+    assert_close_to(
+        "cli group-norm dx (saved)",
+        &read(&d.p("dx.npy")).1,
+        &g.dx,
+        4.0 * tol,
+        10.0,
+    );
+
     // BatchNorm in training mode with PyTorch's running variance.
     let (mean, var) = (data(65, c, 0.5, 0.2, DType::F32), vec![1.5f32; c]);
     write(&d.p("m.npy"), &[c], &mean);
@@ -342,4 +382,21 @@ fn apply_refuses_flags_that_do_not_fit_a_grouped_op() {
         );
         assert!(!d.p("y.npy").exists(), "{flags:?} wrote an output");
     }
+}
+
+#[test]
+fn check_compares_the_grouped_ops_with_the_reference_on_the_adapters() {
+    for op in ["group-norm-backward", "batch-norm", "lp-norm-backward"] {
+        let out = wgpu_norm(&args(&["check", "--op", op, "--shape", "2x8x5x3"]));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{op}: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains(op) && text.contains(" ok "), "{op}: {text}");
+        assert!(!text.contains("FAILED"), "{op}: {text}");
+    }
+    let out = wgpu_norm(&args(&["check", "--op", "lp-norm", "--num-groups", "2"]));
+    assert_eq!(out.status.code(), Some(2));
 }

@@ -14,6 +14,7 @@
 mod batch_norm;
 mod cli;
 mod group_norm;
+mod hostile;
 mod instance_norm;
 mod lp_norm;
 
