@@ -1,8 +1,8 @@
 // A plain copy of `n` f32 values: the floor every op is measured against (it
 // reads each value once and writes it once, as a perfect normalisation would).
 // The variants (src/plan/specs.rs, CopyKernel) differ in how many lanes walk
-// the array and how many vec4s a lane copies per trip; the bench takes the
-// fastest on each adapter.
+// the array, how many vec4s a lane copies per trip, and whether 8-lane teams
+// copy contiguous stretches; the bench takes the fastest on each adapter.
 //
 // Lanes walk the array in a grid stride of vec4s: lane i copies vec4s i,
 // i + lanes, i + 2 lanes, … (UNROLL of them per trip). With as many lanes as
@@ -13,6 +13,10 @@
 
 override WG: u32 = 256u;
 override UNROLL: u32 = 1u;
+// Each 8 adjacent lanes copy one contiguous stretch, a vec4 each per trip
+// (lavapipe runs a workgroup 8 lanes at a time, each to its end: the 8 then
+// stream memory in order, where a grid stride has them leap).
+override STRETCH: bool = false;
 
 struct Params {
     n: u32,        // values to copy in this dispatch
@@ -33,7 +37,16 @@ fn copy(
     let lane = (wid.y * groups.x + wid.x) * WG + lid;
     let n4 = params.n / 4u;
     let stride = params.lanes;
-    for (var i = lane; i < n4; i += stride * UNROLL) {
+    if (STRETCH) {
+        let teams = stride / 8u;
+        let len = (n4 + teams - 1u) / teams;
+        let start = (lane / 8u) * len;
+        let end = min(start + len, n4);
+        for (var i = start + lane % 8u; i < end; i += 8u) {
+            dst4[i] = src4[i];
+        }
+    }
+    for (var i = lane; i < n4 && !STRETCH; i += stride * UNROLL) {
         dst4[i] = src4[i];
         if (UNROLL >= 2u && i + stride < n4) {
             dst4[i + stride] = src4[i + stride];

@@ -13,9 +13,9 @@
 // GL a barrier costs more than the arithmetic), and every reduction has a
 // fixed order, so results are bit-identical run to run:
 //   stat_partials   one lane per (statistic set, piece): Welford moments, or
-//                   the Lp sums at a power-of-two scale, of the
-//                   values j = piece, piece + PIECES, … of its set (adjacent
-//                   lanes read adjacent values);
+//                   the Lp sums at a power-of-two scale, of its piece of the
+//                   set (8 adjacent lanes interleave over one stretch:
+//                   `piece_range`);
 //   stat_combine    one lane per statistic set: merges its pieces in order;
 //                   writes (mean, rstd, scale) [and BatchNorm's running
 //                   statistics], or LpNorm's coefficients;
@@ -174,7 +174,31 @@ struct Walk {
 }
 
 fn walk(sid: u32, cs: u32, ds: u32, first: u32, step: u32) -> Walk {
-    let total = params.b * ds;
+    return walk_to(sid, cs, ds, first, step, params.b * ds);
+}
+
+// Piece p of `pieces` of a set of `total` items: (first, step, end). With
+// 8 pieces or more (a multiple of 8), each 8 adjacent lanes take one
+// contiguous stretch of the set, interleaved (lavapipe runs a workgroup 8
+// lanes at a time, each to its end: the 8 then stream memory in order);
+// fewer pieces interleave over the whole set.
+fn piece_range(p: u32, pieces: u32, total: u32) -> vec3<u32> {
+    if (pieces < 8u) {
+        return vec3<u32>(p, pieces, total);
+    }
+    let teams = pieces / 8u;
+    let len = (total + teams - 1u) / teams;
+    let start = (p / 8u) * len;
+    return vec3<u32>(start + p % 8u, 8u, min(start + len, total));
+}
+
+// The walk of piece p of set `sid` of the view [A, B, cs, ds].
+fn piece_walk(sid: u32, cs: u32, ds: u32, p: u32, pieces: u32) -> Walk {
+    let r = piece_range(p, pieces, params.b * ds);
+    return walk_to(sid, cs, ds, r.x, r.y, r.z);
+}
+
+fn walk_to(sid: u32, cs: u32, ds: u32, first: u32, step: u32, total: u32) -> Walk {
     var w: Walk;
     let base = ((sid / cs) * params.b * cs + sid % cs) * ds;
     w.jump = cs * ds;
@@ -278,6 +302,27 @@ fn chan_merge(a: vec3<f32>, b: vec3<f32>) -> vec3<f32> {
     return vec3<f32>(n, a.y + delta * wb, a.z + b.z + delta * delta * a.x * wb);
 }
 
+// v * 2^e for e <= 0, on the exponent bits (0 below f32's normal range; v
+// where it is 0, Inf or NaN): a product by a power of two that cannot
+// underflow halfway (`v * r * r` may be computed as `v * (r * r)`).
+fn times_pow2(v: f32, e: i32) -> f32 {
+    let bits = bitcast<u32>(v);
+    let ex = i32((bits >> 23u) & 0xffu);
+    if (ex == 0 || ex == 255) {
+        return v;
+    }
+    let ne = ex + e;
+    if (ne <= 0) {
+        return 0.0;
+    }
+    return bitcast<f32>((bits & 0x807fffffu) | (u32(ne) << 23u));
+}
+
+// The exponent of a power of two.
+fn log2_pow2(k: f32) -> i32 {
+    return i32((bitcast<u32>(k) >> 23u) & 0xffu) - 127;
+}
+
 // M2 * RESCALE^2 on the exponent bits (a product folds to 0 on some compilers).
 fn times_rescale_squared(m2: f32) -> f32 {
     let bits = bitcast<u32>(m2);
@@ -300,7 +345,7 @@ fn stat_partials(
         return;
     }
     let run = select(params.cg * params.d, params.cg * params.d / 4u, VEC4);
-    let w0 = walk(t / pieces, params.c / params.cg, run, t % pieces, pieces);
+    let w0 = piece_walk(t / pieces, params.c / params.cg, run, t % pieces, pieces);
     if (MODE == 0u) {
         let p = pivot(t / pieces);
         var m = moments(w0, p, 1.0);
@@ -361,6 +406,36 @@ fn lp_sums(w0: Walk, k: f32) -> vec3<f32> {
     return sums;
 }
 
+// Chan's merge, in order, of the moments of `pieces` pieces from `first`,
+// each brought to scale k (1 or RESCALE) first.
+fn merge_pieces(first: u32, pieces: u32, k: f32) -> vec3<f32> {
+    var m = vec3<f32>(0.0);
+    for (var p = 0u; p < pieces; p++) {
+        let piece = partials[first + p];
+        var b = piece.xyz;
+        if (piece.w > k) {
+            b = vec3<f32>(b.x, b.y * RESCALE, times_rescale_squared(b.z));
+        }
+        m = chan_merge(m, b);
+    }
+    return m;
+}
+
+// The Lp sums (sum of |x kk|^p, sum of dy x kk) of `pieces` pieces from
+// `first`, each brought to scale kk (at most its own).
+fn lp_merge(first: u32, pieces: u32, kk: f32) -> vec2<f32> {
+    var sums = vec2<f32>(0.0);
+    for (var p = 0u; p < pieces; p++) {
+        let piece = partials[first + p];
+        if (is_nan(piece.x) || piece.x != 0.0) {
+            // (kk / k)^p and kk / k, powers of two, on the exponent bits.
+            let e = log2_pow2(kk) - log2_pow2(piece.z);
+            sums += vec2<f32>(times_pow2(piece.x, i32(P_NORM) * e), times_pow2(piece.y, e));
+        }
+    }
+    return sums;
+}
+
 @compute @workgroup_size(WG)
 fn stat_combine(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -375,19 +450,17 @@ fn stat_combine(
     let pieces = params.stat_pieces;
     let first = sid * pieces;
     if (MODE == 0u) {
-        var m = vec3<f32>(0.0);
+        // The pieces at one scale: the smallest any piece took, or RESCALE
+        // where merging them at 1 overflows (pieces that each fit can sum
+        // past f32).
         var k = 1.0;
         for (var p = 0u; p < pieces; p++) {
-            let piece = partials[first + p];
-            var b = piece.xyz;
-            if (piece.w < k) {
-                // Bring what was merged so far to RESCALE.
-                k = piece.w;
-                m = vec3<f32>(m.x, m.y * RESCALE, times_rescale_squared(m.z));
-            } else if (piece.w > k) {
-                b = vec3<f32>(b.x, b.y * RESCALE, times_rescale_squared(b.z));
-            }
-            m = chan_merge(m, b);
+            k = min(k, partials[first + p].w);
+        }
+        var m = merge_pieces(first, pieces, k);
+        if (k == 1.0 && (!finite(m.y) || !finite(m.z))) {
+            k = RESCALE;
+            m = merge_pieces(first, pieces, k);
         }
         var var_s = max(m.z / m.x, 0.0);
         var rstd = inverseSqrt(var_s + params.epsilon * k * k);
@@ -424,16 +497,15 @@ fn stat_combine(
             kk = piece.z;
         }
     }
-    var sp = 0.0;
-    var q = 0.0;
-    for (var p = 0u; p < pieces; p++) {
-        let piece = partials[first + p];
-        if (is_nan(piece.x) || piece.x != 0.0) {
-            let r = kk / piece.z;
-            sp += piece.x * pow_p(r);
-            q += piece.y * r;
-        }
+    var sums = lp_merge(first, pieces, kk);
+    let overflowed = (!finite(sums.x) && !is_nan(sums.x)) || (!finite(sums.y) && !is_nan(sums.y));
+    if (kk == 1.0 && overflowed) {
+        // Pieces that each fit summed past f32: all at 2^-96 instead.
+        kk = RESCALE;
+        sums = lp_merge(first, pieces, kk);
     }
+    let sp = sums.x;
+    var q = sums.y;
     // norm = root / kk; y = (x kk) / root.
     var root = sp;
     if (P_NORM == 2u) {
@@ -659,7 +731,7 @@ fn grad_partials(
     let beta = bias_of(c);
     var sums = vec2<f32>(0.0);
     if (VEC4) {
-        var w4 = walk(f, params.c, params.d / 4u, t % pieces, pieces);
+        var w4 = piece_walk(f, params.c, params.d / 4u, t % pieces, pieces);
         let bx = params.base_x / 4u;
         let bdy = params.base_dy / 4u;
         while (w4.left > 0u) {
@@ -671,7 +743,7 @@ fn grad_partials(
         partials[t] = vec4<f32>(sums, 0.0, 0.0);
         return;
     }
-    var w = walk(f, params.c, params.d, t % pieces, pieces);
+    var w = piece_walk(f, params.c, params.d, t % pieces, pieces);
     while (w.left > 0u) {
         let xh = (dev(load(w.at), st.x, st.w) - st.y) * st.z;
         let dz = dz_of(load_dy(w.at), xh * gamma + beta);
@@ -798,11 +870,17 @@ fn apply4(
 ) {
     let lane = lane_index(wid, groups, lid);
     let stride = params.lanes;
-    var t = fine_of(4u * lane, 4u * stride);
     let n4 = params.n / 4u;
     let bx = params.base_x / 4u;
     let bo = params.base_out / 4u;
-    for (var i = lane; i < n4; i += stride) {
+    // Each 8 adjacent lanes take one contiguous stretch of cells (lavapipe
+    // runs a workgroup 8 lanes at a time, each to its end).
+    let teams = stride / 8u;
+    let len = (n4 + teams - 1u) / teams;
+    let first = (lane / 8u) * len + lane % 8u;
+    let end = min((lane / 8u) * len + len, n4);
+    var t = fine_of(4u * first, 32u);
+    for (var i = first; i < end; i += 8u) {
         let k = coef[t.part1 + t.q2];
         var y = (vec4<f32>(x4[bx + i]) * k.y - k.x * k.y) * k.z + k.w;
         if (SILU) {
@@ -822,12 +900,16 @@ fn grad_apply4(
 ) {
     let lane = lane_index(wid, groups, lid);
     let stride = params.lanes;
-    var t = fine_of(4u * lane, 4u * stride);
     let n4 = params.n / 4u;
     let bx = params.base_x / 4u;
     let bdy = params.base_dy / 4u;
     let bo = params.base_out / 4u;
-    for (var i = lane; i < n4; i += stride) {
+    let teams = stride / 8u;
+    let len = (n4 + teams - 1u) / teams;
+    let first = (lane / 8u) * len + lane % 8u;
+    let end = min((lane / 8u) * len + len, n4);
+    var t = fine_of(4u * first, 32u);
+    for (var i = first; i < end; i += 8u) {
         let f = t.part1 + t.q2;
         let v = vec4<f32>(x4[bx + i]);
         let g = vec4<f32>(dy4[bdy + i]);
@@ -868,7 +950,12 @@ fn apply_runs(
     let cells = params.d / 4u;
     let bx = params.base_x / 4u + r * cells;
     let bo = params.base_out / 4u + r * cells;
-    for (var i = lid; i < cells; i += WG) {
+    // Each 8 adjacent lanes stream one contiguous stretch of the run
+    // (lavapipe runs a workgroup 8 lanes at a time, each to its end).
+    let stretch = (cells + WG / 8u - 1u) / (WG / 8u);
+    let start = (lid / 8u) * stretch;
+    let end = min(start + stretch, cells);
+    for (var i = start + lid % 8u; i < end; i += 8u) {
         var y = (vec4<f32>(x4[bx + i]) * k.y - k.x * k.y) * k.z + k.w;
         if (SILU) {
             y = y / (1.0 + exp(-y));
@@ -893,9 +980,12 @@ fn grad_apply_runs(
     let bx = params.base_x / 4u + r * cells;
     let bdy = params.base_dy / 4u + r * cells;
     let bo = params.base_out / 4u + r * cells;
+    let stretch = (cells + WG / 8u - 1u) / (WG / 8u);
+    let start = (lid / 8u) * stretch;
+    let end = min(start + stretch, cells);
     if (MODE == 1u) {
         let k = coef[f];
-        for (var i = lid; i < cells; i += WG) {
+        for (var i = start + lid % 8u; i < end; i += 8u) {
             let v = vec4<f32>(x4[bx + i]);
             var u = sign(v);
             if (P_NORM == 2u) {
@@ -907,7 +997,7 @@ fn grad_apply_runs(
     }
     let a = coef[2u * f];
     let b = coef[2u * f + 1u];
-    for (var i = lid; i < cells; i += WG) {
+    for (var i = start + lid % 8u; i < end; i += 8u) {
         let dv = vec4<f32>(x4[bx + i]) * a.y - a.x * a.y;
         let dz = dz_of4(vec4<f32>(dy4[bdy + i]), dv * a.z + a.w);
         out4[bo + i] = vec4<elem>(b.x * dz + b.y * dv + b.z);

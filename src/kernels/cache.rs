@@ -116,8 +116,8 @@ pub fn grouped_binding_type(binding: u32) -> wgpu::BufferBindingType {
 enum PipelineKey {
     Forward(LayerNormPlan, LayerNormVariant, Entry),
     Backward(BackwardPlan, BackwardVariant, Entry),
-    /// The copy, by its unroll factor.
-    Copy(u32),
+    /// The copy, by its unroll factor and whether it copies stretches.
+    Copy(u32, bool),
     Grouped(GroupedEntry, GroupedVariant),
 }
 
@@ -187,6 +187,7 @@ pub fn copy_constants(kernel: CopyKernel) -> Vec<(&'static str, f64)> {
     vec![
         ("WG", COPY_LANES as f64),
         ("UNROLL", kernel.unroll() as f64),
+        ("STRETCH", flag(kernel.stretch())),
     ]
 }
 
@@ -333,7 +334,7 @@ impl PipelineCache {
 
     /// The pipeline of a copy kernel (`shaders/copy.wgsl`), with wgpu's own layout.
     pub fn copy(&self, gpu: &Gpu, kernel: CopyKernel) -> Result<wgpu::ComputePipeline> {
-        let key = PipelineKey::Copy(kernel.unroll());
+        let key = PipelineKey::Copy(kernel.unroll(), kernel.stretch());
         if let Some(p) = self.lock_pipelines().get(&key) {
             return Ok(p.clone());
         }

@@ -104,9 +104,10 @@ pub const GROUPED_LANES: u32 = 64;
 /// Items (values, or cells of 4 with `vec4`) one `stat_partials` or
 /// `grad_partials` lane takes, about: sets are cut into
 /// ⌈items / PIECE_VALUES⌉ pieces (at most [`MAX_PIECES`]).
-pub const PIECE_VALUES: u64 = 16;
+pub const PIECE_VALUES: u64 = 128;
 
-/// The most pieces a set is cut into: the combine lane loops over them.
+/// The most pieces a set is cut into: the combine lane loops over them
+/// (up to three times).
 pub const MAX_PIECES: u64 = 20_000;
 
 /// Items (values or cells) each lane of the grid-stride entries takes at
@@ -171,7 +172,13 @@ impl GroupedView {
 
 /// The pieces a set of `count` values is cut into.
 pub fn grouped_pieces(count: u64) -> u64 {
-    count.div_ceil(PIECE_VALUES).clamp(1, MAX_PIECES)
+    // A multiple of 8 where there are several: lavapipe runs a
+    // workgroup 8 lanes at a time, each to its end, and 8 adjacent lanes of
+    // one set then stream one contiguous stretch of it.
+    match count.div_ceil(PIECE_VALUES) {
+        0 | 1 => 1,
+        p => p.next_multiple_of(8).min(MAX_PIECES),
+    }
 }
 
 /// Everything the grouped kernels' grids depend on.

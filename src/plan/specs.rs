@@ -642,11 +642,18 @@ pub enum CopyKernel {
     },
     /// One vec4 per invocation.
     PerVec4,
+    /// `groups` workgroups; each 8 adjacent lanes copy one contiguous
+    /// stretch, a vec4 each per trip (lavapipe runs a workgroup 8 lanes at
+    /// a time, each to its end: the 8 then stream memory in order).
+    Stretch {
+        /// Workgroups in the grid.
+        groups: u32,
+    },
 }
 
 impl CopyKernel {
     /// Every copy kernel.
-    pub const ALL: [CopyKernel; 6] = [
+    pub const ALL: [CopyKernel; 8] = [
         CopyKernel::GridStride {
             groups: 256,
             unroll: 1,
@@ -668,6 +675,8 @@ impl CopyKernel {
             unroll: 4,
         },
         CopyKernel::PerVec4,
+        CopyKernel::Stretch { groups: 256 },
+        CopyKernel::Stretch { groups: 1024 },
     ];
 
     /// `grid-stride/1024/x2`, `vec4-per-lane`, …
@@ -676,14 +685,20 @@ impl CopyKernel {
             CopyKernel::GridStride { groups, unroll: 1 } => format!("grid-stride/{groups}"),
             CopyKernel::GridStride { groups, unroll } => format!("grid-stride/{groups}/x{unroll}"),
             CopyKernel::PerVec4 => "vec4-per-lane".to_string(),
+            CopyKernel::Stretch { groups } => format!("stretch/{groups}"),
         }
+    }
+
+    /// Whether 8-lane groups copy contiguous stretches (`STRETCH`).
+    pub fn stretch(self) -> bool {
+        matches!(self, CopyKernel::Stretch { .. })
     }
 
     /// vec4s a lane copies per trip.
     pub fn unroll(self) -> u32 {
         match self {
             CopyKernel::GridStride { unroll, .. } => unroll,
-            CopyKernel::PerVec4 => 1,
+            CopyKernel::PerVec4 | CopyKernel::Stretch { .. } => 1,
         }
     }
 
@@ -691,7 +706,9 @@ impl CopyKernel {
     pub fn workgroups(self, vec4s: u64) -> u64 {
         let needed = vec4s.div_ceil(COPY_LANES as u64).max(1);
         match self {
-            CopyKernel::GridStride { groups, .. } => needed.min(groups as u64),
+            CopyKernel::GridStride { groups, .. } | CopyKernel::Stretch { groups } => {
+                needed.min(groups as u64)
+            }
             CopyKernel::PerVec4 => needed,
         }
     }

@@ -216,6 +216,14 @@ fn group_norm_keeps_nan_and_inf_in_their_group_and_survives_huge_values() {
             .collect();
         check_case(ctx, &group_norm(&case), case, Some(big));
     }
+    // Pieces whose moments each fit f32 but whose merge does not: 16
+    // pieces of 512 values of N(0, 1) * 5e17 (M2 about 1.3e38 each).
+    let pieces = Case::new(1, 2, &[4096], 1);
+    let x: Vec<f32> = data(23, 8192, 0.0, 1.0, DType::F32)
+        .iter()
+        .map(|v| v * 5e17)
+        .collect();
+    check_case(ctx, &group_norm(&pieces), pieces, Some(x));
     let mut extreme = vec![f32::MAX; 48];
     for v in extreme.iter_mut().step_by(2) {
         *v = -f32::MAX;

@@ -96,6 +96,15 @@ fn lp_norm_gives_zero_for_zero_vectors_and_keeps_nan_in_its_vector() {
 fn lp_norm_handles_magnitudes_from_1e_minus_30_to_3e38() {
     let _serial = gl_serial();
     let ctx = ctx();
+    // Pieces whose sums each fit f32 but whose total does not: 16 pieces of
+    // 512 values of N(0, 1) * 4e17 (sum of squares about 8e37 each).
+    let x: Vec<f32> = data(48, 2 * 8192, 0.0, 1.0, DType::F32)
+        .iter()
+        .map(|v| v * 4e17)
+        .collect();
+    for p in [1, 2] {
+        check(ctx, &[2, 8192], -1, p, &x, DType::F32);
+    }
     // 257 values (value by value) and 256 (cells of 4) along the last axis.
     for len in [257usize, 256] {
         for scale in [1e-30f32, 1e-20, 1e20, 1e30, 1e38] {
