@@ -1003,3 +1003,37 @@ fn grad_apply_runs(
         out4[bo + i] = vec4<elem>(b.x * dz + b.y * dv + b.z);
     }
 }
+
+// grad_combine, grad_sets and grad_params in one, where every statistic set
+// is one fine set and A is 1 (BatchNorm): one lane per channel sums its
+// pieces, writes dx's coefficients and dscale, dbias. (Absent gradients are
+// bound to small buffers whose writes nobody reads.)
+@compute @workgroup_size(WG)
+fn grad_finish(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let f = lane_index(wid, groups, lid);
+    if (f >= params.c) {
+        return;
+    }
+    let pieces = params.fine_pieces;
+    var sums = vec2<f32>(0.0);
+    for (var p = 0u; p < pieces; p++) {
+        sums += partials[f * pieces + p].xy;
+    }
+    let gamma = scale_of(f);
+    var means = sums * gamma / (f32(params.b) * f32(params.d));
+    if (CONST_STATS) {
+        means = vec2<f32>(0.0);
+    }
+    let st = stats[f];
+    let rstd = st.z * st.w;
+    let b = -rstd * means.y * st.z;
+    let c = -rstd * means.x - b * st.y;
+    coef[2u * f] = forward_coefficients(st, f);
+    coef[2u * f + 1u] = vec4<f32>(rstd * gamma, b, c, 0.0);
+    dscale[params.base_dscale + f] = elem(sums.y);
+    dbias[params.base_dbias + f] = elem(sums.x);
+}

@@ -197,6 +197,10 @@ fn steps(call: &GroupedCall<'_>, v: GroupedVariant, plan: &GroupedPlan) -> Vec<G
             let save = save.then_some(SaveStats);
             [stats, save.into_iter().collect(), vec![Coefficients, apply]].concat()
         }
+        // One lane per channel does the small steps at once (BatchNorm).
+        (false, true) if plan.view.a == 1 && plan.view.cg == 1 => {
+            [stats, vec![GradPartials, GradFinish, grad_apply]].concat()
+        }
         (false, true) => {
             let mut s = [stats, vec![GradPartials, GradCombine, GradSets]].concat();
             if call.tensors.dscale.is_some() || call.tensors.dbias.is_some() {
@@ -217,7 +221,7 @@ fn lanes(plan: &GroupedPlan, entry: GroupedEntry) -> u64 {
         | GroupedEntry::GradSets
         | GroupedEntry::GivenStats
         | GroupedEntry::SaveStats => v.stat_sets(),
-        GroupedEntry::GradParams => v.c,
+        GroupedEntry::GradParams | GroupedEntry::GradFinish => v.c,
         GroupedEntry::Coefficients | GroupedEntry::GradCombine => v.fine_sets(),
         GroupedEntry::GradPartials => v.fine_sets() * plan.fine_pieces,
         GroupedEntry::Apply

@@ -16,6 +16,7 @@
 //! | `grad_combine` | fine sets | those sums, in order |
 //! | `grad_sets` | statistic sets | dx's coefficients of its fine sets |
 //! | `grad_params` | channels | dscale, dbias over A |
+//! | `grad_finish` | channels (A = 1, a channel per set: BatchNorm) | the three above in one |
 
 /// The entry points of `grouped_norm.wgsl` (the table above).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -50,6 +51,9 @@ pub enum GroupedEntry {
     ApplyRuns,
     /// dx, a workgroup per run of D values.
     GradApplyRuns,
+    /// `GradCombine`, `GradSets` and `GradParams` in one, where A and the
+    /// channels per statistic set are 1 (BatchNorm).
+    GradFinish,
 }
 
 impl GroupedEntry {
@@ -71,6 +75,7 @@ impl GroupedEntry {
             GroupedEntry::SaveStats => "save_stats",
             GroupedEntry::ApplyRuns => "apply_runs",
             GroupedEntry::GradApplyRuns => "grad_apply_runs",
+            GroupedEntry::GradFinish => "grad_finish",
         }
     }
 
@@ -91,6 +96,7 @@ impl GroupedEntry {
             GroupedEntry::GradCombine => &[6, 9, 15],
             GroupedEntry::GradSets => &[2, 3, 7, 8, 9, 15],
             GroupedEntry::GradParams => &[9, 13, 14, 15],
+            GroupedEntry::GradFinish => &[2, 3, 6, 7, 8, 13, 14, 15],
             GroupedEntry::GradApply => &[0, 1, 8, 10, 15],
             GroupedEntry::Apply4 | GroupedEntry::ApplyRuns => &[8, 15, 16, 18],
             GroupedEntry::GradApply4 | GroupedEntry::GradApplyRuns => &[8, 15, 16, 17, 18],
