@@ -80,7 +80,7 @@ struct Params {
     base_running_var: u32,
     base_saved_mean: u32,
     base_saved_rstd: u32,
-    pad0: u32,
+    runs_per_group: u32, // apply_runs, grad_apply_runs: consecutive runs a workgroup takes
     pad1: u32,
     pad2: u32,
 }
@@ -942,25 +942,26 @@ fn apply_runs(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let r = wid.y * groups.x + wid.x;
-    if (r >= params.n / params.d) {
-        return;
-    }
-    let k = coef[(r / (params.b * params.c)) * params.c + r % params.c];
+    let g = wid.y * groups.x + wid.x;
+    let runs = params.n / params.d;
     let cells = params.d / 4u;
-    let bx = params.base_x / 4u + r * cells;
-    let bo = params.base_out / 4u + r * cells;
     // Each 8 adjacent lanes stream one contiguous stretch of the run
     // (lavapipe runs a workgroup 8 lanes at a time, each to its end).
     let stretch = (cells + WG / 8u - 1u) / (WG / 8u);
     let start = (lid / 8u) * stretch;
     let end = min(start + stretch, cells);
-    for (var i = start + lid % 8u; i < end; i += 8u) {
-        var y = (vec4<f32>(x4[bx + i]) * k.y - k.x * k.y) * k.z + k.w;
-        if (SILU) {
-            y = y / (1.0 + exp(-y));
+    let last = min(g * params.runs_per_group + params.runs_per_group, runs);
+    for (var r = g * params.runs_per_group; r < last; r++) {
+        let k = coef[(r / (params.b * params.c)) * params.c + r % params.c];
+        let bx = params.base_x / 4u + r * cells;
+        let bo = params.base_out / 4u + r * cells;
+        for (var i = start + lid % 8u; i < end; i += 8u) {
+            var y = (vec4<f32>(x4[bx + i]) * k.y - k.x * k.y) * k.z + k.w;
+            if (SILU) {
+                y = y / (1.0 + exp(-y));
+            }
+            out4[bo + i] = vec4<elem>(y);
         }
-        out4[bo + i] = vec4<elem>(y);
     }
 }
 
@@ -971,36 +972,37 @@ fn grad_apply_runs(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let r = wid.y * groups.x + wid.x;
-    if (r >= params.n / params.d) {
-        return;
-    }
-    let f = (r / (params.b * params.c)) * params.c + r % params.c;
+    let g = wid.y * groups.x + wid.x;
+    let runs = params.n / params.d;
     let cells = params.d / 4u;
-    let bx = params.base_x / 4u + r * cells;
-    let bdy = params.base_dy / 4u + r * cells;
-    let bo = params.base_out / 4u + r * cells;
     let stretch = (cells + WG / 8u - 1u) / (WG / 8u);
     let start = (lid / 8u) * stretch;
     let end = min(start + stretch, cells);
-    if (MODE == 1u) {
-        let k = coef[f];
-        for (var i = start + lid % 8u; i < end; i += 8u) {
-            let v = vec4<f32>(x4[bx + i]);
-            var u = sign(v);
-            if (P_NORM == 2u) {
-                u = v * k.x * k.y;
+    let last = min(g * params.runs_per_group + params.runs_per_group, runs);
+    for (var r = g * params.runs_per_group; r < last; r++) {
+        let f = (r / (params.b * params.c)) * params.c + r % params.c;
+        let bx = params.base_x / 4u + r * cells;
+        let bdy = params.base_dy / 4u + r * cells;
+        let bo = params.base_out / 4u + r * cells;
+        if (MODE == 1u) {
+            let k = coef[f];
+            for (var i = start + lid % 8u; i < end; i += 8u) {
+                let v = vec4<f32>(x4[bx + i]);
+                var u = sign(v);
+                if (P_NORM == 2u) {
+                    u = v * k.x * k.y;
+                }
+                out4[bo + i] = vec4<elem>((vec4<f32>(dy4[bdy + i]) - u * k.z) * k.w);
             }
-            out4[bo + i] = vec4<elem>((vec4<f32>(dy4[bdy + i]) - u * k.z) * k.w);
+        } else {
+            let a = coef[2u * f];
+            let b = coef[2u * f + 1u];
+            for (var i = start + lid % 8u; i < end; i += 8u) {
+                let dv = vec4<f32>(x4[bx + i]) * a.y - a.x * a.y;
+                let dz = dz_of4(vec4<f32>(dy4[bdy + i]), dv * a.z + a.w);
+                out4[bo + i] = vec4<elem>(b.x * dz + b.y * dv + b.z);
+            }
         }
-        return;
-    }
-    let a = coef[2u * f];
-    let b = coef[2u * f + 1u];
-    for (var i = start + lid % 8u; i < end; i += 8u) {
-        let dv = vec4<f32>(x4[bx + i]) * a.y - a.x * a.y;
-        let dz = dz_of4(vec4<f32>(dy4[bdy + i]), dv * a.z + a.w);
-        out4[bo + i] = vec4<elem>(b.x * dz + b.y * dv + b.z);
     }
 }
 

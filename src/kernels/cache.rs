@@ -84,12 +84,21 @@ pub struct GroupedVariant {
     pub vec4: bool,
     /// The given statistics are a forward's saved (mean, rstd).
     pub saved: bool,
+    /// Invocations per workgroup of `apply_runs` and `grad_apply_runs`
+    /// (the plan's `run_lanes`; 0 reads as [`GROUPED_LANES`]).
+    pub run_lanes: u32,
 }
 
-/// The override constants of a grouped pipeline.
-pub fn grouped_constants(variant: GroupedVariant) -> Vec<(&'static str, f64)> {
+/// The override constants of a grouped pipeline of `entry`.
+pub fn grouped_constants(variant: GroupedVariant, entry: GroupedEntry) -> Vec<(&'static str, f64)> {
+    let lanes = match entry {
+        GroupedEntry::ApplyRuns | GroupedEntry::GradApplyRuns if variant.run_lanes > 0 => {
+            variant.run_lanes
+        }
+        _ => GROUPED_LANES,
+    };
     vec![
-        ("WG", GROUPED_LANES as f64),
+        ("WG", lanes as f64),
         ("MODE", flag(variant.lp.is_some())),
         ("P_NORM", variant.lp.unwrap_or(2) as f64),
         ("LP_GRAD", flag(variant.lp_grad)),
@@ -371,7 +380,7 @@ impl PipelineCache {
             return Ok(p.clone());
         }
         let module = self.module(gpu, ModuleKey::Grouped(variant.dtype))?;
-        let constants = grouped_constants(variant);
+        let constants = grouped_constants(variant, entry);
         let entries: Vec<_> = entry
             .bindings()
             .iter()

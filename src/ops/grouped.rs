@@ -140,7 +140,9 @@ struct Params {
     unbiased: u32,
     /// Element offsets inside the bindings of slots 0-5, 10-14, 19 and 20.
     bases: [u32; 13],
-    pad: [u32; 3],
+    /// `apply_runs`, `grad_apply_runs`: consecutive runs a workgroup takes.
+    runs_per_group: u32,
+    pad: [u32; 2],
 }
 
 /// Where slot `s` keeps its base in `Params::bases`.
@@ -230,7 +232,7 @@ fn lanes(plan: &GroupedPlan, entry: GroupedEntry) -> u64 {
         | GroupedEntry::GradApply4 => plan.apply_lanes(),
         // A workgroup per run.
         GroupedEntry::ApplyRuns | GroupedEntry::GradApplyRuns => {
-            v.len() / v.d * crate::plan::GROUPED_LANES as u64
+            (v.len() / v.d).div_ceil(plan.runs_per_group)
         }
     }
 }
@@ -323,6 +325,7 @@ pub(crate) fn encode_grouped(
         variant: GroupedVariant {
             dtype: t.x.dtype(),
             vec4: plan.vec4,
+            run_lanes: if plan.runs { plan.run_lanes } else { 0 },
             ..call.variant
         },
         epsilon: call.epsilon.to_bits(),
@@ -390,6 +393,7 @@ fn build(
         epsilon: call.epsilon,
         momentum: call.momentum,
         unbiased: call.unbiased as u32,
+        runs_per_group: plan.runs_per_group as u32,
         ..Params::default()
     };
     let mut windows = Vec::new();
@@ -500,16 +504,21 @@ fn build(
                     })
                     .collect();
                 let items = lanes(plan, entry);
+                let workgroups = match entry {
+                    // A workgroup per runs_per_group runs.
+                    GroupedEntry::ApplyRuns | GroupedEntry::GradApplyRuns => items,
+                    _ => GroupedPlan::groups_for(items),
+                };
                 Dispatch {
                     pipeline: pipeline.clone(),
                     group,
-                    workgroups: GroupedPlan::groups_for(items),
+                    workgroups,
                     name: format!("{label} {}", entry.name()),
                     rows: format!("0..{items}"),
                     desc: DispatchDesc {
                         module: ModuleKey::Grouped(variant.dtype),
                         entry: entry.name(),
-                        constants: grouped_constants(variant),
+                        constants: grouped_constants(variant, entry),
                         bindings,
                     },
                 }

@@ -200,13 +200,26 @@ pub struct GroupedPlan {
     pub apply_groups: u64,
     /// Runs of D values are whole vec4s and the kernels read cells of 4.
     pub vec4: bool,
-    /// The runs are long enough (at least [`RUN_CELLS`] cells) for a
+    /// The runs are long enough (at least [`SHORT_RUN_CELLS`] cells) for a
     /// workgroup each: y and dx are made by `apply_runs`, `grad_apply_runs`.
     pub runs: bool,
+    /// Invocations per workgroup of the runs entries: [`GROUPED_LANES`] for
+    /// runs of [`RUN_CELLS`] cells or more, 8 for shorter ones.
+    pub run_lanes: u32,
+    /// Consecutive runs each workgroup of the runs entries takes: about
+    /// [`GROUP_CELLS`] cells' worth (a workgroup's setup is then paid
+    /// over many cells).
+    pub runs_per_group: u64,
 }
+
+/// Cells a workgroup of the runs entries takes, about.
+pub const GROUP_CELLS: u64 = 2048;
 
 /// Cells of 4 values a run of D values needs for a workgroup of its own.
 pub const RUN_CELLS: u64 = 256;
+
+/// Cells a run needs for a workgroup of 8 lanes of its own.
+pub const SHORT_RUN_CELLS: u64 = 32;
 
 impl GroupedPlan {
     /// The plan of `view`, or the longest loop a lane would run where that
@@ -222,8 +235,12 @@ impl GroupedPlan {
             .div_ceil(GROUPED_LANES as u64 * APPLY_ITEMS)
             .clamp(1, APPLY_GROUPS);
         let runs = vec4
-            && view.d / 4 >= RUN_CELLS
+            && view.d / 4 >= SHORT_RUN_CELLS
             && (view.d / 4).div_ceil(GROUPED_LANES as u64) <= MAX_LANE_LOOP;
+        let run_lanes = match view.d / 4 >= RUN_CELLS {
+            true => GROUPED_LANES,
+            false => 8,
+        };
         let plan = GroupedPlan {
             view,
             stat_pieces,
@@ -231,6 +248,8 @@ impl GroupedPlan {
             apply_groups,
             vec4,
             runs,
+            run_lanes,
+            runs_per_group: (GROUP_CELLS / (view.d / 4).max(1)).max(1),
         };
         let longest = [
             (view.stat_count() / cell).div_ceil(stat_pieces),

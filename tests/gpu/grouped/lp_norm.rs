@@ -154,4 +154,9 @@ fn lp_norm_in_f16_where_offered_and_refuses_other_p() {
         check(ctx, &[6, 130], -1, p, &x, DType::F16);
         check(ctx, &[6, 130], 0, p, &x, DType::F16);
     }
+    // Rows of 256: cells of 4 f16, a workgroup of 8 lanes per few runs.
+    let x = data(49, 5 * 256, 0.0, 1.0, DType::F16);
+    for p in [1, 2] {
+        check(ctx, &[5, 256], -1, p, &x, DType::F16);
+    }
 }
