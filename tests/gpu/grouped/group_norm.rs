@@ -249,6 +249,13 @@ fn group_norm_and_instance_norm_in_f16_where_offered() {
             ..Case::new(2, 12, &[7, 3], 4)
         };
         check_case(ctx, &group_norm(&case), case, None);
+        // Spatial 1024: cells of 4 f16, a workgroup per run.
+        let case = Case {
+            dtype: DType::F16,
+            last,
+            ..Case::new(1, 4, &[32, 32], 2)
+        };
+        check_case(ctx, &group_norm(&case), case, None);
         let case = Case {
             dtype: DType::F16,
             last,
