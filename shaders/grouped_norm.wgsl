@@ -186,10 +186,8 @@ fn piece_range(p: u32, pieces: u32, total: u32) -> vec3<u32> {
     if (pieces < 8u) {
         return vec3<u32>(p, pieces, total);
     }
-    let teams = pieces / 8u;
-    let len = (total + teams - 1u) / teams;
-    let start = (p / 8u) * len;
-    return vec3<u32>(start + p % 8u, 8u, min(start + len, total));
+    let r = stretch_of(p, pieces, total);
+    return vec3<u32>(r.x, 8u, r.y);
 }
 
 // The walk of piece p of set `sid` of the view [A, B, cs, ds].
@@ -861,6 +859,16 @@ fn grad_apply(
     }
 }
 
+// The stretch of cells [first, end) (stepping by 8) lane `lane` of `lanes`
+// takes of `n4` cells: each 8 adjacent lanes take one contiguous stretch,
+// interleaved (lavapipe runs a workgroup 8 lanes at a time, each to its
+// end: the 8 then stream memory in order).
+fn stretch_of(lane: u32, lanes: u32, n4: u32) -> vec2<u32> {
+    let len = (n4 + lanes / 8u - 1u) / (lanes / 8u);
+    let start = (lane / 8u) * len;
+    return vec2<u32>(start + lane % 8u, min(start + len, n4));
+}
+
 // apply over cells of 4 values (VEC4): one coefficient load per cell.
 @compute @workgroup_size(WG)
 fn apply4(
@@ -870,17 +878,11 @@ fn apply4(
 ) {
     let lane = lane_index(wid, groups, lid);
     let stride = params.lanes;
-    let n4 = params.n / 4u;
     let bx = params.base_x / 4u;
     let bo = params.base_out / 4u;
-    // Each 8 adjacent lanes take one contiguous stretch of cells (lavapipe
-    // runs a workgroup 8 lanes at a time, each to its end).
-    let teams = stride / 8u;
-    let len = (n4 + teams - 1u) / teams;
-    let first = (lane / 8u) * len + lane % 8u;
-    let end = min((lane / 8u) * len + len, n4);
-    var t = fine_of(4u * first, 32u);
-    for (var i = first; i < end; i += 8u) {
+    let r = stretch_of(lane, stride, params.n / 4u);
+    var t = fine_of(4u * r.x, 32u);
+    for (var i = r.x; i < r.y; i += 8u) {
         let k = coef[t.part1 + t.q2];
         var y = (vec4<f32>(x4[bx + i]) * k.y - k.x * k.y) * k.z + k.w;
         if (SILU) {
@@ -900,16 +902,12 @@ fn grad_apply4(
 ) {
     let lane = lane_index(wid, groups, lid);
     let stride = params.lanes;
-    let n4 = params.n / 4u;
     let bx = params.base_x / 4u;
     let bdy = params.base_dy / 4u;
     let bo = params.base_out / 4u;
-    let teams = stride / 8u;
-    let len = (n4 + teams - 1u) / teams;
-    let first = (lane / 8u) * len + lane % 8u;
-    let end = min((lane / 8u) * len + len, n4);
-    var t = fine_of(4u * first, 32u);
-    for (var i = first; i < end; i += 8u) {
+    let r = stretch_of(lane, stride, params.n / 4u);
+    var t = fine_of(4u * r.x, 32u);
+    for (var i = r.x; i < r.y; i += 8u) {
         let f = t.part1 + t.q2;
         let v = vec4<f32>(x4[bx + i]);
         let g = vec4<f32>(dy4[bdy + i]);
@@ -945,17 +943,13 @@ fn apply_runs(
     let g = wid.y * groups.x + wid.x;
     let runs = params.n / params.d;
     let cells = params.d / 4u;
-    // Each 8 adjacent lanes stream one contiguous stretch of the run
-    // (lavapipe runs a workgroup 8 lanes at a time, each to its end).
-    let stretch = (cells + WG / 8u - 1u) / (WG / 8u);
-    let start = (lid / 8u) * stretch;
-    let end = min(start + stretch, cells);
+    let st = stretch_of(lid, WG, cells);
     let last = min(g * params.runs_per_group + params.runs_per_group, runs);
     for (var r = g * params.runs_per_group; r < last; r++) {
         let k = coef[(r / (params.b * params.c)) * params.c + r % params.c];
         let bx = params.base_x / 4u + r * cells;
         let bo = params.base_out / 4u + r * cells;
-        for (var i = start + lid % 8u; i < end; i += 8u) {
+        for (var i = st.x; i < st.y; i += 8u) {
             var y = (vec4<f32>(x4[bx + i]) * k.y - k.x * k.y) * k.z + k.w;
             if (SILU) {
                 y = y / (1.0 + exp(-y));
@@ -975,9 +969,7 @@ fn grad_apply_runs(
     let g = wid.y * groups.x + wid.x;
     let runs = params.n / params.d;
     let cells = params.d / 4u;
-    let stretch = (cells + WG / 8u - 1u) / (WG / 8u);
-    let start = (lid / 8u) * stretch;
-    let end = min(start + stretch, cells);
+    let st = stretch_of(lid, WG, cells);
     let last = min(g * params.runs_per_group + params.runs_per_group, runs);
     for (var r = g * params.runs_per_group; r < last; r++) {
         let f = (r / (params.b * params.c)) * params.c + r % params.c;
@@ -986,7 +978,7 @@ fn grad_apply_runs(
         let bo = params.base_out / 4u + r * cells;
         if (MODE == 1u) {
             let k = coef[f];
-            for (var i = start + lid % 8u; i < end; i += 8u) {
+            for (var i = st.x; i < st.y; i += 8u) {
                 let v = vec4<f32>(x4[bx + i]);
                 var u = sign(v);
                 if (P_NORM == 2u) {
@@ -997,7 +989,7 @@ fn grad_apply_runs(
         } else {
             let a = coef[2u * f];
             let b = coef[2u * f + 1u];
-            for (var i = start + lid % 8u; i < end; i += 8u) {
+            for (var i = st.x; i < st.y; i += 8u) {
                 let dv = vec4<f32>(x4[bx + i]) * a.y - a.x * a.y;
                 let dz = dz_of4(vec4<f32>(dy4[bdy + i]), dv * a.z + a.w);
                 out4[bo + i] = vec4<elem>(b.x * dz + b.y * dv + b.z);
