@@ -2,7 +2,9 @@
 # One prepared run on a real GPU, for the minutes one is lent: build, the GPU
 # tests, `check`, the copy floor, `bench --all-kernels --repeat 3 --json`
 # (every kernel on every shape) and the autotuner's picks (`bench --tune-file`,
-# which tunes and keeps the winners), everything under one folder (8 files).
+# which tunes and keeps the winners) and the grouped ops (GroupNorm,
+# InstanceNorm, BatchNorm, LpNorm: `bench --ops …` on their own shapes),
+# everything under one folder (9 files).
 # Meant to finish in under 8 minutes on a GPU.
 #
 #   scripts/gpu-run.sh [FOLDER]          (default: $OUT/gpu-run if OUT is set, else ./gpu-run)
@@ -49,6 +51,13 @@ echo "bench exit $?" >> "$dir/run.log"
 stage "bench, autotuned"
 timeout 120 "$bin" bench --tune-file "$dir/tuned.json" --repeat 3 --iters 20 --json "${shapes[@]}" \
   > "$dir/bench-tuned.json" 2>> "$dir/run.log"
+echo "bench exit $?" >> "$dir/run.log"
+
+stage "bench, grouped ops"
+grouped=group-norm,group-norm-backward,instance-norm,instance-norm-backward,batch-norm
+grouped=$grouped,batch-norm-training,batch-norm-backward,lp-norm,lp-norm-backward
+timeout 90 "$bin" bench --ops "$grouped" --repeat 3 --iters 20 --json "${shapes[@]}" \
+  > "$dir/bench-grouped.json" 2>> "$dir/run.log"
 echo "bench exit $?" >> "$dir/run.log"
 
 stage "done"
