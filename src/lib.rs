@@ -48,6 +48,24 @@
 //! # Ok::<(), wgpu_norm::Error>(())
 //! ```
 //!
+//! The rest of the family — [`GroupNorm`] (with a fused SiLU, channels first
+//! or last), [`InstanceNorm`], [`BatchNorm`] (inference and training) and
+//! [`LpNorm`] — implements [`GroupedNorm`], with ONNX's semantics and
+//! deterministic backwards:
+//!
+//! ```
+//! use wgpu_norm::{Context, GpuTensor, GroupedNorm, LpNorm, LpNormIo, reference};
+//!
+//! let ctx = Context::new()?;
+//! let x = [3.0f32, 4.0, 0.0, 0.0, 1.0, -1.0];
+//! let xg = GpuTensor::from_slice(&ctx, &x, &[3, 2])?;
+//! let yg = GpuTensor::zeros(&ctx, &[3, 2])?;
+//! LpNorm::new().forward_into(&ctx, &LpNormIo { x: &xg, y: &yg })?; // zero vector → 0
+//! let want = reference::lp_norm_f64(&x.map(f64::from), &[3, 2], 1, 2);
+//! assert!(reference::max_abs_error(&yg.read(&ctx)?, &want) < 1e-6);
+//! # Ok::<(), wgpu_norm::Error>(())
+//! ```
+//!
 //! [`Ticks`] times every compute pass with GPU timestamps (the library's and
 //! your own), and reports per-label statistics and Chrome traces;
 //! [`bench_norm`] measures an op against a copy of the bytes it must move.
@@ -67,7 +85,8 @@
 //!   ← bind_cache  what a call built, kept for the next call with the same tensors
 //!   ← context   Gpu + pipelines + bind cache + tuned table + autotuner hook
 //!   ← tensor, ticks
-//!   ← ops       NormOp; each op: validate → choose → build (on a cache miss) → record
+//!   ← ops       NormOp; each op: validate → choose → build (on a cache miss) → record;
+//!               GroupedNorm: each op maps its shape onto one engine (ops::grouped)
 //!   ← autotune  fills the tuned table (explicitly, or through the context's hook)
 //!     export    an op's recording as plain data (JSON), planned for another
 //!               device (a browser's WebGPU) on wgpu's noop backend
@@ -77,7 +96,8 @@
 //!
 //! - The kernels are `shaders/*.wgsl`; [`plan::specs`] lists every variant
 //!   (files, entry points, needs, longest row, rows per workgroup, override
-//!   constants), and [`plan::LADDER`] picks among them.
+//!   constants), and [`plan::LADDER`] picks among them. The grouped ops'
+//!   entry points are indexed in [`plan::grouped`].
 //! - Every buffer has one binding per dispatch where it is written, and no
 //!   pipeline binds more than WebGPU's default 8 storage buffers: the
 //!   pipelines' views of x, y and the statistics are chosen per call for that.

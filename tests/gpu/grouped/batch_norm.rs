@@ -269,3 +269,42 @@ fn batch_norm_refuses_what_onnx_does_not_define() {
         .unwrap_err();
     assert!(e.to_string().contains("momentum"), "{e}");
 }
+
+#[test]
+fn batch_norm_keeps_nan_and_inf_in_their_channel() {
+    let _serial = gl_serial();
+    let ctx = ctx();
+    let (n, c, s) = (3usize, 4usize, 5usize);
+    let mut x = data(37, n * c * s, 0.0, 1.0, DType::F32);
+    x[(c + 1) * s + 2] = f32::NAN; // n 1, channel 1
+    x[(2 * c + 3) * s] = f32::INFINITY; // n 2, channel 3
+    let f = DType::F32;
+    let (tx, ty) = (upload(ctx, &x, &[n, c, s], f), zeros(ctx, &[n, c, s], f));
+    let (m, v) = (zeros(ctx, &[c], f), upload(ctx, &[1.0; 4], &[c], f));
+    BatchNorm::training()
+        .forward_into(ctx, &BatchNormIo::new(&tx, &ty, &m, &v))
+        .unwrap();
+    let y = ty.read(ctx).unwrap();
+    let want = batch_norm_training_f64(
+        &f64s(&x),
+        n,
+        c,
+        s,
+        None,
+        None,
+        1e-5,
+        0.9,
+        &[0.0; 4],
+        &[1.0; 4],
+        false,
+    );
+    assert_close("batch_norm NaN/Inf y", &y, &want.y, F32_TOL);
+    for (i, v) in y.iter().enumerate() {
+        let channel = (i / s) % c;
+        assert_eq!(
+            v.is_nan(),
+            channel == 1 || channel == 3,
+            "y[{i}] = {v} (channel {channel})"
+        );
+    }
+}
