@@ -611,10 +611,6 @@ fn forward_coefficients(st: vec4<f32>, c: u32) -> vec4<f32> {
     return vec4<f32>(st.x, st.w, alpha, bias_of(c) - st.y * alpha);
 }
 
-fn silu(z: f32) -> f32 {
-    return z / (1.0 + exp(-z));
-}
-
 // Which fine set element e is in, tracked across a grid stride without a
 // division per element: f = (e / (B C D)) * C + (e / D) % C. The sizes are
 // copied into the struct: loops then read no uniform.
@@ -680,29 +676,59 @@ fn apply(
     let lane = lane_index(wid, groups, lid);
     let stride = params.lanes;
     var t = fine_of(lane, stride);
-    let n = params.n;
-    let bx = params.base_x;
-    let bo = params.base_out;
-    for (var e = lane; e < n; e += stride) {
-        let k = coef[t.part1 + t.q2];
-        var y = dev(f32(x[bx + e]), k.x, k.y) * k.z + k.w;
-        if (SILU) {
-            y = silu(y);
-        }
-        out[bo + e] = elem(y);
+    for (var e = lane; e < params.n; e += stride) {
+        let y = y_of4(vec4<f32>(load(e)), coef[t.part1 + t.q2]);
+        out[params.base_out + e] = elem(y.x);
         next_fine(&t);
     }
 }
 
-// dz: dy through SiLU, at z = x̂ * scale + bias.
-fn dz_of(g: f32, z: f32) -> f32 {
+// y of a cell from its fine set's coefficients (pivot, k, alpha, beta'):
+// (x k - pivot k) alpha + beta' (no mean is subtracted after the
+// deviation, so its cheap form is as exact), then SiLU.
+fn y_of4(v: vec4<f32>, k: vec4<f32>) -> vec4<f32> {
+    var y = (v * k.y - k.x * k.y) * k.z + k.w;
     if (SILU) {
-        let sg = 1.0 / (1.0 + exp(-z));
-        return g * sg * (1.0 + z * (1.0 - sg));
+        y = y / (1.0 + exp(-y));
     }
-    return g;
+    return y;
 }
 
+// dx's coefficients of fine set f: LpNorm's (k, alpha, sum(dy y), 1/norm),
+// or grad_sets' two vec4s.
+struct GradCoef {
+    a: vec4<f32>,
+    b: vec4<f32>,
+}
+
+fn grad_coef(f: u32) -> GradCoef {
+    var c: GradCoef;
+    if (MODE == 1u) {
+        c.a = coef[f];
+    } else {
+        c.a = coef[2u * f];
+        c.b = coef[2u * f + 1u];
+    }
+    return c;
+}
+
+// dx of a cell. LpNorm: (dy - t sum(dy y)) / norm, t = y (p = 2) or
+// sign(x). The others: rstd scale dz + b dev + c (grad_sets), dz being dy
+// through SiLU at z = dev alpha + beta'.
+fn dx_of4(v: vec4<f32>, g: vec4<f32>, c: GradCoef) -> vec4<f32> {
+    if (MODE == 1u) {
+        var u = sign(v);
+        if (P_NORM == 2u) {
+            u = v * c.a.x * c.a.y;
+        }
+        return (g - u * c.a.z) * c.a.w;
+    }
+    let dv = v * c.a.y - c.a.x * c.a.y;
+    let dz = dz_of4(g, dv * c.a.z + c.a.w);
+    return c.b.x * dz + c.b.y * dv + c.b.z;
+}
+
+// dz: dy through SiLU, at z = x̂ * scale + bias.
 fn dz_of4(g: vec4<f32>, z: vec4<f32>) -> vec4<f32> {
     if (SILU) {
         let sg = 1.0 / (1.0 + exp(-z));
@@ -744,7 +770,7 @@ fn grad_partials(
     var w = piece_walk(f, params.c, params.d, t % pieces, pieces);
     while (w.left > 0u) {
         let xh = (dev(load(w.at), st.x, st.w) - st.y) * st.z;
-        let dz = dz_of(load_dy(w.at), xh * gamma + beta);
+        let dz = dz_of4(vec4<f32>(load_dy(w.at)), vec4<f32>(xh * gamma + beta)).x;
         sums += vec2<f32>(dz, dz * xh);
         advance(&w);
     }
@@ -835,26 +861,9 @@ fn grad_apply(
     let stride = params.lanes;
     var t = fine_of(lane, stride);
     for (var e = lane; e < params.n; e += stride) {
-        let f = t.part1 + t.q2;
-        let v = load(e);
-        let g = load_dy(e);
-        var dx: f32;
-        if (MODE == 1u) {
-            // LpNorm: dx = (dy - t * sum(dy * y)) / norm, t = y (p = 2) or sign(x).
-            let k = coef[f];
-            var u = sign(v);
-            if (P_NORM == 2u) {
-                u = v * k.x * k.y;
-            }
-            dx = (g - u * k.z) * k.w;
-        } else {
-            let a = coef[2u * f];
-            let b = coef[2u * f + 1u];
-            let dv = dev(v, a.x, a.y);
-            let dz = dz_of(g, dv * a.z + a.w);
-            dx = b.x * dz + b.y * dv + b.z;
-        }
-        out[params.base_out + e] = elem(dx);
+        let c = grad_coef(t.part1 + t.q2);
+        let dx = dx_of4(vec4<f32>(load(e)), vec4<f32>(load_dy(e)), c);
+        out[params.base_out + e] = elem(dx.x);
         next_fine(&t);
     }
 }
@@ -883,12 +892,7 @@ fn apply4(
     let r = stretch_of(lane, stride, params.n / 4u);
     var t = fine_of(4u * r.x, 32u);
     for (var i = r.x; i < r.y; i += 8u) {
-        let k = coef[t.part1 + t.q2];
-        var y = (vec4<f32>(x4[bx + i]) * k.y - k.x * k.y) * k.z + k.w;
-        if (SILU) {
-            y = y / (1.0 + exp(-y));
-        }
-        out4[bo + i] = vec4<elem>(y);
+        out4[bo + i] = vec4<elem>(y_of4(vec4<f32>(x4[bx + i]), coef[t.part1 + t.q2]));
         next_fine(&t);
     }
 }
@@ -908,53 +912,53 @@ fn grad_apply4(
     let r = stretch_of(lane, stride, params.n / 4u);
     var t = fine_of(4u * r.x, 32u);
     for (var i = r.x; i < r.y; i += 8u) {
-        let f = t.part1 + t.q2;
-        let v = vec4<f32>(x4[bx + i]);
-        let g = vec4<f32>(dy4[bdy + i]);
-        var dx: vec4<f32>;
-        if (MODE == 1u) {
-            let k = coef[f];
-            var u = sign(v);
-            if (P_NORM == 2u) {
-                u = v * k.x * k.y;
-            }
-            dx = (g - u * k.z) * k.w;
-        } else {
-            let a = coef[2u * f];
-            let b = coef[2u * f + 1u];
-            let dv = v * a.y - a.x * a.y;
-            let dz = dz_of4(g, dv * a.z + a.w);
-            dx = b.x * dz + b.y * dv + b.z;
-        }
+        let c = grad_coef(t.part1 + t.q2);
+        let dx = dx_of4(vec4<f32>(x4[bx + i]), vec4<f32>(dy4[bdy + i]), c);
         out4[bo + i] = vec4<elem>(dx);
         next_fine(&t);
     }
 }
 
-// apply over runs (the plan's `runs`: D a multiple of 4 and long): one
-// workgroup per run of D values, whose fine set — and coefficients — it
-// reads once; its lanes stride through the run's cells.
+// The runs a workgroup of the runs entries takes, [first, last), and each
+// lane's stretch of cells within a run.
+struct RunGroup {
+    first: u32,
+    last: u32,
+    cells: u32,
+    st: vec2<u32>,
+}
+
+fn run_group(wid: vec3<u32>, groups: vec3<u32>, lid: u32) -> RunGroup {
+    var rg: RunGroup;
+    let g = wid.y * groups.x + wid.x;
+    rg.first = g * params.runs_per_group;
+    rg.last = min(rg.first + params.runs_per_group, params.n / params.d);
+    rg.cells = params.d / 4u;
+    rg.st = stretch_of(lid, WG, rg.cells);
+    return rg;
+}
+
+// The fine set of run r of D values (r = (a B + b) C + c): a C + c.
+fn fine_of_run(r: u32) -> u32 {
+    return (r / (params.b * params.c)) * params.c + r % params.c;
+}
+
+// apply over runs (the plan's `runs`: D a multiple of 4, and long): a
+// workgroup takes consecutive runs of D values and reads each one's fine
+// set's coefficients once; its lanes stride through the run's cells.
 @compute @workgroup_size(WG)
 fn apply_runs(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let g = wid.y * groups.x + wid.x;
-    let runs = params.n / params.d;
-    let cells = params.d / 4u;
-    let st = stretch_of(lid, WG, cells);
-    let last = min(g * params.runs_per_group + params.runs_per_group, runs);
-    for (var r = g * params.runs_per_group; r < last; r++) {
-        let k = coef[(r / (params.b * params.c)) * params.c + r % params.c];
-        let bx = params.base_x / 4u + r * cells;
-        let bo = params.base_out / 4u + r * cells;
-        for (var i = st.x; i < st.y; i += 8u) {
-            var y = (vec4<f32>(x4[bx + i]) * k.y - k.x * k.y) * k.z + k.w;
-            if (SILU) {
-                y = y / (1.0 + exp(-y));
-            }
-            out4[bo + i] = vec4<elem>(y);
+    let rg = run_group(wid, groups, lid);
+    for (var r = rg.first; r < rg.last; r++) {
+        let k = coef[fine_of_run(r)];
+        let bx = params.base_x / 4u + r * rg.cells;
+        let bo = params.base_out / 4u + r * rg.cells;
+        for (var i = rg.st.x; i < rg.st.y; i += 8u) {
+            out4[bo + i] = vec4<elem>(y_of4(vec4<f32>(x4[bx + i]), k));
         }
     }
 }
@@ -966,34 +970,15 @@ fn grad_apply_runs(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let g = wid.y * groups.x + wid.x;
-    let runs = params.n / params.d;
-    let cells = params.d / 4u;
-    let st = stretch_of(lid, WG, cells);
-    let last = min(g * params.runs_per_group + params.runs_per_group, runs);
-    for (var r = g * params.runs_per_group; r < last; r++) {
-        let f = (r / (params.b * params.c)) * params.c + r % params.c;
-        let bx = params.base_x / 4u + r * cells;
-        let bdy = params.base_dy / 4u + r * cells;
-        let bo = params.base_out / 4u + r * cells;
-        if (MODE == 1u) {
-            let k = coef[f];
-            for (var i = st.x; i < st.y; i += 8u) {
-                let v = vec4<f32>(x4[bx + i]);
-                var u = sign(v);
-                if (P_NORM == 2u) {
-                    u = v * k.x * k.y;
-                }
-                out4[bo + i] = vec4<elem>((vec4<f32>(dy4[bdy + i]) - u * k.z) * k.w);
-            }
-        } else {
-            let a = coef[2u * f];
-            let b = coef[2u * f + 1u];
-            for (var i = st.x; i < st.y; i += 8u) {
-                let dv = vec4<f32>(x4[bx + i]) * a.y - a.x * a.y;
-                let dz = dz_of4(vec4<f32>(dy4[bdy + i]), dv * a.z + a.w);
-                out4[bo + i] = vec4<elem>(b.x * dz + b.y * dv + b.z);
-            }
+    let rg = run_group(wid, groups, lid);
+    for (var r = rg.first; r < rg.last; r++) {
+        let c = grad_coef(fine_of_run(r));
+        let bx = params.base_x / 4u + r * rg.cells;
+        let bdy = params.base_dy / 4u + r * rg.cells;
+        let bo = params.base_out / 4u + r * rg.cells;
+        for (var i = rg.st.x; i < rg.st.y; i += 8u) {
+            let dx = dx_of4(vec4<f32>(x4[bx + i]), vec4<f32>(dy4[bdy + i]), c);
+            out4[bo + i] = vec4<elem>(dx);
         }
     }
 }

@@ -233,6 +233,57 @@ pub struct PipelineCache {
     dummies: Vec<wgpu::Buffer>,
 }
 
+/// Layout entries of compute-visible buffer bindings, typed by `ty`.
+fn layout_entries(
+    bindings: impl IntoIterator<Item = u32>,
+    ty: impl Fn(u32) -> wgpu::BufferBindingType,
+) -> Vec<wgpu::BindGroupLayoutEntry> {
+    bindings
+        .into_iter()
+        .map(|binding| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: ty(binding),
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        })
+        .collect()
+}
+
+/// The pipeline of entry point `entry` of `module` over one bind group of
+/// layout `group`, specialised with `constants` (call inside an error scope).
+fn compute_pipeline(
+    gpu: &Gpu,
+    entry: &str,
+    group: &wgpu::BindGroupLayout,
+    module: &wgpu::ShaderModule,
+    constants: &[(&str, f64)],
+) -> wgpu::ComputePipeline {
+    let layout = gpu
+        .device()
+        .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(entry),
+            bind_group_layouts: &[Some(group)],
+            immediate_size: 0,
+        });
+    gpu.device()
+        .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(entry),
+            layout: Some(&layout),
+            module,
+            entry_point: Some(entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants,
+                // Every workgroup variable is written before it is read.
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        })
+}
+
 fn flag(b: bool) -> f64 {
     if b { 1.0 } else { 0.0 }
 }
@@ -279,19 +330,9 @@ impl PipelineCache {
         if let Some(l) = self.lock_layouts().get(&key) {
             return Ok(l.clone());
         }
-        let entries: Vec<_> = bindings::slots(entry, views)
-            .into_iter()
-            .map(|binding| wgpu::BindGroupLayoutEntry {
-                binding,
-                visibility: wgpu::ShaderStages::COMPUTE,
-                ty: wgpu::BindingType::Buffer {
-                    ty: bindings::binding_type(entry, binding),
-                    has_dynamic_offset: false,
-                    min_binding_size: None,
-                },
-                count: None,
-            })
-            .collect();
+        let entries = layout_entries(bindings::slots(entry, views), |binding| {
+            bindings::binding_type(entry, binding)
+        });
         let layout = gpu.scoped("creating a bind group layout", || {
             gpu.device()
                 .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
@@ -381,20 +422,7 @@ impl PipelineCache {
         }
         let module = self.module(gpu, ModuleKey::Grouped(variant.dtype))?;
         let constants = grouped_constants(variant, entry);
-        let entries: Vec<_> = entry
-            .bindings()
-            .iter()
-            .map(|&binding| wgpu::BindGroupLayoutEntry {
-                binding,
-                visibility: wgpu::ShaderStages::COMPUTE,
-                ty: wgpu::BindingType::Buffer {
-                    ty: grouped_binding_type(binding),
-                    has_dynamic_offset: false,
-                    min_binding_size: None,
-                },
-                count: None,
-            })
-            .collect();
+        let entries = layout_entries(entry.bindings().iter().copied(), grouped_binding_type);
         let pipeline = gpu.scoped("building a grouped pipeline", || {
             let group = gpu
                 .device()
@@ -402,25 +430,7 @@ impl PipelineCache {
                     label: Some(entry.name()),
                     entries: &entries,
                 });
-            let layout = gpu
-                .device()
-                .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                    label: Some(entry.name()),
-                    bind_group_layouts: &[Some(&group)],
-                    immediate_size: 0,
-                });
-            gpu.device()
-                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(entry.name()),
-                    layout: Some(&layout),
-                    module: &module,
-                    entry_point: Some(entry.name()),
-                    compilation_options: wgpu::PipelineCompilationOptions {
-                        constants: &constants,
-                        zero_initialize_workgroup_memory: false,
-                    },
-                    cache: None,
-                })
+            compute_pipeline(gpu, entry.name(), &group, &module, &constants)
         })?;
         self.lock_pipelines().insert(key, pipeline.clone());
         Ok(pipeline)
@@ -450,26 +460,7 @@ impl PipelineCache {
         let group = self.layout(gpu, entry, views)?;
         let constants = constants();
         let pipeline = gpu.scoped("building a pipeline", || {
-            let layout = gpu
-                .device()
-                .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                    label: Some(entry.name()),
-                    bind_group_layouts: &[Some(&group)],
-                    immediate_size: 0,
-                });
-            gpu.device()
-                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(entry.name()),
-                    layout: Some(&layout),
-                    module: &module,
-                    entry_point: Some(entry.name()),
-                    compilation_options: wgpu::PipelineCompilationOptions {
-                        constants: &constants,
-                        // Every workgroup variable is written before it is read.
-                        zero_initialize_workgroup_memory: false,
-                    },
-                    cache: None,
-                })
+            compute_pipeline(gpu, entry.name(), &group, &module, &constants)
         })?;
         // Two threads may have built the same pipeline; either copy is fine.
         self.lock_pipelines().insert(key, pipeline.clone());
